@@ -1,0 +1,276 @@
+"""Frozen configuration dataclasses of the core; each default lives here and nowhere else.
+
+YAML and ROS parameters enter only through :func:`from_mapping`, which rejects unknown keys.
+Functions take the fields they use; variants are built with :func:`dataclasses.replace`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping, Optional
+
+from .errors import ConfigError
+
+TTA_MODES = ("none", "full", "soft", "all")
+TEXT_TARGETS = ("C", "D", "S")  # CE (search), DTE (dynamic template), STE (static template)
+COMPONENTS = ("ce", "dte", "ste")
+
+LayerRatios = tuple[tuple[int, float], ...]
+
+
+def _check_layer_ratios(name: str, value: LayerRatios) -> None:
+    seen = set()
+    for item in value:
+        if len(item) != 2:
+            raise ConfigError(f"prune.{name}: expected (layer, keep_ratio) pairs, got {item!r}")
+        layer, ratio = item
+        if not isinstance(layer, int) or layer < 0:
+            raise ConfigError(f"prune.{name}: layer index must be a non-negative int, got {layer!r}")
+        if layer in seen:
+            raise ConfigError(f"prune.{name}: layer {layer} listed twice")
+        seen.add(layer)
+        if not (isinstance(ratio, (int, float)) and 0.0 < float(ratio) <= 1.0 and math.isfinite(ratio)):
+            raise ConfigError(f"prune.{name}: keep ratio must be in (0, 1], got {ratio!r} at layer {layer}")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Where and how hard the encoder prunes (method.md 4.2-4.5).
+
+    Attributes:
+        ce: ``(layer, keep_ratio)`` for candidate elimination of search-region tokens.
+        dte: same for the dynamic template.
+        ste: same for the static template (gets the +1 centre bonus and the TTA bonus).
+        tta_mode: first-frame box prior in STE: ``none``, ``full`` (patch fully inside the box),
+            ``soft`` (foreground fraction) or ``all`` (any overlap).
+        text_guided: components whose scores also use the text token's attention row when a
+            prompt is present: a ``-``-joined subset of ``C``, ``D``, ``S`` (``""`` = off).
+    Layer indices are 0-based encoder block indices. A ratio of 1.0 keeps everything.
+    """
+
+    ce: LayerRatios = ()
+    dte: LayerRatios = ()
+    ste: LayerRatios = ()
+    tta_mode: str = "all"
+    text_guided: str = ""
+
+    def __post_init__(self) -> None:
+        for name in COMPONENTS:
+            value = tuple((int(l), float(r)) for l, r in getattr(self, name))
+            _check_layer_ratios(name, value)
+            object.__setattr__(self, name, value)
+        if self.tta_mode not in TTA_MODES:
+            raise ConfigError(f"prune.tta_mode must be one of {TTA_MODES}, got {self.tta_mode!r}")
+        if self.text_guided:
+            parts = self.text_guided.split("-")
+            bad = [p for p in parts if p not in TEXT_TARGETS]
+            if bad:
+                raise ConfigError(
+                    f"prune.text_guided must be a '-'-joined subset of {TEXT_TARGETS}, got {self.text_guided!r}"
+                )
+
+    def ratio(self, component: str, layer: int) -> float:
+        """Keep ratio of ``component`` (``ce``/``dte``/``ste``) at ``layer``; 1.0 where none is set."""
+        return dict(getattr(self, component)).get(layer, 1.0)
+
+    def text_guides(self, component: str) -> bool:
+        letter = {"ce": "C", "dte": "D", "ste": "S"}[component]
+        return letter in self.text_guided.split("-")
+
+    @property
+    def enabled(self) -> bool:
+        return any(r < 1.0 for name in COMPONENTS for _, r in getattr(self, name))
+
+    def with_keep_ratio(
+        self, ce: Optional[float] = None, dte: Optional[float] = None, ste: Optional[float] = None
+    ) -> "PruneConfig":
+        """Same layers, one ratio per component (a controlled token budget; method.md 4.6).
+
+        ``None`` leaves that component's per-layer ratios as they are; 1.0 turns it off.
+        """
+        changes = {}
+        for name, value in (("ce", ce), ("dte", dte), ("ste", ste)):
+            if value is not None:
+                changes[name] = tuple((layer, float(value)) for layer, _ in getattr(self, name))
+        return replace(self, **changes)
+
+    def off(self) -> "PruneConfig":
+        """The unpruned baseline: every ratio 1.0 (layers kept so the ledger stays comparable)."""
+        return self.with_keep_ratio(1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one registered variant (see ``utptrack_ros.models``).
+
+    Attributes:
+        name: registry name, e.g. ``o256``.
+        stem: ``patch16`` (one 16x16/16 conv, ViT/OSTrack) or ``mobilenetv2`` (ImageNet
+            MobileNetV2 up to stride 16 + a 1x1 projection; the CPU-sized model).
+        in_chans: 3 (RGB) or 6 (RGB | auxiliary, method.md 3.1).
+        template_size / search_size: crop sizes in pixels; grids are size // 16.
+        head_channels: the four conv widths of each centre-head branch.
+        token_type_embed: add search / template-foreground / template-background embeddings.
+        text_dim: feature size of the text encoder (0 = no text token).
+        text_encoder: ``minilm`` or ``clip`` (the encoder used at inference; see models.text).
+        num_tasks: outputs of the task-identification head (0 = no head).
+        legacy_vit_params: keep OSTrack's unused ``cls_token`` / MAE ``pos_embed`` so official
+            checkpoints load strictly.
+    """
+
+    name: str
+    stem: str = "patch16"
+    in_chans: int = 3
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+    drop_path_rate: float = 0.1
+    template_size: int = 128
+    search_size: int = 256
+    head_channels: tuple[int, ...] = (256, 128, 64, 32)
+    token_type_embed: bool = False
+    text_dim: int = 0
+    text_encoder: str = ""
+    num_tasks: int = 0
+    legacy_vit_params: bool = False
+    prune: PruneConfig = field(default_factory=PruneConfig)
+
+    def __post_init__(self) -> None:
+        if self.stem not in ("patch16", "mobilenetv2"):
+            raise ConfigError(f"model.stem must be 'patch16' or 'mobilenetv2', got {self.stem!r}")
+        if self.in_chans not in (3, 6):
+            raise ConfigError(f"model.in_chans must be 3 or 6, got {self.in_chans}")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
+        for name in ("template_size", "search_size"):
+            if getattr(self, name) % 16 or getattr(self, name) < 32:
+                raise ConfigError(f"model.{name} must be a multiple of 16 >= 32, got {getattr(self, name)}")
+        if len(self.head_channels) != 4:
+            raise ConfigError(f"model.head_channels needs 4 widths, got {self.head_channels}")
+        for name in COMPONENTS:
+            for layer, _ in getattr(self.prune, name):
+                if layer >= self.depth:
+                    raise ConfigError(f"prune.{name} layer {layer} >= depth {self.depth}")
+        if self.prune.text_guided and not self.text_dim:
+            raise ConfigError("prune.text_guided needs a text token (text_dim > 0)")
+
+    @property
+    def template_grid(self) -> int:
+        return self.template_size // 16
+
+    @property
+    def search_grid(self) -> int:
+        return self.search_size // 16
+
+
+@dataclass(frozen=True)
+class AuxConfig:
+    """How auxiliary frames become the 3-channel, 8-bit image the model sees (method.md 3.2).
+
+    Attributes:
+        depth_max_mm: depth is clipped at ``min(3 * median(valid depth), depth_max_mm)``.
+        thermal_mode: ``minmax`` (per-frame min-max of valid pixels to 0..255), ``percentile``
+            (per-frame stretch between ``thermal_low_pct`` and ``thermal_high_pct``) or
+            ``linear`` (``value * thermal_gain + thermal_offset``, clipped to 0..255).
+    """
+
+    depth_max_mm: float = 10000.0
+    thermal_mode: str = "percentile"
+    thermal_low_pct: float = 1.0
+    thermal_high_pct: float = 99.0
+    thermal_gain: float = 1.0 / 256.0
+    thermal_offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.thermal_mode not in ("minmax", "percentile", "linear"):
+            raise ConfigError(f"aux.thermal_mode must be minmax, percentile or linear, got {self.thermal_mode!r}")
+        if not 0.0 <= self.thermal_low_pct < self.thermal_high_pct <= 100.0:
+            raise ConfigError("aux.thermal_low_pct must be < thermal_high_pct, both in [0, 100]")
+        if not self.depth_max_mm > 0:
+            raise ConfigError(f"aux.depth_max_mm must be > 0, got {self.depth_max_mm}")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Inference-time procedure around the network (method.md 6).
+
+    Attributes:
+        template_factor / search_factor: crop side = ceil(sqrt(w*h) * factor).
+        update_interval / update_threshold: the dynamic template is replaced on frames where
+            ``frame_index % update_interval == 0`` and windowed confidence > threshold
+            (``update_interval = 0`` disables updates).
+        lost_threshold: confidence below this reports state LOST (the box is still returned).
+        hann_window: multiply the centre map by a Hann window before the argmax.
+        clip_margin: the box keeps at least this many pixels inside the image.
+    """
+
+    template_factor: float = 2.0
+    search_factor: float = 4.0
+    update_interval: int = 25
+    update_threshold: float = 0.7
+    lost_threshold: float = 0.25
+    hann_window: bool = True
+    clip_margin: int = 10
+    aux: AuxConfig = field(default_factory=AuxConfig)
+
+    def __post_init__(self) -> None:
+        if not (self.template_factor > 0 and self.search_factor > 0):
+            raise ConfigError("template_factor and search_factor must be > 0")
+        if self.update_interval < 0:
+            raise ConfigError(f"update_interval must be >= 0, got {self.update_interval}")
+        for name in ("update_threshold", "lost_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
+        if self.clip_margin < 0:
+            raise ConfigError(f"clip_margin must be >= 0, got {self.clip_margin}")
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+        return from_mapping(tp, value, where=where)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, where) for v in value)
+        return tuple(_convert(a, v, where) for a, v in zip(args, value))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def from_mapping(cls: type, mapping: Mapping[str, Any], where: str = ""):
+    """Build dataclass ``cls`` from a (nested) mapping; unknown keys raise :class:`ConfigError`."""
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(mapping).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(mapping) - names)
+    if unknown:
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in mapping.items():
+        sub = f"{where}.{key}" if where else key
+        kwargs[key] = _convert(hints[key], value, sub)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where or cls.__name__}: {err}") from err
+
+
+def to_mapping(obj: Any) -> dict[str, Any]:
+    """Inverse of :func:`from_mapping` (tuples become lists, for YAML/JSON)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(obj)

@@ -1,0 +1,48 @@
+"""Model registry: ``create_model(name)`` builds a registered UTPTrack variant.
+
+The registry is an explicit dict (``utptrack.VARIANTS``), not filled by import side effects.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Optional
+
+from ..config import ModelConfig, PruneConfig, TrackerConfig
+from ..errors import ConfigError
+from .utptrack import VARIANTS, ModelOutput, UTPTrack
+
+__all__ = ["UTPTrack", "ModelOutput", "create_model", "list_models", "model_config", "default_tracker_config"]
+
+
+def list_models() -> list[str]:
+    return sorted(VARIANTS)
+
+
+def model_config(name: str, **overrides: Any) -> ModelConfig:
+    """The registered :class:`ModelConfig` of ``name`` with field ``overrides`` applied."""
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown model {name!r}; registered: {list_models()}")
+    return replace(VARIANTS[name][0], **overrides) if overrides else VARIANTS[name][0]
+
+
+def default_tracker_config(name: str) -> TrackerConfig:
+    """The inference settings the variant was designed with (e.g. search factor 5 for o384)."""
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown model {name!r}; registered: {list_models()}")
+    return VARIANTS[name][1]
+
+
+def create_model(
+    name: str, prune: Optional[PruneConfig] = None, pretrained_stem: bool = False, **overrides: Any
+) -> UTPTrack:
+    """Build variant ``name`` with random weights (load weights with ``utptrack_ros.checkpoint``).
+
+    Args:
+        prune: keep ratios to build with instead of the variant's own.
+        pretrained_stem: initialise a MobileNetV2 stem from the offline ImageNet weights.
+        overrides: other :class:`ModelConfig` fields.
+    """
+    cfg = model_config(name, **overrides)
+    if prune is not None:
+        cfg = replace(cfg, prune=prune)
+    return UTPTrack(cfg, pretrained_stem=pretrained_stem)

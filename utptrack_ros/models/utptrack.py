@@ -1,0 +1,246 @@
+"""The UTPTrack family: the network module and its registered variants.
+
+* ``o256`` / ``o384``: UTPTrack-O (OSTrack ViT-B/16, RGB, two templates, CE @3,6,9 and
+  DTE/STE @4,7,10, all keep 0.7, TTA ``all``; method.md 1, 4.4, 4.7). Same state-dict keys as
+  OSTrack, so official OSTrack and UTPTrack-O files load strictly (``checkpoint.py``).
+* ``o256_base`` / ``o384_base``: the same networks with every keep ratio 1.0 (unpruned).
+* ``tiny``: the CPU-sized unified model: ImageNet MobileNetV2 stem over 6-channel
+  RGB|auxiliary crops (96 px templates, 192 px search), a 6-block dim-128 encoder, a text token
+  with text-guided pruning, token-type embeddings and a task head. ``tiny_base`` is unpruned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..config import ModelConfig, PruneConfig, TrackerConfig
+from ..errors import ConfigError
+from ..types import LayerTokens, Task, TokenLedger
+from .encoder import OneStreamBackbone, TemplateTokens
+from .heads import CenterHead, TaskHead, decode_boxes
+from .pruning import keep_mask
+from .stems import MobileNetV2Stem, PatchEmbed16
+
+
+@dataclass
+class ModelOutput:
+    """Everything one forward pass produces (all tensors batch-first).
+
+    Attributes:
+        score_map: (B, 1, F, F) centre probabilities (not windowed).
+        size_map: (B, 2, F, F) w, h as fractions of the search crop.
+        offset_map: (B, 2, F, F) sub-cell offsets x, y.
+        boxes: (B, 4) argmax-decoded normalised ``cx, cy, w, h`` in the search crop.
+        task_logits: (B, num_tasks) or None.
+        ledger: token counts (identical for every sample of the batch).
+        search_keep_mask: (B, F*F) bool, search tokens that survived every CE layer.
+    """
+
+    score_map: Tensor
+    size_map: Tensor
+    offset_map: Tensor
+    boxes: Tensor
+    task_logits: Optional[Tensor]
+    ledger: TokenLedger
+    search_keep_mask: Tensor
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class UTPTrack(nn.Module):
+    """One-stream tracker: templates + search (+ text) -> centre/size/offset maps."""
+
+    def __init__(self, config: ModelConfig, pretrained_stem: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        if config.stem == "patch16":
+            stem: nn.Module = PatchEmbed16(config.in_chans, config.embed_dim)
+        else:
+            stem = MobileNetV2Stem(config.in_chans, config.embed_dim, pretrained=pretrained_stem)
+        self.backbone = OneStreamBackbone(
+            stem=stem,
+            dim=config.embed_dim,
+            depth=config.depth,
+            num_heads=config.num_heads,
+            mlp_ratio=config.mlp_ratio,
+            drop_path_rate=config.drop_path_rate,
+            norm_eps=config.norm_eps,
+            template_size=config.template_size,
+            search_size=config.search_size,
+            token_type_embed=config.token_type_embed,
+            legacy_vit_params=config.legacy_vit_params,
+        )
+        self.box_head = CenterHead(config.embed_dim, config.head_channels)
+        self.text_proj = nn.Linear(config.text_dim, config.embed_dim) if config.text_dim else None
+        self.task_head = TaskHead(config.embed_dim, config.embed_dim, config.num_tasks) if config.num_tasks else None
+        for module in (self.backbone.blocks, self.text_proj, self.task_head):
+            if module is not None:
+                module.apply(_init_weights)
+        for p in (self.backbone.pos_embed_z, self.backbone.pos_embed_x):
+            nn.init.trunc_normal_(p, std=0.02)
+        if config.token_type_embed:
+            for p in (
+                self.backbone.search_token,
+                self.backbone.template_foreground_token,
+                self.backbone.template_background_token,
+            ):
+                nn.init.trunc_normal_(p, std=0.02)
+        self.prune = config.prune
+        self.force_reorder = False  # testing aid: re-order tokens by score even when none is removed
+
+    # -- pruning control ---------------------------------------------------------------
+    def set_prune(self, prune: PruneConfig) -> None:
+        """Replace the keep ratios used by later forwards (a run-time token budget)."""
+        replace(self.config, prune=prune)  # validates layer indices against the depth
+        self.prune = prune
+
+    # -- inputs ------------------------------------------------------------------------
+    def embed_templates(
+        self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor
+    ) -> TemplateTokens:
+        """Embed both template crops (B, C_in, T, T); boxes (B, 4) ``x, y, w, h`` / T."""
+        return self.backbone.embed_templates(static, dynamic, static_box, dynamic_box)
+
+    def _text_inputs(
+        self, batch: int, text: Optional[Tensor], task: Optional[Tensor], device: torch.device, dtype: torch.dtype
+    ) -> tuple[Optional[Tensor], Optional[Tensor]]:
+        if self.text_proj is None:
+            return None, None
+        if text is None:
+            text = torch.zeros(batch, self.config.text_dim, device=device, dtype=dtype)
+        if text.shape != (batch, self.config.text_dim):
+            raise ConfigError(f"text features must be (B={batch}, {self.config.text_dim}), got {tuple(text.shape)}")
+        if task is None:
+            weight = torch.zeros(batch, device=device, dtype=dtype)
+        else:
+            weight = (task.to(device) == int(Task.LANGUAGE)).to(dtype)
+        return self.text_proj(text).unsqueeze(1), weight
+
+    # -- forward -----------------------------------------------------------------------
+    def forward_search(
+        self,
+        search: Tensor,
+        templates: TemplateTokens,
+        text: Optional[Tensor] = None,
+        task: Optional[Tensor] = None,
+        prune: Optional[PruneConfig] = None,
+    ) -> ModelOutput:
+        """Track step with embedded templates.
+
+        Args:
+            search: (B, C_in, S, S) normalised search crop.
+            templates: from :meth:`embed_templates`.
+            text: (B, text_dim) text-encoder features (zeros = no prompt); ignored without a text token.
+            task: (B,) long task indices (``types.Task``); LANGUAGE turns text guidance on.
+            prune: keep ratios for this call (training schedules); default ``self.prune``.
+        """
+        b = search.shape[0]
+        text_token, text_weight = self._text_inputs(b, text, task, search.device, search.dtype)
+        feat, tokens, state, layers = self.backbone(
+            search, templates, text_token, text_weight, prune or self.prune, self.force_reorder
+        )
+        f = self.config.search_grid
+        fmap = feat.transpose(1, 2).reshape(b, -1, f, f)
+        score, size, offset = self.box_head(fmap)
+        boxes, _ = decode_boxes(score, size, offset)
+        n_z = templates.st.shape[1]
+        ledger = TokenLedger(input=LayerTokens(-1, f * f, n_z, n_z), layers=layers)
+        return ModelOutput(
+            score_map=score,
+            size_map=size,
+            offset_map=offset,
+            boxes=boxes,
+            task_logits=self.task_head(tokens) if self.task_head is not None else None,
+            ledger=ledger,
+            search_keep_mask=keep_mask(state.sr_index, f * f),
+        )
+
+    def forward(
+        self,
+        search: Tensor,
+        static: Tensor,
+        dynamic: Tensor,
+        static_box: Tensor,
+        dynamic_box: Tensor,
+        text: Optional[Tensor] = None,
+        task: Optional[Tensor] = None,
+        prune: Optional[PruneConfig] = None,
+    ) -> ModelOutput:
+        """Full forward (training): embed templates, then :meth:`forward_search`."""
+        templates = self.embed_templates(static, dynamic, static_box, dynamic_box)
+        return self.forward_search(search, templates, text, task, prune)
+
+
+# -- variants --------------------------------------------------------------------------
+
+_O_PRUNE = PruneConfig(
+    ce=((3, 0.7), (6, 0.7), (9, 0.7)),
+    dte=((4, 0.7), (7, 0.7), (10, 0.7)),
+    ste=((4, 0.7), (7, 0.7), (10, 0.7)),
+    tta_mode="all",
+)
+
+_TINY_PRUNE = PruneConfig(
+    ce=((1, 0.7), (2, 0.7), (3, 0.7)),
+    dte=((2, 0.7), (3, 0.7), (4, 0.7)),
+    ste=((2, 0.7), (3, 0.7), (4, 0.7)),
+    tta_mode="soft",
+    text_guided="D",
+)
+
+O256 = ModelConfig(
+    name="o256",
+    stem="patch16",
+    in_chans=3,
+    embed_dim=768,
+    depth=12,
+    num_heads=12,
+    template_size=128,
+    search_size=256,
+    legacy_vit_params=True,
+    prune=_O_PRUNE,
+)
+O384 = replace(O256, name="o384", template_size=192, search_size=384)
+TINY = ModelConfig(
+    name="tiny",
+    stem="mobilenetv2",
+    in_chans=6,
+    embed_dim=128,
+    depth=6,
+    num_heads=4,
+    mlp_ratio=4.0,
+    drop_path_rate=0.05,
+    template_size=96,
+    search_size=192,
+    head_channels=(64, 32, 32, 16),
+    token_type_embed=True,
+    text_dim=384,
+    text_encoder="minilm",
+    num_tasks=len(Task),
+    prune=_TINY_PRUNE,
+)
+
+
+def _unpruned(cfg: ModelConfig) -> ModelConfig:
+    return replace(cfg, name=f"{cfg.name}_base", prune=cfg.prune.off())
+
+
+VARIANTS: dict[str, tuple[ModelConfig, TrackerConfig]] = {
+    "o256": (O256, TrackerConfig(search_factor=4.0)),
+    "o256_base": (_unpruned(O256), TrackerConfig(search_factor=4.0)),
+    "o384": (O384, TrackerConfig(search_factor=5.0)),
+    "o384_base": (_unpruned(O384), TrackerConfig(search_factor=5.0)),
+    "tiny": (TINY, TrackerConfig(search_factor=4.0)),
+    "tiny_base": (_unpruned(TINY), TrackerConfig(search_factor=4.0)),
+}
