@@ -190,6 +190,8 @@ class AuxConfig:
             raise ConfigError(f"aux.thermal_mode must be minmax, percentile or linear, got {self.thermal_mode!r}")
         if not 0.0 <= self.thermal_low_pct < self.thermal_high_pct <= 100.0:
             raise ConfigError("aux.thermal_low_pct must be < thermal_high_pct, both in [0, 100]")
+        if not self.thermal_gain > 0:
+            raise ConfigError(f"aux.thermal_gain must be > 0, got {self.thermal_gain}")
         if not self.depth_max_mm > 0:
             raise ConfigError(f"aux.depth_max_mm must be > 0, got {self.depth_max_mm}")
 

@@ -231,19 +231,23 @@ class OneStreamBackbone(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=norm_eps)
         self._centre = pruning.centre_index(self.template_grid)
 
-    def embed_templates(self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor) -> TemplateTokens:
-        """Embed both templates.
+    def embed_template(self, crop: Tensor, box: Tensor) -> tuple[Tensor, Tensor]:
+        """Embed template crops (B, C_in, T, T) with target boxes (B, 4) ``x, y, w, h`` / T.
 
-        Args:
-            static, dynamic: (B, C_in, T, T) normalised template crops.
-            static_box, dynamic_box: (B, 4) target ``x, y, w, h`` in each crop, normalised by T.
+        Returns tokens (B, n_z, C) (patch + shared template pos + type embeddings) and the
+        per-patch foreground fraction (B, n_z).
         """
-        b = static.shape[0]
-        z = self.patch_embed(torch.cat([static, dynamic], dim=0)) + self.pos_embed_z
-        fg = pruning.foreground_fraction(torch.cat([static_box, dynamic_box], dim=0), self.template_size)
-        fg = fg.to(z.dtype)
+        z = self.patch_embed(crop) + self.pos_embed_z
+        fg = pruning.foreground_fraction(box, self.template_size).to(z.dtype)
         if self.token_type_embed:
-            z = z + fg.unsqueeze(-1) * self.template_foreground_token + (1 - fg).unsqueeze(-1) * self.template_background_token
+            fg_w = fg.unsqueeze(-1)
+            z = z + fg_w * self.template_foreground_token + (1 - fg_w) * self.template_background_token
+        return z, fg
+
+    def embed_templates(self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor) -> TemplateTokens:
+        """Embed both templates in one stem pass (see :meth:`embed_template`)."""
+        b = static.shape[0]
+        z, fg = self.embed_template(torch.cat([static, dynamic], dim=0), torch.cat([static_box, dynamic_box], dim=0))
         return TemplateTokens(st=z[:b], dt=z[b:], st_fg=fg[:b])
 
     def forward(

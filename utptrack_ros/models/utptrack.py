@@ -112,6 +112,10 @@ class UTPTrack(nn.Module):
         """Embed both template crops (B, C_in, T, T); boxes (B, 4) ``x, y, w, h`` / T."""
         return self.backbone.embed_templates(static, dynamic, static_box, dynamic_box)
 
+    def embed_template(self, crop: Tensor, box: Tensor) -> Tensor:
+        """Tokens (B, n_z, C) of one template crop each, e.g. a new dynamic template."""
+        return self.backbone.embed_template(crop, box)[0]
+
     def _text_inputs(
         self, batch: int, text: Optional[Tensor], task: Optional[Tensor], device: torch.device, dtype: torch.dtype
     ) -> tuple[Optional[Tensor], Optional[Tensor]]:

@@ -1,0 +1,42 @@
+"""Network maps -> box in image pixels + confidence (method.md 5, 6.3 steps 3-6)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .boxes import clip_xywh
+from .models.heads import decode_boxes
+from .types import Box
+
+
+def hann_window(size: int) -> np.ndarray:
+    """(F, F) multiplicative Hann window: outer(h, h), ``h_k = (1 - cos(2*pi*k/(F+1))) / 2``, k=1..F."""
+    k = np.arange(1, size + 1, dtype=np.float64)
+    h = 0.5 * (1.0 - np.cos(2.0 * np.pi * k / (size + 1)))
+    return np.outer(h, h)
+
+
+def decode_windowed(
+    score_map: Tensor, size_map: Tensor, offset_map: Tensor, window: Tensor | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windowed argmax decoding.
+
+    Args:
+        score_map: (B, 1, F, F); size_map, offset_map: (B, 2, F, F); window: (F, F) or None.
+    Returns:
+        boxes (B, 4) normalised ``cx, cy, w, h`` in the search crop and the confidence (B,) =
+        max of the windowed map (what the dynamic-template update compares with its threshold).
+    """
+    response = score_map * window if window is not None else score_map
+    boxes, conf = decode_boxes(response, size_map, offset_map)
+    return boxes.detach().cpu().double().numpy(), conf.detach().cpu().double().numpy()
+
+
+def clip_box(box: Box, width: int, height: int, margin: float) -> Box:
+    """Keep ``margin`` px of the box inside the image (official clip, method.md 6.3 step 6)."""
+    return Box.from_sequence(clip_xywh(np.array(box.as_xywh()), width, height, margin))
+
+
+def window_tensor(size: int, device: torch.device) -> Tensor:
+    return torch.from_numpy(hann_window(size)).float().to(device)

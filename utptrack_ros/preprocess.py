@@ -1,0 +1,125 @@
+"""Crops around a box with the official geometry, and crops -> normalised tensors (method.md 6.1, 6.2).
+
+Crop geometry (``sample_target`` of the official trackers): side ``s = ceil(sqrt(w*h) * factor)``;
+top-left ``x1 = round(cx - s/2)`` with Python's round-half-to-even (likewise ``y1``);
+padding ``left = max(0, -x1)``, ``right = max(x1 + s - W + 1, 0)`` (note the +1: a crop touching
+the right/bottom border drops the last column/row and pads one extra zero), zero padding,
+bilinear resize to the output size. Boxes move between image and crop with the reference point
+the official trackers use for mapping back, ``(cx - s/2, cy - s/2)`` of the centre the crop was
+requested around, so :meth:`CropGeometry.box_to_crop` and :meth:`CropGeometry.crop_to_box` are
+exact inverses.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import InputError
+from .types import Box
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """A square crop of ``side`` image pixels around ``(cx, cy)``, resized to ``out_size``.
+
+    Attributes:
+        cx, cy: the centre the crop was requested around (image px).
+        side: crop side in image px (before resizing).
+        x1, y1: the crop's top-left pixel in the image (rounded; may be negative).
+        out_size: side of the resized crop in px.
+    """
+
+    cx: float
+    cy: float
+    side: int
+    x1: int
+    y1: int
+    out_size: int
+
+    @property
+    def resize_factor(self) -> float:
+        return self.out_size / self.side
+
+    @property
+    def region(self) -> Box:
+        """The crop's footprint in the image, as the map-back reference sees it."""
+        return Box(self.cx - self.side / 2.0, self.cy - self.side / 2.0, float(self.side), float(self.side))
+
+    def box_to_crop(self, box: Box) -> np.ndarray:
+        """Image box -> ``x, y, w, h`` in the crop, normalised by ``out_size`` (float64, (4,))."""
+        r = self.resize_factor
+        x0 = self.cx - self.side / 2.0
+        y0 = self.cy - self.side / 2.0
+        return np.array([(box.x - x0) * r, (box.y - y0) * r, box.w * r, box.h * r]) / self.out_size
+
+    def crop_to_box(self, cxcywh_norm: np.ndarray) -> Box:
+        """Normalised ``cx, cy, w, h`` in the crop -> image box (official map-back, unclipped)."""
+        cx, cy, w, h = (float(v) * self.side for v in cxcywh_norm)
+        return Box.from_cxcywh(cx + self.cx - self.side / 2.0, cy + self.cy - self.side / 2.0, w, h)
+
+
+def crop_geometry(box: Box, factor: float, out_size: int) -> CropGeometry:
+    """Where the official trackers crop around ``box`` with context ``factor``."""
+    if not box.is_finite() or box.w <= 0 or box.h <= 0:
+        raise InputError(f"cannot crop around box {box.as_xywh()}: needs finite w > 0 and h > 0")
+    side = math.ceil(math.sqrt(box.w * box.h) * factor)
+    if side < 1:
+        raise InputError(f"crop around box {box.as_xywh()} with factor {factor} is empty")
+    cx, cy = box.cx, box.cy
+    return CropGeometry(cx, cy, side, round(cx - side * 0.5), round(cy - side * 0.5), out_size)
+
+
+def crop_image(image: np.ndarray, geom: CropGeometry) -> np.ndarray:
+    """Cut ``geom`` out of ``image`` (H, W) or (H, W, C), zero-pad, resize -> (out, out[, C])."""
+    h, w = image.shape[:2]
+    x1, y1, s = geom.x1, geom.y1, geom.side
+    x2, y2 = x1 + s, y1 + s
+    left, top = max(0, -x1), max(0, -y1)
+    right, bottom = max(x2 - w + 1, 0), max(y2 - h + 1, 0)
+    patch = image[y1 + top : y2 - bottom, x1 + left : x2 - right]
+    if patch.size == 0:  # the crop lies wholly outside the image
+        shape = (s, s) + image.shape[2:]
+        padded = np.zeros(shape, dtype=image.dtype)
+    elif left or top or right or bottom:
+        padded = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
+        if padded.ndim < image.ndim:  # OpenCV drops a trailing singleton channel
+            padded = padded[..., None]
+    else:
+        padded = patch
+    if padded.shape[0] == geom.out_size and padded.shape[1] == geom.out_size:
+        return np.ascontiguousarray(padded)
+    return cv2.resize(padded, (geom.out_size, geom.out_size), interpolation=cv2.INTER_LINEAR)
+
+
+def _normaliser(channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    reps = channels // 3
+    mean = torch.tensor(IMAGENET_MEAN * reps, device=device).view(1, channels, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD * reps, device=device).view(1, channels, 1, 1) * 255.0
+    return mean, std
+
+
+def crops_to_tensor(
+    rgb_crops: list[np.ndarray], aux_crops: Optional[list[Optional[np.ndarray]]], in_chans: int, device: torch.device
+) -> Tensor:
+    """RGB (and auxiliary) uint8 crops -> (B, in_chans, S, S) float32, ImageNet-normalised.
+
+    With ``in_chans == 6`` each sample is ``[RGB | aux]``; a missing aux crop (``None``)
+    duplicates the RGB crop (method.md 3.1). With ``in_chans == 3`` aux crops are ignored.
+    """
+    if in_chans == 6:
+        aux_crops = aux_crops or [None] * len(rgb_crops)
+        stacked = [np.concatenate([rgb, rgb if aux is None else aux], axis=2) for rgb, aux in zip(rgb_crops, aux_crops)]
+    else:
+        stacked = rgb_crops
+    batch = torch.from_numpy(np.stack(stacked)).to(device).permute(0, 3, 1, 2).float()
+    mean, std = _normaliser(in_chans, batch.device)
+    return (batch - mean) / std

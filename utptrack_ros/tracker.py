@@ -1,0 +1,427 @@
+"""Stateful per-sequence trackers around the network (method.md 6): no I/O, no ROS.
+
+``MultiTracker`` tracks several targets in one image with one batched forward; ``Tracker`` is the
+single-target face of it. Per frame: crop the search region around each previous state
+(official geometry), run the network with the cached template tokens, window the centre map,
+decode, map back around the previous centre, clip, decide TRACKING / LOST, and every
+``update_interval`` frames replace the dynamic template where the windowed confidence exceeds
+``update_threshold``. The static template, its centre mask and the TTA box prior are built
+once at ``init`` and never rebuilt.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .config import PruneConfig, TrackerConfig
+from .errors import InputError, NotInitializedError
+from .models import UTPTrack, default_tracker_config, list_models
+from .models.encoder import TemplateTokens
+from .models.text import TextEncoder, create_text_encoder, normalise_prompt
+from .modalities import to_aux_image
+from .postprocess import clip_box, decode_windowed, window_tensor
+from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor
+from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
+
+log = logging.getLogger(__name__)
+
+BoxLike = Union[Box, Sequence[float], np.ndarray]
+
+
+def as_box(value: BoxLike) -> Box:
+    if isinstance(value, Box):
+        return value
+    try:
+        return Box.from_sequence(value)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"a box must be Box or [x, y, w, h], got {value!r}") from err
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Validate an RGB frame: (H, W, 3) uint8."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"image must be (H, W, 3) uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def check_box(box: Box, width: int, height: int) -> Box:
+    """A usable init box: finite, positive area, and overlapping the image."""
+    if not box.is_finite():
+        raise InputError(f"box {box.as_xywh()} has non-finite values")
+    if box.w <= 0 or box.h <= 0:
+        raise InputError(f"box {box.as_xywh()} has zero or negative area (w and h must be > 0)")
+    x1, y1, x2, y2 = box.as_xyxy()
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise InputError(f"box {box.as_xywh()} lies outside the {width}x{height} image")
+    return box
+
+
+def resolve_device(device: Union[str, torch.device]) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+@dataclass
+class _Targets:
+    """Mutable per-target state, index-aligned with the batch."""
+
+    states: list[Box]
+    tokens: TemplateTokens
+    prompts: list[str]
+    text: Optional[torch.Tensor]  # (B, text_dim) or None when the model has no text token
+    task: torch.Tensor  # (B,) long
+    frame_index: int
+
+
+class MultiTracker:
+    """Tracks ``B`` targets in the same image stream with batched forwards.
+
+    Args:
+        model: a :class:`UTPTrack` (weights loaded); put in eval mode and moved to ``device``.
+        config: inference settings; default: the variant's registered settings.
+        device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
+        text_encoder: prompt encoder; default: the one the variant names, created on first use.
+    """
+
+    def __init__(
+        self,
+        model: UTPTrack,
+        config: Optional[TrackerConfig] = None,
+        device: Union[str, torch.device] = "cpu",
+        text_encoder: Optional[TextEncoder] = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        name = model.config.name
+        self.config = config or (default_tracker_config(name) if name in list_models() else TrackerConfig())
+        self._text_encoder = text_encoder
+        self._window = window_tensor(model.config.search_grid, self.device)
+        self._targets: Optional[_Targets] = None
+        self.modality = Modality.RGB
+
+    # -- construction from weights -----------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = "tiny",
+        weights: Optional[Union[str, Path]] = None,
+        device: Union[str, torch.device] = "cpu",
+        config: Optional[TrackerConfig] = None,
+        prune: Optional[PruneConfig] = None,
+    ) -> "MultiTracker":
+        """Build a tracker from the shipped weights of ``name`` or from a weights file.
+
+        ``weights`` may be a project checkpoint (safetensors with its config) or an official
+        OSTrack / UTPTrack-O training checkpoint (loaded into variant ``name`` without executing
+        pickled code). See ``utptrack_ros.checkpoint``.
+        """
+        from .checkpoint import load_weights
+
+        model = load_weights(name, weights)
+        if prune is not None:
+            model.set_prune(prune)
+        return cls(model, config=config, device=device)
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def initialized(self) -> bool:
+        return self._targets is not None
+
+    @property
+    def num_targets(self) -> int:
+        return len(self._targets.states) if self._targets else 0
+
+    @property
+    def frame_index(self) -> int:
+        return self._targets.frame_index if self._targets else -1
+
+    def reset(self) -> None:
+        """Forget every target (the model and settings stay)."""
+        self._targets = None
+
+    def set_prune(self, prune: PruneConfig) -> None:
+        """Change the keep ratios live (takes effect on the next frame)."""
+        self.model.set_prune(prune)
+
+    def set_config(self, config: TrackerConfig) -> None:
+        """Change thresholds / factors live (takes effect on the next frame)."""
+        self.config = config
+
+    @property
+    def text_encoder(self) -> Optional[TextEncoder]:
+        if self._text_encoder is None and self.model.config.text_dim:
+            self._text_encoder = create_text_encoder(self.model.config.text_encoder)
+        return self._text_encoder
+
+    def set_prompt(self, prompt: Optional[str], index: Optional[int] = None) -> None:
+        """Replace the language prompt of target ``index`` (all targets if None); blank = none."""
+        if self._targets is None:
+            raise NotInitializedError("set_prompt() needs an initialised target; pass prompt= to init()")
+        targets = self._targets
+        indices = range(len(targets.states)) if index is None else [index]
+        for i in indices:
+            targets.prompts[i] = normalise_prompt(prompt)
+        targets.text, targets.task = self._encode_prompts(targets.prompts)
+
+    def _encode_prompts(self, prompts: list[str]) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+        has_prompt = [bool(p) for p in prompts]
+        if any(has_prompt) and not self.model.config.text_dim:
+            log.warning("model %s has no text token; the prompt is ignored", self.model.config.name)
+            has_prompt = [False] * len(prompts)
+        task = torch.tensor(
+            [int(Task.for_inputs(self.modality, p)) for p in has_prompt], dtype=torch.long, device=self.device
+        )
+        if not self.model.config.text_dim:
+            return None, task
+        encoder = self.text_encoder
+        text = encoder.encode(prompts) if any(has_prompt) else torch.zeros(len(prompts), encoder.dim)
+        return text.to(self.device), task
+
+    # -- inputs ------------------------------------------------------------------------
+    def _aux_image(self, aux: Optional[np.ndarray], image: np.ndarray) -> Optional[np.ndarray]:
+        if aux is None:
+            return None
+        if self.modality is Modality.RGB:
+            raise InputError("an auxiliary frame was given but the tracker was initialised with modality=rgb")
+        if not isinstance(aux, np.ndarray):
+            raise InputError(f"auxiliary frame must be a numpy array, got {type(aux).__name__}")
+        if aux.shape[:2] != image.shape[:2]:
+            raise InputError(
+                f"{self.modality.value} frame is {aux.shape[1]}x{aux.shape[0]} but the RGB image is "
+                f"{image.shape[1]}x{image.shape[0]}; register/resize it to the RGB image first"
+            )
+        return to_aux_image(aux, self.modality, self.config.aux)
+
+    def _crops(
+        self, image: np.ndarray, aux_img: Optional[np.ndarray], geoms: list[CropGeometry]
+    ) -> torch.Tensor:
+        rgb = [crop_image(image, g) for g in geoms]
+        aux = [crop_image(aux_img, g) for g in geoms] if aux_img is not None else None
+        return crops_to_tensor(rgb, aux, self.model.config.in_chans, self.device)
+
+    # -- the two calls -------------------------------------------------------------------
+    def init(
+        self,
+        image: np.ndarray,
+        boxes: Sequence[BoxLike],
+        aux: Optional[np.ndarray] = None,
+        modality: Union[Modality, str] = Modality.RGB,
+        prompts: Union[None, str, Sequence[Optional[str]]] = None,
+    ) -> list[TrackResult]:
+        """Start tracking ``boxes`` (image px) on ``image``; replaces any previous targets.
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            boxes: one box per target, ``Box`` or ``[x, y, w, h]``.
+            aux: the auxiliary frame of ``modality`` aligned with ``image`` (see modalities.py).
+            modality: what the auxiliary stream is for this sequence.
+            prompts: one language description for all targets, or one per target.
+        """
+        t0 = time.perf_counter()
+        image = check_image(image)
+        height, width = image.shape[:2]
+        if len(boxes) == 0:
+            raise InputError("init() needs at least one box")
+        boxes = [check_box(as_box(b), width, height) for b in boxes]
+        modality = Modality(modality)
+        if modality is not Modality.RGB and self.model.config.in_chans != 6:
+            raise InputError(f"model {self.model.config.name} takes RGB only; {modality.value} needs a 6-channel model")
+        self.modality = modality
+        aux_img = self._aux_image(aux, image)
+        if prompts is None or isinstance(prompts, str):
+            prompts = [prompts] * len(boxes)
+        if len(prompts) != len(boxes):
+            raise InputError(f"got {len(prompts)} prompts for {len(boxes)} boxes")
+        prompt_list = [normalise_prompt(p) for p in prompts]
+
+        cfg = self.model.config
+        geoms = [crop_geometry(b, self.config.template_factor, cfg.template_size) for b in boxes]
+        crops = self._crops(image, aux_img, geoms)
+        box_norm = torch.tensor(np.stack([g.box_to_crop(b) for g, b in zip(geoms, boxes)]), dtype=torch.float32)
+        box_norm = box_norm.to(self.device)
+        with torch.inference_mode():
+            tokens = self.model.embed_templates(crops, crops, box_norm, box_norm)
+            text, task = self._encode_prompts(prompt_list)
+        self._targets = _Targets(list(boxes), tokens, prompt_list, text, task, frame_index=0)
+        total = (time.perf_counter() - t0) * 1000.0
+        n_z, f = cfg.template_grid**2, cfg.search_grid
+        ledger = TokenLedger(LayerTokens(-1, f * f, n_z, n_z), ())
+        return [
+            TrackResult(
+                box=b,
+                confidence=1.0,
+                state=TrackState.TRACKING,
+                frame_index=0,
+                ledger=ledger,
+                search_region=crop_geometry(b, self.config.search_factor, cfg.search_size).region,
+                search_keep_mask=np.ones((f, f), dtype=bool),
+                timings_ms={"total": total},
+            )
+            for b in boxes
+        ]
+
+    def track(self, image: np.ndarray, aux: Optional[np.ndarray] = None) -> list[TrackResult]:
+        """Locate every target in the next frame. ``aux=None`` falls back to RGB-only input."""
+        if self._targets is None:
+            raise NotInitializedError("track() called before init()")
+        t0 = time.perf_counter()
+        image = check_image(image)
+        height, width = image.shape[:2]
+        aux_img = self._aux_image(aux, image)
+        targets = self._targets
+        targets.frame_index += 1
+        cfg, mcfg = self.config, self.model.config
+        geoms = [crop_geometry(s, cfg.search_factor, mcfg.search_size) for s in targets.states]
+        search = self._crops(image, aux_img, geoms)
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.forward_search(search, targets.tokens, targets.text, targets.task)
+            boxes_norm, conf = decode_windowed(
+                out.score_map, out.size_map, out.offset_map, self._window if cfg.hann_window else None
+            )
+        t2 = time.perf_counter()
+        keep = out.search_keep_mask.reshape(-1, mcfg.search_grid, mcfg.search_grid).cpu().numpy()
+        task_probs = out.task_logits.softmax(-1).cpu().numpy() if out.task_logits is not None else None
+        results = []
+        for i, geom in enumerate(geoms):
+            box = clip_box(geom.crop_to_box(boxes_norm[i]), width, height, cfg.clip_margin)
+            lost = conf[i] < cfg.lost_threshold
+            if not lost:
+                targets.states[i] = box
+            results.append((box, float(conf[i]), TrackState.LOST if lost else TrackState.TRACKING))
+        updated = self._maybe_update_templates(image, aux_img, conf)
+        t3 = time.perf_counter()
+        timings = {
+            "preprocess": (t1 - t0) * 1000.0,
+            "model": (t2 - t1) * 1000.0,
+            "postprocess": (t3 - t2) * 1000.0,
+            "total": (t3 - t0) * 1000.0,
+        }
+        return [
+            TrackResult(
+                box=box,
+                confidence=c,
+                state=state,
+                frame_index=targets.frame_index,
+                ledger=out.ledger,
+                search_region=geoms[i].region,
+                search_keep_mask=keep[i],
+                template_updated=i in updated,
+                timings_ms=timings,
+                task_probs=task_probs[i] if task_probs is not None else None,
+            )
+            for i, (box, c, state) in enumerate(results)
+        ]
+
+    def _maybe_update_templates(
+        self, image: np.ndarray, aux_img: Optional[np.ndarray], conf: np.ndarray
+    ) -> set[int]:
+        """Replace the dynamic template of confident targets every ``update_interval`` frames."""
+        targets, cfg = self._targets, self.config
+        if not cfg.update_interval or targets.frame_index % cfg.update_interval:
+            return set()
+        due = [i for i in range(len(targets.states)) if conf[i] > cfg.update_threshold]
+        if not due:
+            return set()
+        size = self.model.config.template_size
+        geoms = [crop_geometry(targets.states[i], cfg.template_factor, size) for i in due]
+        crops = self._crops(image, aux_img, geoms)
+        box_norm = torch.tensor(
+            np.stack([g.box_to_crop(targets.states[i]) for g, i in zip(geoms, due)]), dtype=torch.float32
+        ).to(self.device)
+        with torch.inference_mode():
+            new = self.model.embed_template(crops, box_norm)
+        dt = targets.tokens.dt.clone()
+        dt[torch.tensor(due, device=dt.device)] = new
+        targets.tokens = replace(targets.tokens, dt=dt)
+        return set(due)
+
+
+class Tracker:
+    """Single-target tracker: :class:`MultiTracker` with one box (same arguments)."""
+
+    def __init__(
+        self,
+        model: UTPTrack,
+        config: Optional[TrackerConfig] = None,
+        device: Union[str, torch.device] = "cpu",
+        text_encoder: Optional[TextEncoder] = None,
+    ) -> None:
+        self._multi = MultiTracker(model, config, device, text_encoder)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = "tiny",
+        weights: Optional[Union[str, Path]] = None,
+        device: Union[str, torch.device] = "cpu",
+        config: Optional[TrackerConfig] = None,
+        prune: Optional[PruneConfig] = None,
+    ) -> "Tracker":
+        multi = MultiTracker.from_pretrained(name, weights, device, config, prune)
+        tracker = cls.__new__(cls)
+        tracker._multi = multi
+        return tracker
+
+    @property
+    def model(self) -> UTPTrack:
+        return self._multi.model
+
+    @property
+    def config(self) -> TrackerConfig:
+        return self._multi.config
+
+    @property
+    def device(self) -> torch.device:
+        return self._multi.device
+
+    @property
+    def modality(self) -> Modality:
+        return self._multi.modality
+
+    @property
+    def initialized(self) -> bool:
+        return self._multi.initialized
+
+    @property
+    def frame_index(self) -> int:
+        return self._multi.frame_index
+
+    def init(
+        self,
+        image: np.ndarray,
+        box: BoxLike,
+        aux: Optional[np.ndarray] = None,
+        modality: Union[Modality, str] = Modality.RGB,
+        prompt: Optional[str] = None,
+    ) -> TrackResult:
+        return self._multi.init(image, [box], aux, modality, [prompt])[0]
+
+    def track(self, image: np.ndarray, aux: Optional[np.ndarray] = None) -> TrackResult:
+        return self._multi.track(image, aux)[0]
+
+    def set_prompt(self, prompt: Optional[str]) -> None:
+        self._multi.set_prompt(prompt)
+
+    def set_prune(self, prune: PruneConfig) -> None:
+        self._multi.set_prune(prune)
+
+    def set_config(self, config: TrackerConfig) -> None:
+        self._multi.set_config(config)
+
+    def reset(self) -> None:
+        self._multi.reset()
