@@ -452,7 +452,7 @@ def evaluate_sequence(
         cle[scored] = np.sqrt(np.sum((pc - gc) ** 2, axis=1))
         ncle[scored] = np.sqrt(np.sum(((pc - gc) / g[:, 2:4]) ** 2, axis=1))
 
-    success = np.mean(iou[:, None] >= OTB_IOU_THRESHOLDS[None, :], axis=0)
+    success = np.mean(iou[:, None] > OTB_IOU_THRESHOLDS[None, :], axis=0)
     precision = np.mean(cle[:, None] <= PRECISION_THRESHOLDS_PX[None, :], axis=0)
     norm_precision = np.mean(ncle[:, None] <= NORM_PRECISION_THRESHOLDS[None, :], axis=0)
 
