@@ -47,35 +47,37 @@ class Cut:
     components: int = 1
     min_area: float = 0.002
     holdout: bool = False
+    max_aspect: float = 0.0  # > 0: drop components whose bounding box is more elongated (merged blobs)
+    close: int = 0  # morphological closing kernel (px) before hole filling
+    categories: tuple[str, ...] = ()  # per-component categories (largest first), overrides category
 
 
 CUTS: tuple[Cut, ...] = (
     Cut("opencv_logo", "opencv:opencv-logo.png", "ring", "alpha", (0.0, 0.0, 1.0, 0.72), components=3),
-    Cut("smarties", "opencv:smarties.png", "candy", "plain", components=12, min_area=0.003),
-    Cut("fish", "opencv:HappyFish.jpg", "fish", "plain", (0.25, 0.0, 1.0, 1.0)),
+    Cut("smarties", "opencv:smarties.png", "candy", "plain", components=12, min_area=0.003,
+        max_aspect=1.2),
+    Cut("fish", "opencv:HappyFish.jpg", "fish", "plain", (0.25, 0.0, 1.0, 1.0), close=9),
     Cut("robot", "opencv:ml.png", "robot", "plain"),
-    Cut("stuff", "opencv:stuff.jpg", "tool", "plain", (0.05, 0.0, 0.95, 0.98), components=4,
-        min_area=0.001),
+    Cut("stuff", "opencv:stuff.jpg", "tool", "plain", (0.05, 0.0, 0.95, 0.98), components=3,
+        min_area=0.001, close=7, categories=("pen", "lid", "ball")),
     Cut("apple", "opencv:apple.jpg", "apple", "grabcut", (0.05, 0.01, 0.94, 0.97)),
     Cut("orange", "opencv:orange.jpg", "orange", "grabcut", (0.05, 0.08, 0.92, 0.97), holdout=True),
     Cut("butterfly", "opencv:butterfly.jpg", "butterfly", "grabcut", (0.01, 0.12, 0.99, 0.9)),
     Cut("squirrel", "opencv:squirrel_cls.jpg", "squirrel", "grabcut", (0.3, 0.2, 0.68, 0.9)),
-    Cut("player", "opencv:messi5.jpg", "person", "grabcut", (0.12, 0.14, 0.83, 0.97)),
     Cut("football", "opencv:messi5.jpg", "ball", "grabcut", (0.59, 0.8, 0.72, 0.99)),
     Cut("book", "opencv:left.jpg", "book", "grabcut", (0.13, 0.26, 0.45, 0.86), holdout=True),
     Cut("toy_whale", "opencv:rubberwhale1.png", "toy", "grabcut", (0.35, 0.21, 0.57, 0.5)),
-    Cut("toy_nine", "opencv:rubberwhale1.png", "toy", "grabcut", (0.32, 0.57, 0.67, 1.0)),
-    Cut("lime", "opencv:fruits.jpg", "lime", "grabcut", (0.66, 0.07, 1.0, 0.58)),
+    Cut("lime", "opencv:fruits.jpg", "lime", "grabcut", (0.7, 0.12, 1.0, 0.56)),
     Cut("lemon", "opencv:fruits.jpg", "lemon", "grabcut", (0.6, 0.5, 1.0, 1.0), holdout=True),
     Cut("cereal_box", "opencv:box.png", "box", "rect", (0.02, 0.02, 0.98, 0.98)),
     Cut("cup", "skimage:coffee", "cup", "grabcut", (0.13, 0.04, 0.81, 0.99)),
-    Cut("astronaut", "skimage:astronaut", "person", "grabcut", (0.03, 0.04, 0.71, 1.0)),
+    Cut("astronaut", "skimage:astronaut", "person", "grabcut", (0.06, 0.0, 0.7, 1.0)),
     Cut("shuttle", "skimage:astronaut", "rocket", "grabcut", (0.68, 0.01, 0.89, 0.58), holdout=True),
     Cut("rocket", "skimage:rocket", "rocket", "grabcut", (0.43, 0.2, 0.58, 0.93)),
     Cut("cameraman", "skimage:camera", "person", "grabcut", (0.0, 0.1, 0.73, 1.0), holdout=True),
     Cut("motorcycle", "skimage:motorcycle_left", "motorcycle", "grabcut", (0.03, 0.2, 0.93, 0.99)),
     Cut("horse", "skimage:horse", "horse", "mask"),
-    Cut("coins", "skimage:coins", "coin", "plain", components=6, min_area=0.004),
+    Cut("coins", "skimage:coins", "coin", "otsu", components=6, min_area=0.004, max_aspect=1.25),
     Cut("skimage_logo", "skimage:logo", "logo", "alpha", holdout=True),
 )
 
@@ -160,7 +162,11 @@ def _foreground(cut: Cut, image: np.ndarray) -> np.ndarray:
     if cut.method == "alpha":
         fg[y0:y1, x0:x1] = (image[y0:y1, x0:x1, 3] > 127) * 255
     elif cut.method == "mask":
-        fg = image.astype(np.uint8) * 255
+        fg = (~image).astype(np.uint8) * 255  # skimage horse: False = the horse
+    elif cut.method == "otsu":
+        gray = cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2GRAY)
+        _, mask = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        fg[y0:y1, x0:x1] = cv2.erode(mask, np.ones((3, 3), np.uint8))[y0:y1, x0:x1]
     elif cut.method == "rect":
         fg[y0:y1, x0:x1] = 255
     elif cut.method == "plain":
@@ -199,12 +205,20 @@ def cut_objects(cut: Cut, image: np.ndarray) -> list[np.ndarray]:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     h, w = fg.shape
     order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
-    keep = [i for i in order if stats[i, cv2.CC_STAT_AREA] >= cut.min_area * h * w][: cut.components]
+    def elongation(i: int) -> float:
+        bw, bh = stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]
+        return max(bw, bh) / max(1, min(bw, bh))
+
+    keep = [i for i in order if stats[i, cv2.CC_STAT_AREA] >= cut.min_area * h * w
+            and (cut.max_aspect <= 0 or elongation(i) <= cut.max_aspect)][: cut.components]
     rgb = image[..., :3] if image.dtype != bool else np.full((h, w, 3), 128, np.uint8)
     crops = []
     for label in keep:
-        mask = _fill_holes((labels == label).astype(np.uint8) * 255) if cut.method != "alpha" else (
-            (labels == label).astype(np.uint8) * 255)
+        mask = (labels == label).astype(np.uint8) * 255
+        if cut.close:
+            mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((cut.close, cut.close), np.uint8))
+        if cut.method != "alpha":
+            mask = _fill_holes(mask)
         mask = cv2.GaussianBlur(mask, (3, 3), 0)  # soft 1-px edge
         x, y, bw, bh = cv2.boundingRect((mask > 127).astype(np.uint8))
         rgba = np.dstack([rgb[y:y + bh, x:x + bw], mask[y:y + bh, x:x + bw]])
@@ -231,7 +245,8 @@ def curate(opencv_doc: Path, out: Path) -> dict:
             cv2.imwrite(str(out / "objects" / f"{name}.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA),
                         [cv2.IMWRITE_PNG_COMPRESSION, 9])
             objects.append({
-                "name": name, "file": f"objects/{name}.png", "category": cut.category,
+                "name": name, "file": f"objects/{name}.png",
+                "category": cut.categories[k] if k < len(cut.categories) else cut.category,
                 "fill": "texture" if cut.method == "mask" else "image",
                 "source": cut.source, "method": cut.method, "holdout": cut.holdout,
                 "licence": OPENCV_LICENCE if cut.source.startswith("opencv") else SKIMAGE_LICENCE,
