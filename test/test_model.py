@@ -182,3 +182,23 @@ def test_invalid_prune_layers_are_rejected():
         model.set_prune(PruneConfig(ce=((12, 0.5),)))
     with pytest.raises(ConfigError, match="keep ratio must be in"):
         PruneConfig(ce=((3, 1.5),))
+
+
+def test_inference_rewrite_keeps_outputs():
+    from utptrack_ros.models.inference import prepare_for_inference
+
+    model = create_model("tiny").eval()
+    for mod in model.modules():  # non-trivial BatchNorm statistics
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-1, 1)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.5, 0.5)
+    fast = prepare_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    inputs = _inputs(model)
+    a, b = _run(model, inputs), _run(fast, inputs)
+    assert (a.score_map - b.score_map).abs().max() < 1e-5
+    assert (a.size_map - b.size_map).abs().max() < 1e-5
+    assert (a.offset_map - b.offset_map).abs().max() < 1e-4

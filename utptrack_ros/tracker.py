@@ -23,6 +23,7 @@ from .config import PruneConfig, TrackerConfig
 from .errors import InputError, NotInitializedError
 from .models import UTPTrack, default_tracker_config, list_models
 from .models.encoder import TemplateTokens
+from .models.inference import prepare_for_inference
 from .models.text import TextEncoder, create_text_encoder, normalise_prompt
 from .modalities import to_aux_image
 from .postprocess import clip_box, decode_windowed, window_tensor
@@ -95,6 +96,8 @@ class MultiTracker:
         config: inference settings; default: the variant's registered settings.
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
         text_encoder: prompt encoder; default: the one the variant names, created on first use.
+        optimize: run a copy of ``model`` with BatchNorm folded and channels-last convolutions
+            (``models.inference``; same outputs to float rounding, ~1.5x faster on CPU).
     """
 
     def __init__(
@@ -103,9 +106,10 @@ class MultiTracker:
         config: Optional[TrackerConfig] = None,
         device: Union[str, torch.device] = "cpu",
         text_encoder: Optional[TextEncoder] = None,
+        optimize: bool = True,
     ) -> None:
         self.device = resolve_device(device)
-        self.model = model.eval().to(self.device)
+        self.model = (prepare_for_inference(model) if optimize else model.eval()).to(self.device)
         name = model.config.name
         self.config = config or (default_tracker_config(name) if name in list_models() else TrackerConfig())
         self._text_encoder = text_encoder
@@ -360,8 +364,9 @@ class Tracker:
         config: Optional[TrackerConfig] = None,
         device: Union[str, torch.device] = "cpu",
         text_encoder: Optional[TextEncoder] = None,
+        optimize: bool = True,
     ) -> None:
-        self._multi = MultiTracker(model, config, device, text_encoder)
+        self._multi = MultiTracker(model, config, device, text_encoder, optimize)
 
     @classmethod
     def from_pretrained(
