@@ -130,14 +130,25 @@ class MultiTracker:
         """Build a tracker from the shipped weights of ``name`` or from a weights file.
 
         ``weights`` may be a project checkpoint (safetensors with its config) or an official
-        OSTrack / UTPTrack-O training checkpoint (loaded into variant ``name`` without executing
-        pickled code). See ``utptrack_ros.checkpoint``.
+        OSTrack / UTPTrack-O training checkpoint (o256 / o384 inferred from its shapes, loaded
+        without executing pickled code); the file then decides the architecture. ``*_base``
+        names run the shipped weights unpruned. See ``utptrack_ros.checkpoint``.
         """
-        from .checkpoint import load_weights
+        from .checkpoint import load_model
+        from .errors import CheckpointError
+        from .models import model_config, shipped_weights
 
-        model = load_weights(name, weights)
-        if prune is not None:
-            model.set_prune(prune)
+        if weights is None:
+            path = shipped_weights(name)
+            if path is None:
+                raise CheckpointError(
+                    f"no weights ship for {name!r}; pass weights=PATH to an official OSTrack / UTPTrack-O "
+                    f"checkpoint or a project .safetensors file"
+                )
+            model = load_model(path)
+            model.set_prune(model_config(name).prune)  # tiny_base: the same weights, unpruned
+        else:
+            model = load_model(weights)
         return cls(model, config=config, device=device)
 
     # -- state -------------------------------------------------------------------------

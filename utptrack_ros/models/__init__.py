@@ -5,13 +5,23 @@ The registry is an explicit dict (``utptrack.VARIANTS``), not filled by import s
 from __future__ import annotations
 
 from dataclasses import replace
+from importlib import resources
+from pathlib import Path
 from typing import Any, Optional
 
 from ..config import ModelConfig, PruneConfig, TrackerConfig
 from ..errors import ConfigError
 from .utptrack import VARIANTS, ModelOutput, UTPTrack
 
-__all__ = ["UTPTrack", "ModelOutput", "create_model", "list_models", "model_config", "default_tracker_config"]
+__all__ = [
+    "UTPTrack",
+    "ModelOutput",
+    "create_model",
+    "list_models",
+    "model_config",
+    "default_tracker_config",
+    "shipped_weights",
+]
 
 
 def list_models() -> list[str]:
@@ -46,3 +56,16 @@ def create_model(
     if prune is not None:
         cfg = replace(cfg, prune=prune)
     return UTPTrack(cfg, pretrained_stem=pretrained_stem)
+
+
+def shipped_weights(name: str) -> Optional[Path]:
+    """The weights file shipped inside the package for variant ``name`` (``weights/<name>.safetensors``).
+
+    Only variants trained by this project ship weights (``tiny``); the ViT-B variants take
+    official OSTrack / UTPTrack-O files the user supplies. ``*_base`` variants share the weights
+    of their pruned sibling (pruning adds no parameters).
+    """
+    model_config(name)  # validates the name
+    stem = name[: -len("_base")] if name.endswith("_base") else name
+    path = resources.files("utptrack_ros").joinpath("weights", f"{stem}.safetensors")
+    return Path(str(path)) if path.is_file() else None
