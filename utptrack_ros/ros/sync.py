@@ -1,0 +1,304 @@
+"""RGB + auxiliary approximate-time pairing, the one-slot newest-set mailbox, and the frame
+history the init service reads. Pure Python (no rclpy): stamps and clock readings are integer
+nanoseconds handed in by the caller, so the policy is unit-tested with hand-stamped items.
+
+Pairing policy (``message_filters`` is not available here; this is our own, documented in
+docs/ros.md "Synchronisation"):
+
+* Each stream keeps a queue of at most ``queue_size`` items, oldest evicted (counted unmatched).
+* A pair ``(r, a)`` is valid when ``|stamp(r) - stamp(a)| <= slop``.
+* On every arrival the *newest* RGB frame that has a valid partner is paired with its nearest
+  auxiliary frame and emitted at once (greedy, like the Python ``ApproximateTimeSynchronizer``;
+  no waiting for a possibly better partner, so the added latency is at most the aux lag).
+* Sets never cross and every message is used at most once: after emitting ``(r, a)``, RGB
+  frames stamped ``<= r`` and aux frames stamped ``<= a`` are discarded (counted unmatched).
+* A queued frame that can no longer be matched (the other stream already went past
+  ``stamp + slop``) is discarded at once (counted unmatched), so queues never hold stale frames.
+* Aux fallback: when no aux frame has *arrived* for ``aux_timeout`` (node clock, so bag replay
+  under ``use_sim_time`` that pauses does not trip it), RGB frames are emitted alone
+  (``aux=None``; the tracker then uses RGB in the aux half) and counted ``rgb_only``. The first
+  aux frame that arrives ends the fallback.
+* A stamp older than the previous one on the same stream (bag loop, camera restart with a new
+  clock) clears both queues and counts a ``time_jump``.
+
+The node puts emitted sets into :class:`NewestSetMailbox`: one slot, a newer set overwrites an
+unprocessed older one (counted ``dropped``), so the worker always runs on the newest set and no
+queue builds up behind a slow model.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field, fields
+from typing import Any, Deque, Generic, Optional, TypeVar
+
+__all__ = ["Stamped", "SyncedSet", "SyncCounters", "ApproximateSync", "NewestSetMailbox", "FrameHistory"]
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """One converted input: header stamp, arrival time on the node clock, and the payload."""
+
+    stamp_ns: int
+    arrival_ns: int
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class SyncedSet:
+    """What the worker processes: an RGB frame and its auxiliary frame (None = RGB only)."""
+
+    rgb: Stamped
+    aux: Optional[Stamped] = None
+
+    @property
+    def stamp_ns(self) -> int:
+        return self.rgb.stamp_ns
+
+    @property
+    def skew_ns(self) -> Optional[int]:
+        return None if self.aux is None else self.aux.stamp_ns - self.rgb.stamp_ns
+
+
+@dataclass
+class SyncCounters:
+    rgb_received: int = 0
+    aux_received: int = 0
+    matched: int = 0  # sets emitted with an aux frame
+    rgb_only: int = 0  # RGB frames emitted alone (aux disabled or in fallback)
+    unmatched_rgb: int = 0  # RGB frames discarded without a partner
+    unmatched_aux: int = 0  # aux frames discarded without a partner
+    time_jumps: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class ApproximateSync:
+    """The pairing policy of the module docstring. Not thread-safe on its own: the node calls it
+    under one lock from the subscription callbacks."""
+
+    def __init__(
+        self, slop_ns: int, queue_size: int, aux_timeout_ns: int, aux_enabled: bool, start_ns: int = 0
+    ) -> None:
+        self.aux_enabled = aux_enabled
+        self.counters = SyncCounters()
+        self._rgb: Deque[Stamped] = deque()
+        self._aux: Deque[Stamped] = deque()
+        self._last_rgb_stamp: Optional[int] = None
+        self._last_aux_stamp: Optional[int] = None
+        self._last_aux_arrival: Optional[int] = None
+        self._start_ns = start_ns
+        self.set_params(slop_ns, queue_size, aux_timeout_ns)
+
+    def set_params(self, slop_ns: int, queue_size: int, aux_timeout_ns: int) -> None:
+        if slop_ns < 0 or queue_size < 1 or aux_timeout_ns <= 0:
+            raise ValueError(f"slop_ns >= 0, queue_size >= 1, aux_timeout_ns > 0 needed; got {slop_ns}, {queue_size}, {aux_timeout_ns}")
+        self.slop_ns, self.queue_size, self.aux_timeout_ns = int(slop_ns), int(queue_size), int(aux_timeout_ns)
+        while len(self._rgb) > queue_size:
+            self._rgb.popleft()
+            self.counters.unmatched_rgb += 1
+        while len(self._aux) > queue_size:
+            self._aux.popleft()
+            self.counters.unmatched_aux += 1
+
+    # -- state -----------------------------------------------------------------------------
+    def restart(self, now_ns: int) -> None:
+        """Forget queued frames and restart the aux-timeout clock (e.g. on activation)."""
+        self._clear()
+        self._start_ns = now_ns
+        self._last_aux_arrival = None
+        self._last_rgb_stamp = self._last_aux_stamp = None
+
+    def aux_fallback(self, now_ns: int) -> bool:
+        """True while the aux stream is enabled but silent for more than ``aux_timeout``."""
+        if not self.aux_enabled:
+            return False
+        since = self._last_aux_arrival if self._last_aux_arrival is not None else self._start_ns
+        return now_ns - since > self.aux_timeout_ns
+
+    def last_aux_arrival_ns(self) -> Optional[int]:
+        return self._last_aux_arrival
+
+    @property
+    def queued(self) -> tuple[int, int]:
+        return len(self._rgb), len(self._aux)
+
+    # -- arrivals ----------------------------------------------------------------------------
+    def add_rgb(self, item: Stamped, now_ns: int) -> Optional[SyncedSet]:
+        self.counters.rgb_received += 1
+        if self._last_rgb_stamp is not None and item.stamp_ns < self._last_rgb_stamp:
+            self._time_jump()
+        self._last_rgb_stamp = item.stamp_ns
+        if not self.aux_enabled or self.aux_fallback(now_ns):
+            self.counters.unmatched_rgb += len(self._rgb)
+            self._rgb.clear()
+            self.counters.rgb_only += 1
+            return SyncedSet(item, None)
+        self._rgb.append(item)
+        if len(self._rgb) > self.queue_size:
+            self._rgb.popleft()
+            self.counters.unmatched_rgb += 1
+        return self._match()
+
+    def add_aux(self, item: Stamped, now_ns: int) -> Optional[SyncedSet]:
+        if not self.aux_enabled:
+            return None
+        self.counters.aux_received += 1
+        self._last_aux_arrival = now_ns
+        if self._last_aux_stamp is not None and item.stamp_ns < self._last_aux_stamp:
+            self._time_jump()
+        self._last_aux_stamp = item.stamp_ns
+        self._aux.append(item)
+        if len(self._aux) > self.queue_size:
+            self._aux.popleft()
+            self.counters.unmatched_aux += 1
+        return self._match()
+
+    # -- policy ------------------------------------------------------------------------------
+    def _match(self) -> Optional[SyncedSet]:
+        slop = self.slop_ns
+        for r in reversed(self._rgb):  # newest RGB first
+            best = None
+            for a in self._aux:
+                d = abs(a.stamp_ns - r.stamp_ns)
+                if d <= slop and (best is None or d < abs(best.stamp_ns - r.stamp_ns)):
+                    best = a
+            if best is not None:
+                self._consume(r, best)
+                self.counters.matched += 1
+                return SyncedSet(r, best)
+        self._discard_hopeless()
+        return None
+
+    def _consume(self, r: Stamped, a: Stamped) -> None:
+        while self._rgb and self._rgb[0].stamp_ns <= r.stamp_ns:
+            if self._rgb.popleft() is not r:
+                self.counters.unmatched_rgb += 1
+        while self._aux and self._aux[0].stamp_ns <= a.stamp_ns:
+            if self._aux.popleft() is not a:
+                self.counters.unmatched_aux += 1
+
+    def _discard_hopeless(self) -> None:
+        """Drop frames the other stream has already passed by more than the slop."""
+        if self._aux:
+            newest_aux = self._aux[-1].stamp_ns
+            while self._rgb and self._rgb[0].stamp_ns + self.slop_ns < newest_aux:
+                self._rgb.popleft()
+                self.counters.unmatched_rgb += 1
+        if self._rgb:
+            newest_rgb = self._rgb[-1].stamp_ns
+            while self._aux and self._aux[0].stamp_ns + self.slop_ns < newest_rgb:
+                self._aux.popleft()
+                self.counters.unmatched_aux += 1
+
+    def _time_jump(self) -> None:
+        self.counters.time_jumps += 1
+        self._clear()
+
+    def _clear(self) -> None:
+        self.counters.unmatched_rgb += len(self._rgb)
+        self.counters.unmatched_aux += len(self._aux)
+        self._rgb.clear()
+        self._aux.clear()
+
+
+T = TypeVar("T")
+
+
+class NewestSetMailbox(Generic[T]):
+    """One-slot hand-off from the callbacks to the worker: ``put`` overwrites (counted dropped)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Optional[T] = None
+        self._closed = False
+        self.delivered = 0
+        self.dropped = 0
+
+    def put(self, item: T) -> bool:
+        """Store ``item``; returns True when it replaced one the worker never took."""
+        with self._cond:
+            replaced = self._item is not None
+            if replaced:
+                self.dropped += 1
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: Optional[float] = None) -> Optional[T]:
+        """The newest item (removing it), or None after ``timeout`` seconds / when closed."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            if item is not None:
+                self.delivered += 1
+            return item
+
+    def clear(self) -> None:
+        with self._cond:
+            self._item = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+            self._item = None
+
+
+@dataclass
+class FrameHistory:
+    """The last ``capacity`` RGB frames and aux frames, for ``~/init_target`` by stamp."""
+
+    capacity: int = 30
+    _rgb: "OrderedDict[int, Stamped]" = field(default_factory=OrderedDict)
+    _aux: Deque[Stamped] = field(default_factory=deque)
+
+    def add_rgb(self, item: Stamped) -> None:
+        self._rgb[item.stamp_ns] = item
+        self._rgb.move_to_end(item.stamp_ns)
+        while len(self._rgb) > self.capacity:
+            self._rgb.popitem(last=False)
+
+    def add_aux(self, item: Stamped) -> None:
+        self._aux.append(item)
+        while len(self._aux) > self.capacity:
+            self._aux.popleft()
+
+    def clear(self) -> None:
+        self._rgb.clear()
+        self._aux.clear()
+
+    def __len__(self) -> int:
+        return len(self._rgb)
+
+    def latest(self) -> Optional[Stamped]:
+        return next(reversed(self._rgb.values()), None)
+
+    def get(self, stamp_ns: int) -> Optional[Stamped]:
+        """The RGB frame with exactly this stamp; ``stamp_ns == 0`` = the latest frame."""
+        if stamp_ns == 0:
+            return self.latest()
+        return self._rgb.get(stamp_ns)
+
+    def stamp_range(self) -> Optional[tuple[int, int]]:
+        if not self._rgb:
+            return None
+        return next(iter(self._rgb)), next(reversed(self._rgb))
+
+    def nearest_aux(self, stamp_ns: int, slop_ns: int) -> Optional[Stamped]:
+        best = None
+        for a in self._aux:
+            d = abs(a.stamp_ns - stamp_ns)
+            if d <= slop_ns and (best is None or d < abs(best.stamp_ns - stamp_ns)):
+                best = a
+        return best
