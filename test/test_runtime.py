@@ -1,0 +1,113 @@
+"""ONNX export + onnxruntime backend: parity with the torch model on a random-init tiny model."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from utptrack_ros.errors import InputError
+from utptrack_ros.models import create_model
+from utptrack_ros.profiling import example_inputs
+from utptrack_ros.runtime import OrtBackend, TorchBackend, export_onnx
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("tiny").eval()
+    with torch.no_grad():
+        # Random init gives near-uniform attention, so token scores tie up to float noise and
+        # torch / onnxruntime may keep different tokens; peaky attention separates the scores.
+        for block in model.backbone.blocks:
+            block.attn.qkv.weight.normal_(0.0, 0.2)
+        # non-trivial BatchNorm statistics, so the export must carry them
+        for name, buf in model.named_buffers():
+            if name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+            elif name.endswith("running_mean"):
+                buf.normal_(0, 0.1)
+    exported = export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny")
+    return model, exported
+
+
+def _inputs(config, seed):
+    x = example_inputs(config, seed=seed)
+    box = np.array([[0.2, 0.3, 0.45, 0.35]], dtype=np.float32)  # off-centre: a non-trivial TTA prior
+    return x.search.numpy(), (x.static.numpy(), x.dynamic.numpy(), box, box.copy())
+
+
+def _assert_same(a, b):
+    for name in ("score_map", "size_map", "offset_map"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape and x.dtype == y.dtype == np.float32, name
+        assert np.abs(x - y).max() <= TOL, (name, float(np.abs(x - y).max()))
+    assert a.search_keep_mask.dtype == b.search_keep_mask.dtype == np.bool_
+    assert np.array_equal(a.search_keep_mask, b.search_keep_mask)
+    assert a.ledger == b.ledger
+
+
+@pytest.mark.parametrize("prompt", [False, True])
+def test_onnxruntime_matches_torch(tiny_export, prompt):
+    model, exported = tiny_export
+    ort_backend, torch_backend = OrtBackend(exported.directory, threads=1), TorchBackend(model)
+    search, template_args = _inputs(model.config, seed=5)
+    t_ort, t_ref = ort_backend.embed_templates(*template_args), torch_backend.embed_templates(*template_args)
+    for name in ("st", "dt", "st_fg"):
+        assert np.abs(getattr(t_ort, name) - getattr(t_ref, name)).max() <= TOL, name
+    text = np.random.default_rng(2).standard_normal((1, model.config.text_dim)).astype(np.float32) if prompt else None
+    a, b = ort_backend.forward_search(search, t_ort, text), torch_backend.forward_search(search, t_ref, text)
+    _assert_same(a, b)
+    n_kept = b.ledger.final.sr
+    assert int(a.search_keep_mask.sum()) == n_kept < a.search_keep_mask.shape[1]  # pruning really happened
+
+
+def test_prompt_graph_differs_from_the_plain_one(tiny_export):
+    """Text guidance (DTE for tiny) must change what is computed, or the prompt graph is pointless."""
+    model, exported = tiny_export
+    backend = OrtBackend(exported.directory, threads=1)
+    search, template_args = _inputs(model.config, seed=6)
+    tokens = backend.embed_templates(*template_args)
+    text = np.random.default_rng(3).standard_normal((1, model.config.text_dim)).astype(np.float32)
+    plain = backend.forward_search(search, tokens)
+    guided = backend.forward_search(search, tokens, text)
+    ref = TorchBackend(model).forward_search(search, tokens, text)
+    assert np.abs(guided.score_map - ref.score_map).max() <= TOL
+    assert np.abs(guided.score_map - plain.score_map).max() > 1e-3
+
+
+def test_graphs_are_static_opset_17_with_the_config(tiny_export):
+    import onnx
+
+    model, exported = tiny_export
+    proto = onnx.load(str(exported.search))
+    assert {o.domain: o.version for o in proto.opset_import}.get("", None) == 17
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["utptrack.model_config"])["name"] == "tiny"
+    for value in (*proto.graph.input, *proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        assert all(d.HasField("dim_value") for d in dims), value.name
+    assert OrtBackend(exported.directory).config == model.config
+
+
+def test_wrong_input_shape_is_a_clear_error(tiny_export):
+    model, exported = tiny_export
+    backend = OrtBackend(exported.directory, threads=1)
+    search, template_args = _inputs(model.config, seed=7)
+    tokens = backend.embed_templates(*template_args)
+    with pytest.raises(InputError, match="search: expected shape"):
+        backend.forward_search(search[:, :3], tokens)
+
+
+def test_importing_the_package_does_not_import_onnxruntime():
+    code = (
+        "import sys, utptrack_ros, utptrack_ros.runtime, utptrack_ros.checkpoint, utptrack_ros.profiling\n"
+        "from utptrack_ros.runtime import export_onnx, TorchBackend\n"
+        "assert 'onnxruntime' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,0 +1,205 @@
+"""Inference backends behind one protocol: the torch model or exported ONNX graphs in onnxruntime.
+
+Both take numpy arrays and return numpy arrays with the contract of the model's
+``embed_templates`` / ``forward_search`` (method.md 5, 11): score / size / offset maps and the
+kept-search-token mask, plus the token ledger. Text guidance (method.md 4.5) is on exactly when
+``text`` features are passed. onnxruntime is imported only when an :class:`OrtBackend` is built.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Protocol, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..config import ModelConfig, from_mapping
+from ..errors import ConfigError, InputError
+from ..types import Task, TokenLedger
+from .export import META_CONFIG, SEARCH_FILE, SEARCH_PROMPT_FILE, TEMPLATES_FILE
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class TemplateArrays:
+    """Embedded templates (computed on init and on dynamic-template updates).
+
+    Attributes:
+        st, dt: (B, n_z, C) float32 static / dynamic template tokens.
+        st_fg: (B, n_z) float32 foreground fraction of each static-template patch.
+    """
+
+    st: np.ndarray
+    dt: np.ndarray
+    st_fg: np.ndarray
+
+
+@dataclass(frozen=True)
+class SearchMaps:
+    """One tracking step's outputs.
+
+    Attributes:
+        score_map: (B, 1, F, F) float32 centre probabilities (not windowed).
+        size_map: (B, 2, F, F) float32 w, h as fractions of the search crop.
+        offset_map: (B, 2, F, F) float32 sub-cell offsets x, y.
+        search_keep_mask: (B, F*F) bool, search tokens that survived every CE layer.
+        ledger: token counts leaving each encoder block.
+    """
+
+    score_map: np.ndarray
+    size_map: np.ndarray
+    offset_map: np.ndarray
+    search_keep_mask: np.ndarray
+    ledger: TokenLedger
+
+
+class Backend(Protocol):
+    """What the tracker needs from a network runtime."""
+
+    config: ModelConfig
+
+    def embed_templates(
+        self, static: np.ndarray, dynamic: np.ndarray, static_box: np.ndarray, dynamic_box: np.ndarray
+    ) -> TemplateArrays:
+        """static, dynamic: (B, C_in, T, T) normalised crops; boxes (B, 4) ``x, y, w, h`` / T."""
+        ...
+
+    def forward_search(
+        self, search: np.ndarray, templates: TemplateArrays, text: Optional[np.ndarray] = None
+    ) -> SearchMaps:
+        """search: (B, C_in, S, S) normalised crop; text: (B, text_dim) features or None."""
+        ...
+
+
+def _f32(name: str, array: Any, shape: Sequence[int]) -> np.ndarray:
+    a = np.ascontiguousarray(array, dtype=np.float32)
+    if a.shape != tuple(shape):
+        raise InputError(f"{name}: expected shape {tuple(shape)}, got {a.shape}")
+    return a
+
+
+class TorchBackend:
+    """The torch model itself (CPU or GPU), behind the :class:`Backend` contract."""
+
+    def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.config: ModelConfig = model.config
+
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+
+    def embed_templates(
+        self, static: np.ndarray, dynamic: np.ndarray, static_box: np.ndarray, dynamic_box: np.ndarray
+    ) -> TemplateArrays:
+        with torch.inference_mode():
+            t = self.model.embed_templates(self._t(static), self._t(dynamic), self._t(static_box), self._t(dynamic_box))
+        return TemplateArrays(t.st.cpu().numpy(), t.dt.cpu().numpy(), t.st_fg.cpu().numpy())
+
+    def forward_search(
+        self, search: np.ndarray, templates: TemplateArrays, text: Optional[np.ndarray] = None
+    ) -> SearchMaps:
+        from ..models.encoder import TemplateTokens
+
+        b = search.shape[0]
+        task = None
+        text_t = None
+        if text is not None and self.config.text_dim:
+            text_t = self._t(text)
+            task = torch.full((b,), int(Task.LANGUAGE), dtype=torch.long, device=self.device)
+        tokens = TemplateTokens(self._t(templates.st), self._t(templates.dt), self._t(templates.st_fg))
+        with torch.inference_mode():
+            out = self.model.forward_search(self._t(search), tokens, text_t, task)
+        return SearchMaps(
+            out.score_map.cpu().numpy(),
+            out.size_map.cpu().numpy(),
+            out.offset_map.cpu().numpy(),
+            out.search_keep_mask.cpu().numpy(),
+            out.ledger,
+        )
+
+
+class OrtBackend:
+    """Exported graphs (:func:`~utptrack_ros.runtime.export.export_onnx`) run by onnxruntime.
+
+    Args:
+        directory: folder holding ``templates.onnx``, ``search.onnx`` (+ ``search_prompt.onnx``).
+        threads: intra-op threads (default: onnxruntime's choice).
+        providers: onnxruntime execution providers (default CPU).
+    Raises:
+        ConfigError: missing files or metadata; ModuleNotFoundError if onnxruntime is absent.
+    """
+
+    def __init__(
+        self, directory: PathLike, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ModuleNotFoundError as err:
+            raise ModuleNotFoundError("OrtBackend needs onnxruntime (pip install onnxruntime==1.32.0)") from err
+        self.directory = Path(directory)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self._providers = list(providers or ["CPUExecutionProvider"])
+
+        def session(name: str) -> Any:
+            path = self.directory / name
+            if not path.is_file():
+                raise ConfigError(f"{path}: missing (export with utptrack_ros.runtime.export_onnx)")
+            return ort.InferenceSession(str(path), sess_options=options, providers=self._providers)
+
+        self._templates = session(TEMPLATES_FILE)
+        self._search = session(SEARCH_FILE)
+        meta = self._search.get_modelmeta().custom_metadata_map
+        if META_CONFIG not in meta:
+            raise ConfigError(f"{self.directory / SEARCH_FILE}: no {META_CONFIG} metadata")
+        self.config = from_mapping(ModelConfig, json.loads(meta[META_CONFIG]))
+        prompt = self.directory / SEARCH_PROMPT_FILE
+        self._search_prompt = session(SEARCH_PROMPT_FILE) if prompt.is_file() else None
+        self.batch = int(self._search.get_inputs()[0].shape[0])
+        from ..profiling import expected_ledger
+
+        self._ledger = expected_ledger(self.config)
+        log.info("onnxruntime backend %r from %s (providers %s)", self.config.name, self.directory, self._providers)
+
+    def embed_templates(
+        self, static: np.ndarray, dynamic: np.ndarray, static_box: np.ndarray, dynamic_box: np.ndarray
+    ) -> TemplateArrays:
+        c = self.config
+        crop = (self.batch, c.in_chans, c.template_size, c.template_size)
+        feeds = {
+            "static": _f32("static", static, crop),
+            "dynamic": _f32("dynamic", dynamic, crop),
+            "static_box": _f32("static_box", static_box, (self.batch, 4)),
+            "dynamic_box": _f32("dynamic_box", dynamic_box, (self.batch, 4)),
+        }
+        st, dt, st_fg = self._templates.run(None, feeds)
+        return TemplateArrays(st, dt, st_fg)
+
+    def forward_search(
+        self, search: np.ndarray, templates: TemplateArrays, text: Optional[np.ndarray] = None
+    ) -> SearchMaps:
+        c = self.config
+        feeds = {
+            "search": _f32("search", search, (self.batch, c.in_chans, c.search_size, c.search_size)),
+            "st": _f32("st", templates.st, templates.st.shape),
+            "dt": _f32("dt", templates.dt, templates.dt.shape),
+            "st_fg": _f32("st_fg", templates.st_fg, templates.st_fg.shape),
+        }
+        session = self._search
+        if text is not None and c.text_dim:
+            if self._search_prompt is None:
+                raise ConfigError(f"{self.directory}: no {SEARCH_PROMPT_FILE} for text-guided tracking")
+            feeds["text"] = _f32("text", text, (self.batch, c.text_dim))
+            session = self._search_prompt
+        score, size, offset, keep = session.run(None, feeds)
+        return SearchMaps(score, size, offset, keep.astype(bool), self._ledger)
