@@ -1,0 +1,572 @@
+"""Scene plan of one generated sequence: objects with per-frame poses, camera motion, lighting and
+sensor parameters, all drawn from a ``SequenceSpec`` (``plan_scene``). Rendering is ``data.render``.
+
+Geometry: every object is a sprite (RGBA + temperature + relief) placed by a homography
+``shake(t) . T(x, y) . R(angle) . S(scale * (sx, sy)) . P(tilt) . T(-sprite centre)`` in image pixels
+(pixel centres at integers). The target's ``(x, y)`` is its image position with the camera following
+it; distractors and occluders are positioned relative to it; the background is a canvas that moves
+with camera pan and shake. Depth sets the order (far first) and the depth image; the target's scale
+is ``scale0 * depth0 / depth(t)`` so scale change and depth agree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+
+from .appearance import (ACHROMATIC, CHROMATIC, COLOURS, SHAPES, Sprite, colour_name, hand_sprite, recolour,
+                         shape_category, shape_mask, shape_sprite, texture)
+from .sources import SourceLibrary, random_patch
+from .spec import Challenge, SequenceSpec, rng_for
+
+
+@dataclass
+class Layer:
+    """One object: appearance and per-frame pose arrays (length N)."""
+
+    role: str  # "target" | "distractor" | "occluder"
+    sprite: Sprite
+    temperature: np.ndarray  # (hs, ws) float32 deg C
+    relief_mm: np.ndarray  # (hs, ws) float32, negative = nearer than ``depth``
+    x: np.ndarray
+    y: np.ndarray
+    scale: np.ndarray
+    angle: np.ndarray  # degrees, counter-clockwise on screen
+    tilt: np.ndarray  # degrees, out-of-plane rotation about the sprite's vertical axis
+    depth: np.ndarray  # mm
+    stretch: np.ndarray  # (N,) horizontal stretch factor (vertical = 1 / stretch): "breathing"
+    deform: float = 0.0  # non-rigid amplitude, fraction of the sprite size
+    deform_speed: float = 0.0  # radians per frame
+    deform_phase: float = 0.0
+    kind: str = ""  # occluders: hand / object / board
+    pixels: np.ndarray = field(init=False, repr=False)  # (hs, ws, 6) premultiplied r,g,b,a,T,relief
+    pixels4: np.ndarray = field(init=False, repr=False)  # (hs, ws, 4) premultiplied r,g,b,a
+    alpha: np.ndarray = field(init=False, repr=False)  # (hs, ws) float32
+
+    def __post_init__(self) -> None:
+        rgba = self.sprite.rgba.astype(np.float32) / 255.0
+        a = rgba[..., 3]
+        self.alpha = np.ascontiguousarray(a)
+        self.pixels = np.ascontiguousarray(np.dstack([rgba[..., :3] * a[..., None], a, self.temperature * a,
+                                                      self.relief_mm * a]).astype(np.float32))
+        self.pixels4 = np.ascontiguousarray(self.pixels[..., :4])
+
+
+@dataclass
+class Scene:
+    """Everything the renderer needs; ``attributes`` / ``frame_info`` describe it for users."""
+
+    spec: SequenceSpec
+    width: int
+    height: int
+    background: np.ndarray  # (Hc, Wc, 3) uint8 canvas
+    background_aux: np.ndarray  # (Hc, Wc, 3) float32: temperature C, relief mm, hole field 0..1
+    margin: int
+    plane_mm: np.ndarray  # (H, W) float32 background depth plane
+    pan: np.ndarray  # (N, 2) camera pan in px (background moves by -pan)
+    shake: np.ndarray  # (N, 3) dx, dy px, rotation degrees
+    layers: list[Layer]
+    gain: np.ndarray  # (N,) global illumination gain
+    dark: np.ndarray  # (N,) bool, darkness (camera raises its gain, noise grows)
+    spot: np.ndarray  # (N, 3) spotlight x, y (px), strength (0 = none)
+    cast: np.ndarray  # (N, 3) per-channel colour cast
+    exposure: float  # fraction of the frame interval the shutter is open (motion blur length)
+    lowres_factor: float  # RGB down/up-sampling factor (1 = off)
+    ambient_c: float
+    thermal: dict[str, Any]
+    depth: dict[str, Any]
+    events: dict[str, Any]
+    attributes: dict[str, Any]
+
+    @property
+    def length(self) -> int:
+        return self.spec.length
+
+    @property
+    def target(self) -> Layer:
+        return self.layers[0]
+
+
+# -- random curves ------------------------------------------------------------------------------
+def smooth_noise(rng: np.random.Generator, n: int, cycles: tuple[float, float] = (0.3, 2.0), terms: int = 3
+                 ) -> np.ndarray:
+    """(n,) smooth random curve in [-1, 1]: a sum of sinusoids, ``cycles`` per sequence."""
+    t = np.arange(n) / max(1, n - 1)
+    out = np.zeros(n)
+    for _ in range(terms):
+        out += rng.uniform(0.3, 1.0) * np.sin(2 * math.pi * rng.uniform(*cycles) * t + rng.uniform(0, 2 * math.pi))
+    return out / (np.abs(out).max() + 1e-9)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _ar1(rng: np.random.Generator, n: int, sigma: float, rho: float) -> np.ndarray:
+    e = rng.normal(0, sigma * math.sqrt(1 - rho * rho), n)
+    out = np.zeros(n)
+    out[0] = rng.normal(0, sigma)
+    for i in range(1, n):
+        out[i] = rho * out[i - 1] + e[i]
+    return out
+
+
+# -- appearance choices -------------------------------------------------------------------------
+def _colour_word(rng: np.random.Generator) -> str:
+    return str(rng.choice(CHROMATIC)) if rng.random() < 0.75 else str(rng.choice(("brown",) + ACHROMATIC))
+
+
+def _pattern(rng: np.random.Generator) -> str:
+    return str(rng.choice(("plain", "textured", "striped", "checkered", "spotted"), p=(0.25, 0.3, 0.15, 0.15, 0.15)))
+
+
+def _sprite_dims(aspect: float, max_side: int) -> tuple[int, int]:
+    if aspect >= 1:
+        return max_side, max(6, round(max_side / aspect))
+    return max(6, round(max_side * aspect)), max_side
+
+
+def _object_sprite(rng: np.random.Generator, library: SourceLibrary, objects: tuple, index: Optional[int] = None
+                   ) -> Sprite:
+    obj = objects[int(rng.integers(len(objects)))] if index is None else objects[index]
+    rgba = obj.rgba().copy()
+    if obj.fill == "texture":  # silhouette: fill with a real texture of a plausible colour
+        h, w = rgba.shape[:2]
+        colour = str(rng.choice(("brown", "black", "white", "grey")))
+        rgba[..., :3] = texture("textured", colour, w, h, rng, library)
+    stretch = math.exp(rng.uniform(-0.2, 0.2))
+    h, w = rgba.shape[:2]
+    rgba = cv2.resize(rgba, (max(4, round(w * stretch)), max(4, round(h / stretch))), interpolation=cv2.INTER_AREA)
+    return Sprite(rgba, obj.category, colour_name(rgba), None, f"object:{obj.name}")
+
+
+def _target_sprite(rng: np.random.Generator, library: SourceLibrary, include_holdout: bool, max_side: int
+                   ) -> tuple[Sprite, str]:
+    """The target's appearance and its aspect class (normal / tall / wide)."""
+    u = rng.random()
+    aspect_class = "normal"
+    if u < 0.45:
+        return _object_sprite(rng, library, library.select_objects(include_holdout)), aspect_class
+    v = rng.random()
+    if v < 0.15:
+        aspect, aspect_class = math.exp(rng.uniform(math.log(1 / 7), math.log(1 / 2.8))), "tall"
+    elif v < 0.3:
+        aspect, aspect_class = math.exp(rng.uniform(math.log(2.8), math.log(7))), "wide"
+    else:
+        aspect = math.exp(rng.uniform(-0.9, 0.9))
+    shape = str(rng.choice(SHAPES)) if aspect_class == "normal" else str(
+        rng.choice(("rectangle", "ellipse", "rectangle", "arrow", "cross", "blob")))
+    w, h = _sprite_dims(aspect, max_side)
+    return shape_sprite(shape, _pattern(rng), _colour_word(rng), w, h, rng, library), aspect_class
+
+
+def _distractor_sprite(rng: np.random.Generator, library: SourceLibrary, target: Sprite, objects: tuple
+                       ) -> Sprite:
+    """An object similar to the target that differs from it in colour, category or pattern."""
+    siblings = [o for o in objects if o.category == target.category and f"object:{o.name}" != target.source]
+    siblings = [o for o in siblings if colour_name(o.rgba()) not in (target.colour,)]
+    mode = rng.choice(("recolour", "other_category", "sibling", "pattern"), p=(0.45, 0.3, 0.15, 0.1))
+    if mode == "sibling" and siblings:
+        sprite = _object_sprite(rng, library, tuple(siblings))
+        if sprite.colour != target.colour:
+            return sprite
+        mode = "recolour"
+    if mode == "pattern" and target.pattern is not None:
+        h, w = target.rgba.shape[:2]
+        shape = target.shape or "ellipse"
+        patterns = [p for p in ("plain", "striped", "checkered", "spotted") if p != target.pattern]
+        sprite = shape_sprite(shape, str(rng.choice(patterns)), target.colour if target.colour in COLOURS else "red",
+                              w, h, rng, library)
+        if (sprite.colour, sprite.pattern) != (target.colour, target.pattern):
+            return sprite
+        mode = "recolour"
+    if mode == "other_category":
+        for _ in range(6):
+            if target.pattern is not None:  # synthetic: another shape, same fill
+                h, w = target.rgba.shape[:2]
+                shape = str(rng.choice([s for s in SHAPES if s != target.shape]))
+                base = target.colour if target.colour in COLOURS else _colour_word(rng)
+                sprite = shape_sprite(shape, target.pattern, base, w, h, rng, library)
+            else:
+                others = tuple(o for o in objects if o.category != target.category)
+                sprite = _object_sprite(rng, library, others)
+                if target.colour in COLOURS and sprite.colour != target.colour:
+                    sprite = sprite.with_rgba(recolour(sprite.rgba, target.colour, rng))
+            if sprite.category != target.category:
+                return sprite
+    # recolour: same pixels, a different colour word
+    choices = [c for c in COLOURS if c != target.colour]
+    for _ in range(6):
+        wanted = str(rng.choice(choices))
+        rgba = recolour(target.rgba, wanted, rng)
+        name = colour_name(rgba)
+        if name != target.colour:
+            return target.with_rgba(rgba, name)
+    return target.with_rgba(recolour(target.rgba, "blue" if target.colour != "blue" else "red", rng))
+
+
+def _core(alpha: np.ndarray) -> np.ndarray:
+    """0 at the object's edge, 1 at its most interior point (distance transform)."""
+    mask = (alpha > 0.5).astype(np.uint8)
+    if not mask.any():
+        return np.zeros_like(alpha, np.float32)
+    dist = cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return (dist / (dist.max() + 1e-6)).astype(np.float32)
+
+
+def _luminance(rgba: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+
+
+def _heat_and_relief(sprite: Sprite, t_base: float, t_core: float, relief_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    core = _core(sprite.rgba[..., 3].astype(np.float32) / 255.0)
+    lum = _luminance(sprite.rgba)
+    temperature = t_base + t_core * np.sqrt(core) + 0.8 * (lum - lum.mean())
+    relief = -relief_mm * np.sqrt(core)
+    return temperature.astype(np.float32), relief.astype(np.float32)
+
+
+# -- planning -----------------------------------------------------------------------------------
+def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
+    """Draw every random choice of a sequence from ``spec.seed`` (one named stream per part)."""
+    n, (W, H) = spec.length, spec.size
+    diag = math.hypot(W, H)
+    s = spec.strength
+    include_holdout = spec.split != "train"
+    objects = library.select_objects(include_holdout)
+    attrs: dict[str, Any] = {}
+
+    # camera: pan (40 %) and shake
+    rc = rng_for(spec.seed, "camera")
+    pan_on = rc.random() < 0.4
+    pan_amp = rc.uniform(0.02, 0.08) * W
+    pan = np.stack([smooth_noise(rc, n, (0.1, 0.8)), smooth_noise(rc, n, (0.1, 0.8)) * 0.5], 1) * pan_amp
+    if not pan_on:
+        pan[:] = 0.0
+    shake = np.zeros((n, 3))
+    k = s(Challenge.CAMERA_SHAKE)
+    sigma_xy, sigma_rot = (0.006 + 0.025 * k) * W, 0.4 + 2.5 * k
+    shake_draw = np.stack([_ar1(rc, n, sigma_xy, 0.35), _ar1(rc, n, sigma_xy, 0.35), _ar1(rc, n, sigma_rot, 0.35)], 1)
+    if k > 0:
+        shake = shake_draw
+    max_rot = math.radians(float(np.abs(shake[:, 2]).max()))
+    margin = int(math.ceil(np.abs(pan).max() + np.abs(shake[:, :2]).max() * 1.2 + (W + H) * math.sin(max_rot) + 6))
+
+    # background canvas + its temperature / relief / hole fields
+    rb = rng_for(spec.seed, "background")
+    backgrounds = library.select_backgrounds(include_holdout)
+    bg_source = backgrounds[int(rb.integers(len(backgrounds)))]
+    image = bg_source.rgb()
+    cw, ch = W + 2 * margin, H + 2 * margin
+    ih, iw = image.shape[:2]
+    zoom = max(cw / iw, ch / ih) * rb.uniform(1.0, 1.6)
+    crop_w, crop_h = min(iw, int(math.ceil(cw / zoom))), min(ih, int(math.ceil(ch / zoom)))
+    x0, y0 = int(rb.integers(0, iw - crop_w + 1)), int(rb.integers(0, ih - crop_h + 1))
+    canvas = cv2.resize(image[y0:y0 + crop_h, x0:x0 + crop_w], (cw, ch), interpolation=cv2.INTER_AREA)
+    if rb.random() < 0.5:
+        canvas = canvas[:, ::-1]
+    canvas = np.ascontiguousarray(canvas)
+    lum = cv2.GaussianBlur(cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0, (0, 0), 2.0)
+    ambient = rb.uniform(14.0, 26.0)
+    bg_temp = ambient + (lum - lum.mean()) * rb.uniform(2.0, 6.0)
+    yy, xx = np.mgrid[0:ch, 0:cw].astype(np.float32)
+    for _ in range(int(rb.integers(0, 3))):  # a few warm background things (lamps, radiators)
+        cx, cy, sg = rb.uniform(0, cw), rb.uniform(0, ch), rb.uniform(0.03, 0.08) * W
+        bg_temp += rb.uniform(3.0, 8.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sg * sg))
+    relief = (lum - 0.5) * rb.uniform(40.0, 120.0)
+    holes = np.zeros((ch, cw), np.float32)
+    for _ in range(int(rb.integers(1, 6))):
+        cv2.ellipse(holes, (int(rb.uniform(0, cw)), int(rb.uniform(0, ch))),
+                    (int(rb.uniform(0.01, 0.06) * W) + 1, int(rb.uniform(0.01, 0.05) * W) + 1),
+                    rb.uniform(0, 180), 0, 360, 1.0, -1)
+    if rb.random() < 0.5:  # IR-absorbing dark materials read as invalid
+        holes[lum < 0.08] = 1.0
+    background_aux = np.dstack([bg_temp, relief, holes]).astype(np.float32)
+    vv, uu = np.mgrid[0:H, 0:W].astype(np.float32)
+    if rb.random() < 0.6:  # wall
+        dc = rb.uniform(3000.0, 6000.0)
+        plane = dc * (1 + rb.uniform(-0.15, 0.15) * (uu / W - 0.5) + rb.uniform(-0.1, 0.1) * (vv / H - 0.5))
+        plane_kind = "wall"
+    else:  # floor receding to the top
+        near, far = rb.uniform(1500.0, 2500.0), rb.uniform(4000.0, 8000.0)
+        plane = far + (near - far) * (vv / H)
+        plane_kind = "floor"
+    attrs["background"] = {"name": bg_source.name, "depth_plane": plane_kind, "camera_pan": bool(pan_on)}
+
+    # target appearance and size
+    rt = rng_for(spec.seed, "target")
+    area_frac = math.exp(rt.uniform(math.log(0.008), math.log(0.07)))
+    lowres_area = math.exp(rt.uniform(math.log(0.0012), math.log(0.0035)))
+    k = s(Challenge.LOW_RESOLUTION)
+    area_frac = area_frac ** (1 - k) * lowres_area ** k
+    area_px = area_frac * W * H
+    max_side = int(np.clip(math.sqrt(area_px) * 3.0, 48, 256))
+    sprite, aspect_class = _target_sprite(rt, library, include_holdout, max_side)
+    camo_patch_xy = (rt.uniform(0, 1), rt.uniform(0, 1))
+    camo_shape = str(rt.choice(("ellipse", "rectangle", "blob", "hexagon")))
+    k = s(Challenge.CAMOUFLAGE)
+    if k > 0:  # the target is cut from the background texture itself
+        hs, ws = sprite.rgba.shape[:2]
+        px, py = int(camo_patch_xy[0] * (cw - ws)), int(camo_patch_xy[1] * (ch - hs))
+        patch = canvas[py:py + hs, px:px + ws].astype(np.float32)
+        if patch.shape[:2] != (hs, ws):
+            patch = cv2.resize(canvas, (ws, hs), interpolation=cv2.INTER_AREA).astype(np.float32)
+        blend = 0.6 + 0.4 * k
+        rgba = sprite.rgba.copy()
+        shape = sprite.shape
+        if shape is not None:  # synthetic shape: a plain silhouette, the background's look
+            shape = camo_shape
+            rgba[..., 3] = shape_mask(shape, ws, hs, rt)
+        rgba[..., :3] = np.clip((1 - blend) * rgba[..., :3] + blend * patch * 0.97, 0, 255).astype(np.uint8)
+        sprite = Sprite(rgba, sprite.category if shape is None else shape_category(shape, ws / hs),
+                        colour_name(rgba), "textured" if shape else None, sprite.source + "+camouflage", shape)
+    hs, ws = sprite.rgba.shape[:2]
+    scale0 = math.sqrt(area_px / (hs * ws))
+    depth0 = rt.uniform(1200.0, 3500.0)
+    delta_t = rt.uniform(6.0, 14.0)
+    temperature, relief_t = _heat_and_relief(sprite, ambient + 0.6 * delta_t, 0.4 * delta_t, rt.uniform(20, 80))
+
+    # scale change via depth
+    rs = rng_for(spec.seed, "scale")
+    k = s(Challenge.SCALE_CHANGE)
+    ramp = np.linspace(-1, 1, n) * (1 if rs.random() < 0.5 else -1)
+    wobble = smooth_noise(rs, n)
+    if k > 0:
+        amp = 0.35 + 0.5 * k
+        log_depth = amp * np.clip(ramp * 0.8 + 0.35 * wobble, -1, 1)
+    else:
+        log_depth = 0.1 * wobble
+    depth = np.clip(depth0 * np.exp(log_depth), 500.0, 7000.0)
+    scale = scale0 * depth0 / depth
+    fit = 0.85 * min(W, H) / (scale.max() * math.hypot(hs, ws) * 0.5 + 1e-6) / 2  # keep it within the frame
+    if fit < 1.0:
+        scale *= fit
+        scale0 *= fit
+
+    # rotation, perspective, deformation
+    rr = rng_for(spec.seed, "rotation")
+    angle0 = rr.uniform(-20, 20) if sprite.pattern is None else rr.uniform(-45, 45)
+    spin = rr.uniform(90, 360) * (1 if rr.random() < 0.5 else -1)
+    wob = smooth_noise(rr, n)
+    k = s(Challenge.ROTATION)
+    angle = angle0 + (6 + 15 * k) * wob + (k * spin * np.linspace(0, 1, n) if k > 0 else 0.0)
+    rp = rng_for(spec.seed, "perspective")
+    tilt_amp = rp.uniform(10, 45) if rp.random() < 0.5 else 0.0
+    tilt = tilt_amp * smooth_noise(rp, n)
+    rd = rng_for(spec.seed, "deformation")
+    k = s(Challenge.DEFORMATION)
+    deform = (0.03 + 0.07 * k) if k > 0 else 0.0
+    deform_speed, deform_phase = rd.uniform(0.1, 0.35), rd.uniform(0, 2 * math.pi)
+    breathe = 1 + ((0.08 + 0.17 * k) * np.sin(rd.uniform(0.05, 0.2) * np.arange(n) + rd.uniform(0, 6.3))
+                   if k > 0 else 0.0) * np.ones(n)
+
+    # target path (image coordinates, camera following) -----------------------------------------
+    rm = rng_for(spec.seed, "motion")
+    half_extent = scale * math.hypot(hs, ws) * 0.5
+    speed = math.exp(rm.uniform(math.log(0.002), math.log(0.012))) * diag
+    k_fast = s(Challenge.FAST_MOTION)
+    kicks = rm.random(n) < 0.05
+    kick_vec = rm.normal(0, 0.06 * diag, (n, 2))
+    speed_mod = 0.5 + 0.5 * (smooth_noise(rm, n, (0.5, 3.0)) + 1)
+    turn = smooth_noise(rm, n, (0.5, 3.0)) * rm.uniform(0.02, 0.12)
+    heading = rm.uniform(0, 2 * math.pi) + np.cumsum(turn)
+    start = (rm.uniform(0.2, 0.8), rm.uniform(0.2, 0.8))
+    if k_fast > 0:
+        speed *= 3 + 6 * k_fast
+    k_blur = s(Challenge.MOTION_BLUR)
+    if k_blur > 0:
+        speed = max(speed, (0.012 + 0.025 * k_blur) * diag)
+    pos = np.zeros((n, 2))
+    lo_x, hi_x = half_extent * 0.9 + 2, W - half_extent * 0.9 - 2
+    lo_y, hi_y = half_extent * 0.9 + 2, H - half_extent * 0.9 - 2
+    lo_x, hi_x = np.minimum(lo_x, W / 2), np.maximum(hi_x, W / 2)
+    lo_y, hi_y = np.minimum(lo_y, H / 2), np.maximum(hi_y, H / 2)
+    p = np.array([lo_x[0] + start[0] * (hi_x[0] - lo_x[0]), lo_y[0] + start[1] * (hi_y[0] - lo_y[0])])
+    vel = speed * np.array([math.cos(heading[0]), math.sin(heading[0])])
+    for i in range(n):
+        if i > 0:
+            vel = speed * speed_mod[i] * np.array([math.cos(heading[i]), math.sin(heading[i])])
+            if k_fast > 0 and kicks[i]:
+                vel = vel + kick_vec[i] * k_fast
+            p = p + vel
+            for axis, lo, hi in ((0, lo_x[i], hi_x[i]), (1, lo_y[i], hi_y[i])):
+                if p[axis] < lo or p[axis] > hi:  # bounce off the frame border
+                    p[axis] = np.clip(2 * (lo if p[axis] < lo else hi) - p[axis], lo, hi)
+                    heading[i:] = (math.pi - heading[i:]) if axis == 0 else -heading[i:]
+        pos[i] = p
+    base_pos = pos.copy()
+
+    # out of view: slide out across the nearest border, stay out, come back
+    ro = rng_for(spec.seed, "out_of_view")
+    k = s(Challenge.OUT_OF_VIEW)
+    t_out = int(ro.uniform(0.2, 0.5) * n)
+    ramp_len = int(ro.integers(4, 12))
+    out_len = int(round((5 + ro.integers(0, 10)) * (0.5 + k) + 2))
+    out_info = None
+    if k > 0:
+        t_out = min(t_out, max(1, n - 2 * ramp_len - out_len - 2))
+        t_back = min(n - 1, t_out + 2 * ramp_len + out_len)
+        px, py = pos[t_out]
+        side = int(np.argmin([px, W - px, py, H - py]))
+        far = half_extent.max() * 1.15 + 6
+        target_pos = pos.copy()
+        target_pos[:, 0] = {0: -far, 1: W + far}.get(side, pos[:, 0])
+        target_pos[:, 1] = {2: -far, 3: H + far}.get(side, pos[:, 1])
+        t = np.arange(n)
+        w = _smoothstep((t - t_out) / ramp_len) * (1 - _smoothstep((t - (t_back - ramp_len)) / ramp_len))
+        pos = pos * (1 - w[:, None]) + target_pos * w[:, None]
+        out_info = {"leave": t_out, "return": t_back, "side": ("left", "right", "top", "bottom")[side]}
+    attrs["out_of_view"] = out_info
+
+    layers = [Layer("target", sprite, temperature, relief_t, pos[:, 0], pos[:, 1], scale, angle, tilt, depth,
+                    breathe, deform, deform_speed, deform_phase)]
+    target_extent = scale * max(hs, ws)
+
+    # distractors ------------------------------------------------------------------------------
+    rdi = rng_for(spec.seed, "distractors")
+    k = s(Challenge.DISTRACTORS)
+    if k > 0:
+        count = 1 + int(round(3 * k * rdi.uniform(0.5, 1.0)))
+        for j in range(count):
+            d_sprite = _distractor_sprite(rdi, library, sprite, objects)
+            dh, dw = d_sprite.rgba.shape[:2]
+            size_factor = math.sqrt(hs * ws / (dh * dw)) * rdi.uniform(0.85, 1.15)
+            ratio = rdi.uniform(0.7, 0.85) if rdi.random() < 0.5 else rdi.uniform(1.18, 1.4)
+            lag = int(rdi.integers(-20, 21))
+            src = np.clip(np.arange(n) + lag, 0, n - 1)
+            offset = np.stack([smooth_noise(rdi, n), smooth_noise(rdi, n)], 1) * target_extent[:, None] * rdi.uniform(1.5, 3.5)
+            d_pos = base_pos[src] + offset
+            sep = 0.6 * (target_extent[0] + scale[0] * size_factor * max(dh, dw)) + 4
+            gap = d_pos[0] - pos[0]
+            if np.hypot(*gap) < sep:  # clean first frame: distractor clear of the target box
+                direction = gap / (np.hypot(*gap) + 1e-6) if np.hypot(*gap) > 1e-3 else np.array([1.0, 0.0])
+                d_pos += direction * (sep - np.hypot(*gap))
+            d_temp, d_relief = _heat_and_relief(d_sprite, ambient + delta_t * rdi.uniform(0.05, 0.35), delta_t * 0.2,
+                                                rdi.uniform(20, 80))
+            layers.append(Layer("distractor", d_sprite, d_temp, d_relief, d_pos[:, 0], d_pos[:, 1],
+                                scale * size_factor, angle0 + rdi.uniform(-30, 30) + 8 * smooth_noise(rdi, n)
+                                + (angle - angle0) * (rdi.random() < 0.5), 0.5 * tilt, depth * ratio, np.ones(n)))
+
+    # occluders --------------------------------------------------------------------------------
+    roc = rng_for(spec.seed, "occluders")
+    occluder_info = []
+
+    def add_occluder(kind: str, size: float, lateral: float, rel_speed: float, t_c: int, rng: np.random.Generator
+                     ) -> None:
+        side = max(8, int(round(min(size, 256))))
+        if kind == "hand":
+            rgba = hand_sprite(side, rng, library)
+            o_sprite = Sprite(rgba, "hand", colour_name(rgba), None, "shape:hand", "hand")
+            t_base, t_core = rng.uniform(32.0, 34.0), 1.0
+        elif kind == "board":
+            aspect = math.exp(rng.uniform(-0.2, 0.2))
+            bw, bh = _sprite_dims(aspect, side)
+            rgb = random_patch(rng, library, bw, bh)
+            mask = np.full((bh, bw), 255, np.uint8)
+            r = max(1, min(bw, bh) // 10)
+            mask[:r, :r] = mask[:r, -r:] = mask[-r:, :r] = mask[-r:, -r:] = 0
+            o_sprite = Sprite(np.dstack([rgb, mask]), "board", "", None, "shape:board", "board")
+            t_base, t_core = ambient + rng.uniform(-1.0, 1.5), 0.3
+        else:
+            o_sprite = _object_sprite(rng, library, objects)
+            t_base, t_core = ambient + rng.uniform(-1.0, 2.0), 0.5
+        oh, ow = o_sprite.rgba.shape[:2]
+        o_scale = size / max(oh, ow)
+        direction = rng.uniform(0, 2 * math.pi)
+        u = np.array([math.cos(direction), math.sin(direction)])
+        perp = np.array([-u[1], u[0]])
+        t = np.arange(n) - t_c
+        o_pos = pos + perp * lateral + u * rel_speed * t[:, None]
+        o_temp, o_relief = _heat_and_relief(o_sprite, t_base, t_core, rng.uniform(10, 40))
+        layers.append(Layer("occluder", o_sprite, o_temp, o_relief, o_pos[:, 0], o_pos[:, 1], np.full(n, o_scale),
+                            rng.uniform(-30, 30) + 5 * smooth_noise(rng, n), np.zeros(n),
+                            depth * rng.uniform(0.35, 0.7), np.ones(n), kind=kind))
+        occluder_info.append({"kind": kind, "frame": int(t_c)})
+
+    k = s(Challenge.PARTIAL_OCCLUSION)
+    if k > 0:
+        for _ in range(1 + int(k > 0.6)):
+            t_c = int(roc.uniform(0.15, 0.85) * n)
+            ext = float(target_extent[t_c])
+            size = ext * roc.uniform(0.5, 0.9)
+            lateral = (ext + size) * 0.5 * roc.uniform(0.45, 0.75) * (1 if roc.random() < 0.5 else -1)
+            kind = str(roc.choice(("hand", "object", "board"), p=(0.5, 0.3, 0.2)))
+            add_occluder(kind, size, lateral, (ext + size) / roc.uniform(10, 25), t_c, roc)
+    rf = rng_for(spec.seed, "full_occlusion")
+    k = s(Challenge.FULL_OCCLUSION)
+    if k > 0:
+        t_c = int(rf.uniform(0.25, 0.75) * n)
+        window = slice(max(0, t_c - 30), min(n, t_c + 30))
+        diag_t = float((scale[window] * math.hypot(hs, ws) * np.maximum(breathe[window], 1 / breathe[window])).max())
+        size = diag_t * rf.uniform(1.5, 1.9) / 0.8
+        hidden = 3 + 14 * k
+        add_occluder("board", size, 0.0, max(0.3, (size * 0.8 - diag_t) / hidden), t_c, rf)
+    attrs["occluders"] = occluder_info
+
+    # lighting -----------------------------------------------------------------------------------
+    rl = rng_for(spec.seed, "light")
+    gain = np.ones(n)
+    spot = np.zeros((n, 3))
+    cast = np.ones((n, 3))
+    k = s(Challenge.ILLUMINATION)
+    g_noise = smooth_noise(rl, n, (0.5, 2.5))
+    spot_path = np.stack([smooth_noise(rl, n), smooth_noise(rl, n)], 1)
+    cast_noise = np.stack([smooth_noise(rl, n) for _ in range(3)], 1)
+    if k > 0:
+        gain = np.clip(np.exp((0.4 + 0.6 * k) * g_noise), 0.25, 2.2)
+        spot[:, 0] = W * (0.5 + 0.4 * spot_path[:, 0])
+        spot[:, 1] = H * (0.5 + 0.4 * spot_path[:, 1])
+        spot[:, 2] = 0.6 * k
+        cast = np.exp(0.15 * k * cast_noise)
+    dark = np.zeros(n, bool)
+    k = s(Challenge.DARKNESS)
+    from_start = rl.random() < 0.5
+    d_start, d_len = int(rl.uniform(0.2, 0.5) * n), int(rl.uniform(0.35, 0.7) * n)
+    d_end_start = int(rl.uniform(0.6, 1.0) * n)
+    dark_gain = rl.uniform(0.025, 0.05)
+    if k > 0:
+        if from_start:
+            dark[:max(2, d_end_start)] = True
+        else:
+            dark[d_start:min(n, d_start + d_len)] = True
+        level = dark_gain * (1.6 - k)
+        gain = np.where(dark, gain * level, gain)
+    attrs["darkness"] = ({"from": int(np.argmax(dark)), "to": int(n - np.argmax(dark[::-1]))} if dark.any() else None)
+
+    # sensors ------------------------------------------------------------------------------------
+    rse = rng_for(spec.seed, "sensors")
+    exposure = rse.uniform(0.1, 0.3)
+    k = s(Challenge.MOTION_BLUR)
+    if k > 0:
+        exposure = 0.7 + 0.3 * k
+    lowres = 2.0 + 3.0 * s(Challenge.LOW_RESOLUTION) if s(Challenge.LOW_RESOLUTION) > 0 else 1.0
+    thermal = {"vignetting_c": rse.uniform(0.5, 1.5), "column_fpn": rse.normal(0, 0.06, W).astype(np.float32),
+               "row_fpn": rse.normal(0, 0.03, H).astype(np.float32), "netd_c": 0.05,
+               "blur_px": 0.8 * W / 320}
+    depth_cfg = {"noise_k": 1.5e-6, "noise_floor_mm": 1.0, "range_mm": (250.0, 8000.0), "speckle": 0.004,
+                 "edge_drop": 0.8}
+    events = {"threshold": spec.event_threshold,
+              "threshold_map": np.clip(spec.event_threshold * (1 + 0.08 * rse.standard_normal((H, W))),
+                                       0.6 * spec.event_threshold, 1.4 * spec.event_threshold).astype(np.float32),
+              "noise_rate": 0.0015, "dark_noise_rate": 0.006, "hot_pixels": rse.random((H, W)) < 1e-4,
+              "eps": 0.01}
+    fx = W / (2 * math.tan(math.radians(30)))
+    attrs["camera"] = {"fx": fx, "fy": fx, "cx": W / 2, "cy": H / 2, "hfov_deg": 60.0, "depth_unit": "mm",
+                       "thermal_unit": "centikelvin", "exposure": exposure, "rgb_lowres_factor": lowres,
+                       "event_threshold": spec.event_threshold, "event_substeps": spec.event_substeps,
+                       "event_render": "white background; red (255,0,0) = net positive, blue (0,0,255) = net negative"}
+    attrs["target"] = {"category": sprite.category, "colour": sprite.colour, "pattern": sprite.pattern,
+                       "source": sprite.source, "aspect": round(ws / hs, 3), "aspect_class": aspect_class,
+                       "low_texture": sprite.pattern == "plain", "temperature_c": round(ambient + delta_t, 2),
+                       "depth0_mm": round(depth0, 1), "perspective_deg": round(tilt_amp, 1),
+                       "deformation": round(deform, 3)}
+    attrs["distractors"] = [{"category": l.sprite.category, "colour": l.sprite.colour, "pattern": l.sprite.pattern,
+                             "source": l.sprite.source} for l in layers if l.role == "distractor"]
+    attrs["ambient_c"] = round(ambient, 2)
+    attrs["speed_px_per_frame"] = round(speed, 2)
+    return Scene(spec, W, H, canvas, background_aux, margin, plane.astype(np.float32), pan, shake, layers, gain, dark,
+                 spot, cast, exposure, lowres, ambient, thermal, depth_cfg, events, attrs)
