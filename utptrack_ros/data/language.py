@@ -84,7 +84,8 @@ def describe(target: Described, distractors: Sequence[Described], width: int, he
     else:
         template = int(rng.integers(4))
         tail = f" {position}" if position else ""
-        text = (f"the {noun}{tail}", f"a {noun}{tail}", f"{noun}{tail}", f"track the {noun}{tail}")[template]
+        article = "an" if noun[0] in "aeiou" else "a"
+        text = (f"the {noun}{tail}", f"{article} {noun}{tail}", f"{noun}{tail}", f"track the {noun}{tail}")[template]
     info = {"colour": colour, "category": target.category, "pattern": target.pattern if use_pattern else None,
             "position": position, "discriminative": separated or relative is not None}
     return text, info

@@ -238,7 +238,8 @@ class Renderer:
         """Target boxes (N, 4) xywh (NaN when absent), absent flags (N,), and per-frame info:
         ``visibility`` (visible fraction of the target's pixels), ``in_view`` (fraction inside the
         image), ``occluded`` (fraction of the in-view part hidden), ``illumination`` (global gain),
-        ``dark``, ``speed_px`` (target centre motion) and ``blur_px`` (motion blur length)."""
+        ``dark``, ``speed_px`` (target centre motion), ``blur_px`` (motion blur length), ``angle_deg``
+        (in-plane rotation) and ``camera_motion_px`` (background motion from pan and shake)."""
         sc = self.scene
         n, w, h = sc.length, sc.width, sc.height
         target = sc.target
@@ -289,4 +290,8 @@ class Renderer:
             gt[i] = (cx0, cy0, cx1 - cx0, cy1 - cy0)
         info["illumination"] = sc.gain.astype(np.float64).copy()
         info["dark"] = sc.dark.copy()
+        info["angle_deg"] = np.asarray(target.angle, np.float64).copy()
+        centre = np.array([w / 2, h / 2, 1.0])
+        bg = np.array([(self.background_matrix(float(i)) @ centre)[:2] for i in range(n)])
+        info["camera_motion_px"] = np.r_[0.0, np.hypot(*np.diff(bg, axis=0).T)]
         return gt, absent, info

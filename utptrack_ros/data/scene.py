@@ -455,8 +455,11 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
     roc = rng_for(spec.seed, "occluders")
     occluder_info = []
 
-    def add_occluder(kind: str, size: float, lateral: float, rel_speed: float, t_c: int, rng: np.random.Generator
-                     ) -> None:
+    def add_occluder(kind: str, size: float, lateral: float, rel_speed: float, t_c: int, rng: np.random.Generator,
+                     hold: float = 0.0, fast_speed: float = 0.0) -> None:
+        """Occluder passing the target at frame ``t_c`` (``lateral`` px off its centre line); with
+        ``hold`` it moves at ``rel_speed`` for ``hold`` frames around ``t_c`` and at ``fast_speed``
+        before and after (comes in, covers, leaves)."""
         side = max(8, int(round(min(size, 256))))
         if kind == "hand":
             rgba = hand_sprite(side, rng, library)
@@ -480,7 +483,11 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         u = np.array([math.cos(direction), math.sin(direction)])
         perp = np.array([-u[1], u[0]])
         t = np.arange(n) - t_c
-        o_pos = pos + perp * lateral + u * rel_speed * t[:, None]
+        travel = rel_speed * t
+        if hold > 0:
+            outside = np.maximum(np.abs(t) - hold / 2, 0)
+            travel = np.sign(t) * (rel_speed * np.minimum(np.abs(t), hold / 2) + max(fast_speed, rel_speed) * outside)
+        o_pos = pos + perp * lateral + u * travel[:, None]
         o_temp, o_relief = _heat_and_relief(o_sprite, t_base, t_core, rng.uniform(10, 40))
         layers.append(Layer("occluder", o_sprite, o_temp, o_relief, o_pos[:, 0], o_pos[:, 1], np.full(n, o_scale),
                             rng.uniform(-30, 30) + 5 * smooth_noise(rng, n), np.zeros(n),
@@ -502,9 +509,10 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         t_c = int(rf.uniform(0.25, 0.75) * n)
         window = slice(max(0, t_c - 30), min(n, t_c + 30))
         diag_t = float((scale[window] * math.hypot(hs, ws) * np.maximum(breathe[window], 1 / breathe[window])).max())
-        size = diag_t * rf.uniform(1.5, 1.9) / 0.8
+        size = diag_t * rf.uniform(1.35, 1.6) / 0.8  # the board's cut corners leave ~0.8 of its side
         hidden = 3 + 14 * k
-        add_occluder("board", size, 0.0, max(0.3, (size * 0.8 - diag_t) / hidden), t_c, rf)
+        slow = max(0.05, (size * 0.8 - diag_t) / hidden)
+        add_occluder("board", size, 0.0, slow, t_c, rf, hold=hidden, fast_speed=(size + diag_t) / rf.uniform(4, 8))
     attrs["occluders"] = occluder_info
 
     # lighting -----------------------------------------------------------------------------------
