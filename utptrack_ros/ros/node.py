@@ -1,9 +1,10 @@
 """TrackerNode: the lifecycle node around the framework-free Tracker. Wiring only.
 
-Lifecycle: ``__init__`` declares parameters (and the ``/diagnostics`` publisher, so a failed
-configure is reported there too); ``on_configure`` validates parameters and loads the model on
-the CPU (a load error -> FAILURE, logged and on /diagnostics), creates ``~/target``,
-``~/debug_image`` and the services; ``on_activate`` builds the Tracker on ``model.device``,
+Lifecycle: ``__init__`` declares parameters, the ``/diagnostics`` publisher and the two
+services (they answer in every state: an init while unconfigured is refused with the reason,
+and a failed configure is reported on /diagnostics); ``on_configure`` validates parameters and
+loads the model on the CPU (a load error -> FAILURE, logged and on /diagnostics), creates
+``~/target`` and ``~/debug_image``; ``on_activate`` builds the Tracker on ``model.device``,
 warms it up, starts the worker thread and subscribes; ``on_deactivate`` unsubscribes, stops the
 worker, drops the target and frees device memory; ``on_cleanup`` drops the model.
 
@@ -100,7 +101,6 @@ class TrackerNode(LifecycleNode):
         self._worker: Optional[threading.Thread] = None
         self._subs: list = []
         self._target_pub = self._debug_pub = self._detections_pub = None
-        self._services: list = []
         self._inputs_group = ReentrantCallbackGroup()
         self._services_group = MutuallyExclusiveCallbackGroup()
         self._active_since: Optional[int] = None
@@ -110,12 +110,20 @@ class TrackerNode(LifecycleNode):
         self._prompt = ""
         self._last: Optional[TrackResult] = None
         self._last_problem = ""
+        self._logged: dict[str, float] = {}
         self._depth_valid: Optional[float] = None
         self._counts = {"processed": 0, "zero_stamp": 0, "bad_input": 0, "skipped_before_init": 0, "errors": 0}
         self._prev_counts: dict = {}
         self._rates = {k: diag.RateMeter() for k in ("rgb_hz", "aux_hz", "output_hz")}
         self._stages = {k: diag.Window() for k in ("latency", "convert", "wait", "preprocess", "model", "postprocess", "publish")}
-        # /diagnostics reports every lifecycle state, including a failed configure.
+        # The services answer in every state (an init while unconfigured gets success=false and
+        # the reason), and /diagnostics reports every state, including a failed configure.
+        from utptrack_ros.srv import InitTarget
+
+        self._tracker_services = [
+            self.create_service(InitTarget, "~/init_target", self._on_init_target, callback_group=self._services_group),
+            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._services_group),
+        ]
         self._diag_pub = self.create_publisher(_diag_type(), "/diagnostics", 10)
         period = float(self.get_parameter("output.diagnostics_period_s").value)
         self._diag_timer = self.create_timer(period, self._publish_diagnostics, MutuallyExclusiveCallbackGroup())
@@ -134,10 +142,15 @@ class TrackerNode(LifecycleNode):
             values[p.name] = p.value
         return values
 
-    def _problem(self, text: str, counter: str = "bad_input") -> None:
+    def _problem(self, text: str, counter: str = "bad_input", kind: Optional[str] = None) -> None:
+        """Count, remember for /diagnostics, and log (at most every 2 s per kind of problem)."""
         self._counts[counter] += 1
         self._last_problem = text
-        self.get_logger().warning(text, throttle_duration_sec=2.0)
+        kind = kind or f"{counter}:{text[:30]}"
+        now = time.monotonic()
+        if now - self._logged.get(kind, -1e9) >= 2.0:
+            self._logged[kind] = now
+            self.get_logger().warning(text)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -157,17 +170,12 @@ class TrackerNode(LifecycleNode):
         fill = [Parameter(k, value=v) for k, v in effective_core_values(settings, model.config.prune).items()]
         self.set_parameters(fill)
         from utptrack_ros.msg import TrackedTarget
-        from utptrack_ros.srv import InitTarget
 
         self._target_pub = self.create_lifecycle_publisher(TrackedTarget, "~/target", 10)
         if settings.output.debug_image:
             self._debug_pub = self.create_lifecycle_publisher(Image, "~/debug_image", 2)
         if messages.HAVE_VISION_MSGS:
             self._detections_pub = self.create_lifecycle_publisher(messages.Detection2DArray, "~/detections", 10)
-        self._services = [
-            self.create_service(InitTarget, "~/init_target", self._on_init_target, callback_group=self._services_group),
-            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._services_group),
-        ]
         log = self.get_logger()
         log.info(f"configured: {settings_summary(settings)}")
         log.info(f"input '{self._rgb_topic()}' QoS: {describe(self._qos('image'))}")
@@ -252,10 +260,8 @@ class TrackerNode(LifecycleNode):
         for pub in (self._target_pub, self._debug_pub, self._detections_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        for srv in self._services:
-            self.destroy_service(srv)
         self._target_pub = self._debug_pub = self._detections_pub = None
-        self._services, self._model, self.settings = [], None, None
+        self._model, self.settings = None, None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:

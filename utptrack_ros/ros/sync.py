@@ -180,15 +180,14 @@ class ApproximateSync:
                 self.counters.unmatched_aux += 1
 
     def _discard_hopeless(self) -> None:
-        """Drop frames the other stream has already passed by more than the slop."""
-        if self._aux:
-            newest_aux = self._aux[-1].stamp_ns
-            while self._rgb and self._rgb[0].stamp_ns + self.slop_ns < newest_aux:
+        """Drop frames the other stream has already passed by more than the slop (stamps per
+        stream only increase, so no later frame of the other stream can pair with them)."""
+        if self._last_aux_stamp is not None:
+            while self._rgb and self._rgb[0].stamp_ns + self.slop_ns < self._last_aux_stamp:
                 self._rgb.popleft()
                 self.counters.unmatched_rgb += 1
-        if self._rgb:
-            newest_rgb = self._rgb[-1].stamp_ns
-            while self._aux and self._aux[0].stamp_ns + self.slop_ns < newest_rgb:
+        if self._last_rgb_stamp is not None:
+            while self._aux and self._aux[0].stamp_ns + self.slop_ns < self._last_rgb_stamp:
                 self._aux.popleft()
                 self.counters.unmatched_aux += 1
 
