@@ -61,7 +61,7 @@ def generate(spec: SequenceSpec, library: Optional[SourceLibrary] = None) -> Seq
     prompt, language = describe(first[0], first[1:], scene.width, scene.height, rng_for(spec.seed, "language"))
     attributes = {
         "generator": "utptrack_ros.data.generator", "generator_version": GENERATOR_VERSION,
-        "seed": spec.seed, "split": spec.split, "image_size": [scene.width, scene.height], "fps": spec.fps,
+        "seed": spec.seed, "split": spec.split, "fps": spec.fps,
         "challenges": {c.value: s for c, s in spec.challenges}, "language": language, **scene.attributes,
     }
     stamps = DEFAULT_START_NS + np.round(np.arange(spec.length) * 1e9 / spec.fps).astype(np.int64)

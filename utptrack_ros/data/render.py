@@ -143,8 +143,8 @@ class Renderer:
             x0, y0, x1, y1 = max(x0, -pad), max(y0, -pad), min(x1, w + pad), min(y1, h + pad)
             if x1 <= max(x0, 0) or y1 <= max(y0, 0) or x0 >= w or y0 >= h:
                 continue
-            src = layer.pixels if with_aux else layer.pixels4
-            patch = self._warp(self._deformed(layer, src, t), hom, x0, y0, x1, y1)
+            # RGBA and aux warp separately so the radiance is bit-identical with or without aux
+            patch = self._warp(self._deformed(layer, layer.pixels, t), hom, x0, y0, x1, y1)
             patch = motion_blur(patch, *motion, border=cv2.BORDER_CONSTANT)
             cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
             patch = patch[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
@@ -153,12 +153,14 @@ class Renderer:
             region *= (1.0 - a)[..., None]
             region += patch[..., :3]
             if with_aux:
+                aux = self._warp(self._deformed(layer, layer.aux_pixels, t), hom, x0, y0, x1, y1)
+                aux = motion_blur(aux, *motion, border=cv2.BORDER_CONSTANT)[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
                 t_region = temp[cy0:cy1, cx0:cx1]
                 t_region *= 1.0 - a
-                t_region += patch[..., 4]
+                t_region += aux[..., 0]
                 solid = a > 0.5
                 d_region = depth[cy0:cy1, cx0:cx1]
-                d_region[solid] = float(_lerp(layer.depth, t)) + patch[..., 5][solid] / a[solid]
+                d_region[solid] = float(_lerp(layer.depth, t)) + aux[..., 1][solid] / a[solid]
                 holes[cy0:cy1, cx0:cx1][solid] = 0.0
         return rad, temp, depth, holes
 

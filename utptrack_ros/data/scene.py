@@ -42,17 +42,16 @@ class Layer:
     deform_speed: float = 0.0  # radians per frame
     deform_phase: float = 0.0
     kind: str = ""  # occluders: hand / object / board
-    pixels: np.ndarray = field(init=False, repr=False)  # (hs, ws, 6) premultiplied r,g,b,a,T,relief
-    pixels4: np.ndarray = field(init=False, repr=False)  # (hs, ws, 4) premultiplied r,g,b,a
+    pixels: np.ndarray = field(init=False, repr=False)  # (hs, ws, 4) premultiplied r, g, b, alpha
+    aux_pixels: np.ndarray = field(init=False, repr=False)  # (hs, ws, 2) premultiplied temperature, relief
     alpha: np.ndarray = field(init=False, repr=False)  # (hs, ws) float32
 
     def __post_init__(self) -> None:
         rgba = self.sprite.rgba.astype(np.float32) / 255.0
         a = rgba[..., 3]
         self.alpha = np.ascontiguousarray(a)
-        self.pixels = np.ascontiguousarray(np.dstack([rgba[..., :3] * a[..., None], a, self.temperature * a,
-                                                      self.relief_mm * a]).astype(np.float32))
-        self.pixels4 = np.ascontiguousarray(self.pixels[..., :4])
+        self.pixels = np.ascontiguousarray(np.dstack([rgba[..., :3] * a[..., None], a]).astype(np.float32))
+        self.aux_pixels = np.ascontiguousarray(np.dstack([self.temperature * a, self.relief_mm * a]).astype(np.float32))
 
 
 @dataclass
@@ -308,27 +307,12 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
     sprite, aspect_class = _target_sprite(rt, library, include_holdout, max_side)
     camo_patch_xy = (rt.uniform(0, 1), rt.uniform(0, 1))
     camo_shape = str(rt.choice(("ellipse", "rectangle", "blob", "hexagon")))
-    k = s(Challenge.CAMOUFLAGE)
-    if k > 0:  # the target is cut from the background texture itself
-        hs, ws = sprite.rgba.shape[:2]
-        px, py = int(camo_patch_xy[0] * (cw - ws)), int(camo_patch_xy[1] * (ch - hs))
-        patch = canvas[py:py + hs, px:px + ws].astype(np.float32)
-        if patch.shape[:2] != (hs, ws):
-            patch = cv2.resize(canvas, (ws, hs), interpolation=cv2.INTER_AREA).astype(np.float32)
-        blend = 0.6 + 0.4 * k
-        rgba = sprite.rgba.copy()
-        shape = sprite.shape
-        if shape is not None:  # synthetic shape: a plain silhouette, the background's look
-            shape = camo_shape
-            rgba[..., 3] = shape_mask(shape, ws, hs, rt)
-        rgba[..., :3] = np.clip((1 - blend) * rgba[..., :3] + blend * patch * 0.97, 0, 255).astype(np.uint8)
-        sprite = Sprite(rgba, sprite.category if shape is None else shape_category(shape, ws / hs),
-                        colour_name(rgba), "textured" if shape else None, sprite.source + "+camouflage", shape)
     hs, ws = sprite.rgba.shape[:2]
     scale0 = math.sqrt(area_px / (hs * ws))
     depth0 = rt.uniform(1200.0, 3500.0)
     delta_t = rt.uniform(6.0, 14.0)
-    temperature, relief_t = _heat_and_relief(sprite, ambient + 0.6 * delta_t, 0.4 * delta_t, rt.uniform(20, 80))
+    relief_mm = rt.uniform(20, 80)
+    temperature, relief_t = _heat_and_relief(sprite, ambient + 0.6 * delta_t, 0.4 * delta_t, relief_mm)
 
     # scale change via depth
     rs = rng_for(spec.seed, "scale")
@@ -422,6 +406,25 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         out_info = {"leave": t_out, "return": t_back, "side": ("left", "right", "top", "bottom")[side]}
     attrs["out_of_view"] = out_info
 
+    k = s(Challenge.CAMOUFLAGE)
+    if k > 0:  # the target wears the background texture found around its first position
+        cx0 = int(round(pos[0, 0] + margin + pan[0, 0])) - ws // 2
+        cy0 = int(round(pos[0, 1] + margin + pan[0, 1])) - hs // 2
+        cx0, cy0 = int(np.clip(cx0 + camo_patch_xy[0] * ws * 0.5, 0, cw - ws)), int(np.clip(cy0 + camo_patch_xy[1] * hs * 0.5, 0, ch - hs))
+        patch = canvas[cy0:cy0 + hs, cx0:cx0 + ws].astype(np.float32)
+        if patch.shape[:2] != (hs, ws):
+            patch = cv2.resize(canvas, (ws, hs), interpolation=cv2.INTER_AREA).astype(np.float32)
+        rgba = sprite.rgba.copy()
+        shape = sprite.shape
+        if shape is not None:  # synthetic shape: a plain silhouette in the background's look
+            shape = camo_shape
+            rgba[..., 3] = shape_mask(shape, ws, hs, rt)
+        blend = 0.6 + 0.4 * k
+        rgba[..., :3] = np.clip((1 - blend) * rgba[..., :3] + blend * patch * 0.97, 0, 255).astype(np.uint8)
+        sprite = Sprite(rgba, sprite.category if shape is None else shape_category(shape, ws / hs),
+                        colour_name(rgba), "textured" if shape else None, sprite.source + "+camouflage", shape)
+        temperature, relief_t = _heat_and_relief(sprite, ambient + 0.6 * delta_t, 0.4 * delta_t, relief_mm)
+
     layers = [Layer("target", sprite, temperature, relief_t, pos[:, 0], pos[:, 1], scale, angle, tilt, depth,
                     breathe, deform, deform_speed, deform_phase)]
     target_extent = scale * max(hs, ws)
@@ -460,7 +463,7 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         """Occluder passing the target at frame ``t_c`` (``lateral`` px off its centre line); with
         ``hold`` it moves at ``rel_speed`` for ``hold`` frames around ``t_c`` and at ``fast_speed``
         before and after (comes in, covers, leaves)."""
-        side = max(8, int(round(min(size, 256))))
+        side = int(np.clip(round(size), 64, 256))  # sprite resolution; on-screen size comes from the scale
         if kind == "hand":
             rgba = hand_sprite(side, rng, library)
             o_sprite = Sprite(rgba, "hand", colour_name(rgba), None, "shape:hand", "hand")
@@ -499,10 +502,12 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         for _ in range(1 + int(k > 0.6)):
             t_c = int(roc.uniform(0.15, 0.85) * n)
             ext = float(target_extent[t_c])
-            size = ext * roc.uniform(0.5, 0.9)
-            lateral = (ext + size) * 0.5 * roc.uniform(0.45, 0.75) * (1 if roc.random() < 0.5 else -1)
+            size = ext * roc.uniform(0.7, 1.1)
+            cover = roc.uniform(0.3, 0.65)  # share of the target's extent the occluder's edge reaches past
+            lateral = (size / 2 + ext / 2 - cover * ext) * (1 if roc.random() < 0.5 else -1)
             kind = str(roc.choice(("hand", "object", "board"), p=(0.5, 0.3, 0.2)))
-            add_occluder(kind, size, lateral, (ext + size) / roc.uniform(10, 25), t_c, roc)
+            add_occluder(kind, size, lateral, ext * roc.uniform(0.02, 0.06), t_c, roc, hold=roc.uniform(4, 12),
+                         fast_speed=(ext + size) / roc.uniform(5, 12))
     rf = rng_for(spec.seed, "full_occlusion")
     k = s(Challenge.FULL_OCCLUSION)
     if k > 0:
