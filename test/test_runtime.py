@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from utptrack_ros.errors import InputError
-from utptrack_ros.models import create_model
+from utptrack_ros.models import UTPTrack, create_model, model_config
 from utptrack_ros.profiling import example_inputs
 from utptrack_ros.runtime import OrtBackend, TorchBackend, export_onnx
 
@@ -111,3 +112,55 @@ def test_importing_the_package_does_not_import_onnxruntime():
         "assert 'onnxruntime' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+_CV2_CHECK = r"""
+import sys, numpy as np, cv2
+path, data = sys.argv[1], np.load(sys.argv[2])
+net = cv2.dnn.readNet(path)
+net.setInput(data["template"], "template")
+net.setInput(data["search"], "search")
+outs = net.forward(["output1", "output2", "output3"])
+worst = max(float(np.abs(o.reshape(data[k].shape) - data[k]).max()) for o, k in zip(outs, ("score", "size", "offset")))
+params = cv2.TrackerVit_Params()
+params.net = path
+tracker = cv2.TrackerVit.create(params)
+image = np.zeros((240, 320, 3), np.uint8)
+image[100:140, 150:190] = (0, 0, 255)
+tracker.init(image, (150, 100, 40, 40))
+ok, box = tracker.update(image)
+print(worst, len(box), tracker.getTrackingScore())
+"""
+
+
+def test_ostrack_shaped_export_runs_in_opencv_trackervit(tmp_path):
+    """The single-graph OSTrack contract (template, search -> output1..3) that cv2.TrackerVit loads."""
+    from utptrack_ros.config import PruneConfig
+    from utptrack_ros.runtime import export_ostrack_shaped
+
+    torch.manual_seed(0)
+    prune = PruneConfig(ce=((1, 0.7), (2, 0.7)), dte=((2, 0.7),), ste=((2, 0.7),), tta_mode="all")
+    config = replace(model_config("o256"), embed_dim=64, depth=4, num_heads=4, head_channels=(32, 16, 16, 8),
+                     legacy_vit_params=False, prune=prune)
+    model = UTPTrack(config).eval()
+    with torch.no_grad():
+        for block in model.backbone.blocks:
+            block.attn.qkv.weight.normal_(0.0, 0.3)
+    path = export_ostrack_shaped(model, tmp_path / "ostrack.onnx")
+    g = np.random.default_rng(0)
+    template = g.standard_normal((1, 3, 128, 128)).astype(np.float32)
+    search = g.standard_normal((1, 3, 256, 256)).astype(np.float32)
+    box = torch.tensor([[0.25, 0.25, 0.5, 0.5]])
+    with torch.no_grad():
+        t = torch.from_numpy(template)
+        tokens = model.embed_templates(t, t, box, box)
+        ref = model.forward_search(torch.from_numpy(search), tokens)
+    data = tmp_path / "io.npz"
+    np.savez(data, template=template, search=search, score=ref.score_map.numpy(), size=ref.size_map.numpy(),
+             offset=ref.offset_map.numpy())
+    # own process: an OpenCV importer crash must fail this test, not kill the test session
+    proc = subprocess.run([sys.executable, "-c", _CV2_CHECK, str(path), str(data)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    worst, n_box, score = proc.stdout.split()
+    assert float(worst) <= TOL and int(n_box) == 4 and 0.0 <= float(score) <= 1.0

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -136,11 +137,25 @@ def _sort_stable(self: Any, stable: bool = True, dim: int = -1, descending: bool
     return values, indices
 
 
+def _gelu(self: Any, approximate: str = "none") -> Any:
+    """onnxscript translation of exact ``aten.gelu``: 0.5 x (1 + erf(x / sqrt 2)), written with
+    multiplications. onnxscript's own form (``Div`` by sqrt 2 first) crashes OpenCV 5.1's ONNX
+    importer (segfault in ``cv2.dnn.readNet``); this one loads there and in onnxruntime."""
+    from onnxscript import opset18 as op
+
+    if approximate != "none":
+        raise ConfigError(f"only exact GELU is exported, got approximate={approximate!r}")
+    half = op.Mul(self, op.Constant(value_float=0.5))
+    erf = op.Erf(op.Mul(self, op.Constant(value_float=float(1.0 / math.sqrt(2.0)))))
+    return op.Mul(half, op.Add(erf, op.Constant(value_float=1.0)))
+
+
 def _translations() -> dict[Any, Any]:
     from onnxscript.onnx_types import FLOAT, INT64
 
     _sort_stable.__annotations__ = {"self": FLOAT, "return": tuple[FLOAT, INT64]}
-    return {torch.ops.aten.sort.stable: _sort_stable}
+    _gelu.__annotations__ = {"self": FLOAT, "approximate": str, "return": FLOAT}
+    return {torch.ops.aten.sort.stable: _sort_stable, torch.ops.aten.gelu.default: _gelu}
 
 
 def _to_opset(model: Any, opset: int) -> Any:
@@ -170,7 +185,27 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], inputs: tuple[str, ...]
             path: Path, opset: int, metadata: dict[str, str]) -> Path:
     import onnx
 
-    program = torch.onnx.export(
+    quiet = [logging.getLogger(n) for n in ("onnx_ir", "onnxscript")]
+    levels = [q.level for q in quiet]
+    for q in quiet:  # their graph passes log every rewrite at INFO
+        q.setLevel(max(q.level, logging.WARNING))
+    try:
+        program = _torch_export(module, args, inputs, outputs)
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+    proto = _to_opset(program.model_proto, opset)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+    log.info("exported %s (opset %d, inputs %s)", path, opset, list(inputs))
+    return path
+
+
+def _torch_export(module: nn.Module, args: tuple[Tensor, ...], inputs: tuple[str, ...], outputs: tuple[str, ...]) -> Any:
+    return torch.onnx.export(
         module.eval(),
         args,
         dynamo=True,
@@ -181,14 +216,6 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], inputs: tuple[str, ...]
         external_data=False,
         verbose=False,
     )
-    proto = _to_opset(program.model_proto, opset)
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(path))
-    log.info("exported %s (opset %d, inputs %s)", path, opset, list(inputs))
-    return path
 
 
 def _example(config: ModelConfig, batch: int) -> tuple[Tensor, ...]:
