@@ -23,6 +23,12 @@ def test_bag_round_trip_equals_memory(small_seq, tmp_path, storage):
     np.testing.assert_allclose(loaded.frame_info["visibility"], small_seq.frame_info["visibility"])
 
 
+@pytest.mark.parametrize("storage, compression", [("mcap", "storage"), ("sqlite3", "message")])
+def test_compressed_bags_round_trip(small_seq, tmp_path, storage, compression):
+    path = write_bag(small_seq, tmp_path / "bag", storage, compression=compression)
+    assert_same_sequence(small_seq, load_bag(path), gt_tol=1e-3)
+
+
 def test_bag_groundtruth_equals_folder_groundtruth(small_seq, tmp_path):
     from_folder = load_folder(write_folder(small_seq, tmp_path / "f"))
     from_bag = load_bag(write_bag(small_seq, tmp_path / "b"))
@@ -128,3 +134,5 @@ def test_corrupt_and_missing_bags(small_seq, tmp_path):
         write_bag(small_seq, path)
     with pytest.raises(SequenceError, match="unknown bag storage"):
         write_bag(small_seq, tmp_path / "x", "rosbag1")
+    with pytest.raises(SequenceError, match="not available for sqlite3"):
+        write_bag(small_seq, tmp_path / "x", "sqlite3", compression="storage")

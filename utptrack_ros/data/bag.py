@@ -147,8 +147,12 @@ _AUX_DTYPE = {Modality.DEPTH: np.uint16, Modality.THERMAL: np.uint16, Modality.E
 
 # -- writing ----------------------------------------------------------------------------------
 def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: Optional[BagTopics] = None,
-              overwrite: bool = False) -> Path:
+              compression: str = "none", overwrite: bool = False) -> Path:
     """Write ``seq`` as a rosbag2 directory at ``path`` (``storage``: ``"mcap"`` or ``"sqlite3"``).
+
+    ``compression``: ``"none"`` (raw images), ``"message"`` (each message zstd-compressed, any
+    storage) or ``"storage"`` (mcap's own zstd chunk compression; mcap only). Readers of both
+    rosbags and ROS 2 handle all three.
 
     Raises:
         SequenceError: ``path`` exists (and ``overwrite`` is False), unknown storage, or an aux frame
@@ -156,11 +160,15 @@ def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: O
     """
     import shutil
 
-    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if storage not in plugins:
         raise SequenceError(f"unknown bag storage {storage!r}; expected 'mcap' or 'sqlite3'")
+    modes = {"none": CompressionMode.NONE, "message": CompressionMode.MESSAGE, "storage": CompressionMode.STORAGE}
+    if compression not in modes or (compression == "storage" and storage != "mcap"):
+        raise SequenceError(f"compression {compression!r} is not available for {storage}; expected 'none', "
+                            "'message' or (mcap only) 'storage'")
     out = Path(path)
     if out.exists():
         if not overwrite:
@@ -170,7 +178,10 @@ def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: O
     ts = _typestore()
     meta = {"name": seq.name, "attributes": seq.attributes,
             "frame_info": {k: v.tolist() for k, v in seq.frame_info.items()}}
-    with Writer(out, version=9, storage_plugin=plugins[storage]) as writer:
+    writer = Writer(out, version=9, storage_plugin=plugins[storage])
+    if compression != "none":
+        writer.set_compression(modes[compression], CompressionFormat.ZSTD)
+    with writer:
         writer.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, default=_json_default))
         color = writer.add_connection(topics.color, IMAGE, typestore=ts)
         aux = {m: writer.add_connection(topics.aux(m), IMAGE, typestore=ts)

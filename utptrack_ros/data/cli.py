@@ -80,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="aux modalities: comma list of depth,thermal,event or 'none' (default all)")
     parser.add_argument("--bags", choices=("none", "mcap", "sqlite3", "both"), default="none",
                         help="also write rosbag2 bags under <out>/bags/<storage>/ (default none)")
+    parser.add_argument("--bag-compression", choices=("none", "message", "storage"), default="none",
+                        help="zstd per message, or mcap chunk compression ('storage', mcap only); ~2x smaller")
     parser.add_argument("--no-folders", action="store_true", help="write only bags")
     parser.add_argument("--overwrite", action="store_true", help="replace existing sequences of the same name")
 
@@ -116,7 +118,11 @@ def run(args: argparse.Namespace) -> int:
                 write_folder(seq, out, overwrite=args.overwrite)
             for storage in storages:
                 (out / "bags" / storage).mkdir(parents=True, exist_ok=True)
-                write_bag(seq, out / "bags" / storage / seq.name, storage, overwrite=args.overwrite)
+                compression = args.bag_compression
+                if compression == "storage" and storage != "mcap":
+                    compression = "message"
+                write_bag(seq, out / "bags" / storage / seq.name, storage, compression=compression,
+                          overwrite=args.overwrite)
         except SequenceError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
