@@ -89,3 +89,37 @@ def test_diagnostic_levels():
         rate.tick(k * 10**8)  # 10 Hz on the node clock
     assert rate.rate(10**9) == pytest.approx(10.0)
     assert rate.rate(20 * 10**9) == 0.0  # window passed
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_every_config_preset_validates():
+    from pathlib import Path
+
+    import yaml
+
+    presets = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml"))
+    assert {p.stem for p in presets} >= {"rgb_cpu", "rgbd", "rgbt", "rgbe", "rgb_language", "o256_gpu"}
+    for path in presets:
+        params = _flatten(yaml.safe_load(path.read_text())["/**"]["ros__parameters"])
+        s = build_settings({**parameter_defaults(), **params}, default_tracker_config(params["model.name"]))
+        assert s.autostart, path.name
+
+
+def test_launch_file_compiles_and_declares_the_arguments():
+    import ast
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parents[2] / "launch" / "tracker.launch.py").read_text()
+    tree = ast.parse(src)
+    declared = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
+                and getattr(c.func, "id", "") == "DeclareLaunchArgument"}
+    assert declared >= {"params_file", "weights", "modality", "namespace", "use_sim_time", "image", "aux_image", "autostart"}
