@@ -7,7 +7,6 @@ import functools
 import numpy as np
 
 from utptrack_ros.data import Sequence, SequenceSpec, generate
-from utptrack_ros.types import Modality
 
 SMALL = (160, 120)
 
@@ -49,6 +48,7 @@ def assert_same_sequence(a: Sequence, b: Sequence, *, rgb_tol: float = 0.0, gt_t
 def box_region(seq: Sequence, i: int, pad: int = 0) -> tuple[slice, slice]:
     x, y, w, h = seq.gt[i]
     W, H = seq.image_size
-    return (slice(max(0, int(y) - pad), min(H, int(y + h) + pad)), slice(max(0, int(x) - pad), min(W, int(x + w) + pad)))
+    rows = slice(max(0, int(y) - pad), min(H, int(y + h) + pad))
+    return rows, slice(max(0, int(x) - pad), min(W, int(x + w) + pad))
 
 

@@ -116,7 +116,8 @@ def test_unsupported_encoding(tmp_path):
 
 def test_groundtruth_missing_for_some_frames(tmp_path):
     path = _write_raw_bag(tmp_path / "b", 4, gt_frames={0, 1, 3})
-    with pytest.raises(FrameCountError, match=r"3 ground-truth messages for 4 frames; 1 frames have none \(first: frame 2"):
+    with pytest.raises(FrameCountError, match=r"3 ground-truth messages for 4 frames; 1 frames have none "
+                                              r"\(first: frame 2"):
         load_bag(path)
     seq = load_bag(path, topics={"groundtruth": None})  # explicitly without ground truth
     assert seq.attributes["has_groundtruth"] is False

@@ -129,3 +129,12 @@ def test_prompt_names_the_target_and_separates_it_from_distractors(seed):
         differs = d["category"] != target["category"] or d["colour"] != target["colour"] or (
             language["pattern"] is not None and d["pattern"] != target["pattern"])
         assert differs or language["position"], (seq.prompt, d)
+
+
+def test_first_frame_is_clean_for_any_challenge_mix():
+    """Trackers start from frame 0: the target is in view and unoccluded there, whatever the mix."""
+    for index in range(40):
+        seq = generate(spec_for("train", index, length=30, size=SMALL, probability=0.5))
+        assert not seq.absent[0], seq.attributes["challenges"]
+        assert seq.frame_info["in_view"][0] == 1.0, seq.attributes["challenges"]
+        assert seq.frame_info["visibility"][0] > 0.9, seq.attributes["challenges"]

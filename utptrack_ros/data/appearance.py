@@ -39,7 +39,8 @@ def _pixel_names(rgb: np.ndarray) -> np.ndarray:
     s, v = hsv[:, 1] / 255.0, hsv[:, 2] / 255.0
     names = np.full(len(rgb), COLOURS.index("grey"))
     edges = np.array([e for e, _ in _HUE_BINS])
-    chroma = np.array([COLOURS.index(n) for _, n in _HUE_BINS])[np.searchsorted(edges, h, side="right").clip(0, len(edges) - 1)]
+    bins = np.searchsorted(edges, h, side="right").clip(0, len(edges) - 1)
+    chroma = np.array([COLOURS.index(n) for _, n in _HUE_BINS])[bins]
     chromatic = (s >= 0.28) & (v >= 0.22)
     names[chromatic] = chroma[chromatic]
     brown = chromatic & (h < 45) & (v < 0.6) & (s < 0.95)
@@ -205,7 +206,8 @@ def texture(pattern: str, colour: str, width: int, height: int, rng: np.random.G
     if pattern == "textured":
         out = base * np.clip(0.85 + 0.28 * lum, 0.25, 1.6)[..., None]
         return np.clip(out, 0, 255).astype(np.uint8)
-    shade = 1.0 + 0.12 * ((xx / max(1, width) - 0.5) * rng.uniform(-1, 1) + (yy / max(1, height) - 0.5) * rng.uniform(-1, 1))
+    gx, gy = rng.uniform(-1, 1, 2)
+    shade = 1.0 + 0.12 * ((xx / max(1, width) - 0.5) * gx + (yy / max(1, height) - 0.5) * gy)
     if pattern == "plain":
         out = base * (shade + 0.03 * lum)[..., None]
         return np.clip(out, 0, 255).astype(np.uint8)

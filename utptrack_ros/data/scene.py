@@ -410,7 +410,8 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
     if k > 0:  # the target wears the background texture found around its first position
         cx0 = int(round(pos[0, 0] + margin + pan[0, 0])) - ws // 2
         cy0 = int(round(pos[0, 1] + margin + pan[0, 1])) - hs // 2
-        cx0, cy0 = int(np.clip(cx0 + camo_patch_xy[0] * ws * 0.5, 0, cw - ws)), int(np.clip(cy0 + camo_patch_xy[1] * hs * 0.5, 0, ch - hs))
+        cx0 = int(np.clip(cx0 + camo_patch_xy[0] * ws * 0.5, 0, cw - ws))
+        cy0 = int(np.clip(cy0 + camo_patch_xy[1] * hs * 0.5, 0, ch - hs))
         patch = canvas[cy0:cy0 + hs, cx0:cx0 + ws].astype(np.float32)
         if patch.shape[:2] != (hs, ws):
             patch = cv2.resize(canvas, (ws, hs), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -441,7 +442,8 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
             ratio = rdi.uniform(0.7, 0.85) if rdi.random() < 0.5 else rdi.uniform(1.18, 1.4)
             lag = int(rdi.integers(-20, 21))
             src = np.clip(np.arange(n) + lag, 0, n - 1)
-            offset = np.stack([smooth_noise(rdi, n), smooth_noise(rdi, n)], 1) * target_extent[:, None] * rdi.uniform(1.5, 3.5)
+            wander = np.stack([smooth_noise(rdi, n), smooth_noise(rdi, n)], 1)
+            offset = wander * target_extent[:, None] * rdi.uniform(1.5, 3.5)
             d_pos = base_pos[src] + offset
             sep = 0.6 * (target_extent[0] + scale[0] * size_factor * max(dh, dw)) + 4
             gap = d_pos[0] - pos[0]
@@ -506,8 +508,9 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
             cover = roc.uniform(0.3, 0.65)  # share of the target's extent the occluder's edge reaches past
             lateral = (size / 2 + ext / 2 - cover * ext) * (1 if roc.random() < 0.5 else -1)
             kind = str(roc.choice(("hand", "object", "board"), p=(0.5, 0.3, 0.2)))
-            add_occluder(kind, size, lateral, ext * roc.uniform(0.02, 0.06), t_c, roc, hold=roc.uniform(4, 12),
-                         fast_speed=(ext + size) / roc.uniform(5, 12))
+            hold, fast = roc.uniform(4, 12), (ext + size) / roc.uniform(5, 12)
+            t_c = min(max(t_c, int(hold / 2 + (ext + size) / fast) + 3), n - 1)  # clean first frame
+            add_occluder(kind, size, lateral, ext * roc.uniform(0.02, 0.06), t_c, roc, hold=hold, fast_speed=fast)
     rf = rng_for(spec.seed, "full_occlusion")
     k = s(Challenge.FULL_OCCLUSION)
     if k > 0:
@@ -517,7 +520,9 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         size = diag_t * rf.uniform(1.35, 1.6) / 0.8  # the board's cut corners leave ~0.8 of its side
         hidden = 3 + 14 * k
         slow = max(0.05, (size * 0.8 - diag_t) / hidden)
-        add_occluder("board", size, 0.0, slow, t_c, rf, hold=hidden, fast_speed=(size + diag_t) / rf.uniform(4, 8))
+        fast = (size + diag_t) / rf.uniform(4, 8)
+        t_c = min(max(t_c, int(hidden / 2 + (size + diag_t) / fast) + 3), n - 1)  # clean first frame
+        add_occluder("board", size, 0.0, slow, t_c, rf, hold=hidden, fast_speed=fast)
     attrs["occluders"] = occluder_info
 
     # lighting -----------------------------------------------------------------------------------

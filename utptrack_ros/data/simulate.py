@@ -126,7 +126,8 @@ def depth_sensor(depth_mm: np.ndarray, holes: np.ndarray, noise: np.ndarray, uni
     spread = cv2.dilate(depth_mm, kernel) - cv2.erode(depth_mm, kernel)
     edge = spread > 0.04 * depth_mm
     lo, hi = cfg["range_mm"]
-    invalid = (holes > 0.5) | (edge & (uniform < cfg["edge_drop"])) | (uniform > 1 - cfg["speckle"]) | (d < lo) | (d > hi)
+    invalid = (holes > 0.5) | (edge & (uniform < cfg["edge_drop"])) | (uniform > 1 - cfg["speckle"])
+    invalid |= (d < lo) | (d > hi)
     d[invalid] = 0
     return np.round(d).astype(np.uint16)
 
@@ -141,7 +142,8 @@ def vignetting_map(width: int, height: int) -> np.ndarray:
 def thermal_sensor(temp_c: np.ndarray, noise: np.ndarray, vignette: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     """(H, W) float deg C -> uint16 centi-kelvin with optics blur, vignetting and noise."""
     t = cv2.GaussianBlur(temp_c, (0, 0), cfg["blur_px"])
-    t = t - cfg["vignetting_c"] * vignette + cfg["column_fpn"][None, :] + cfg["row_fpn"][:, None] + cfg["netd_c"] * noise
+    t = t - cfg["vignetting_c"] * vignette + cfg["column_fpn"][None, :] + cfg["row_fpn"][:, None]
+    t += cfg["netd_c"] * noise
     return np.clip(np.round((t + KELVIN_OFFSET_C) * 100.0), 0, 65535).astype(np.uint16)
 
 

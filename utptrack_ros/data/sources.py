@@ -79,7 +79,8 @@ def _read_background(path: Optional[Path], skimage_name: Optional[str]) -> np.nd
     if path is not None:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            raise SourceLibraryError(f"{path}: missing or unreadable background (rebuild with scripts/fetch_sources.sh)")
+            raise SourceLibraryError(f"{path}: missing or unreadable background "
+                                     "(rebuild with scripts/fetch_sources.sh)")
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     else:
         data_dir = _skimage_data_dir()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
