@@ -137,3 +137,21 @@ def test_corrupt_and_missing_bags(small_seq, tmp_path):
         write_bag(small_seq, tmp_path / "x", "rosbag1")
     with pytest.raises(SequenceError, match="not available for sqlite3"):
         write_bag(small_seq, tmp_path / "x", "sqlite3", compression="storage")
+
+
+def test_data_package_needs_no_ros(tmp_path):
+    """Generation and bag I/O work with every ROS Python package blocked (rosbags only)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('rclpy', 'sensor_msgs', 'std_msgs', 'geometry_msgs', 'rosidl_runtime_py', 'utptrack_ros.ros'):\n"
+        "    sys.modules[name] = None\n"
+        "from utptrack_ros.data import SequenceSpec, generate, load_bag, write_bag\n"
+        "seq = generate(SequenceSpec(seed=3, length=3, size=(64, 48)))\n"
+        f"print(load_bag(write_bag(seq, {str(tmp_path / 'b')!r})).length)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
