@@ -67,8 +67,8 @@ def describe(target: Described, distractors: Sequence[Described], width: int, he
              rng: np.random.Generator) -> tuple[str, dict]:
     """One-line description of ``target`` and a dict of what it used (``discriminative`` etc.)."""
     words_only = all(_separates(target, d, use_pattern=False) for d in distractors)
-    use_pattern = target.pattern not in (None, "textured") and (
-        not words_only or rng.random() < 0.35)
+    optional_pattern = target.pattern not in (None, "textured") and rng.random() < 0.35
+    use_pattern = target.pattern is not None and (not words_only or optional_pattern)
     separated = all(_separates(target, d, use_pattern) for d in distractors)
     position = None
     relative = None

@@ -165,47 +165,37 @@ def _target_sprite(rng: np.random.Generator, library: SourceLibrary, include_hol
 
 def _distractor_sprite(rng: np.random.Generator, library: SourceLibrary, target: Sprite, objects: tuple
                        ) -> Sprite:
-    """An object similar to the target that differs from it in colour, category or pattern."""
-    siblings = [o for o in objects if o.category == target.category and f"object:{o.name}" != target.source]
-    siblings = [o for o in siblings if colour_name(o.rgba()) not in (target.colour,)]
-    mode = rng.choice(("recolour", "other_category", "sibling", "pattern"), p=(0.45, 0.3, 0.15, 0.1))
-    if mode == "sibling" and siblings:
-        sprite = _object_sprite(rng, library, tuple(siblings))
-        if sprite.colour != target.colour:
+    """An object similar to the target that differs from it in colour, category or pattern (the
+    words of the language description), so a prompt can always tell them apart."""
+
+    def differs(sprite: Sprite) -> bool:
+        return (sprite.category, sprite.colour, sprite.pattern) != (target.category, target.colour, target.pattern)
+
+    siblings = tuple(o for o in objects if o.category == target.category and f"object:{o.name}" != target.source
+                     and colour_name(o.rgba()) != target.colour)
+    h, w = target.rgba.shape[:2]
+    for _ in range(8):
+        mode = rng.choice(("recolour", "other_category", "sibling", "pattern"), p=(0.45, 0.3, 0.15, 0.1))
+        if mode == "sibling" and siblings:
+            sprite = _object_sprite(rng, library, siblings)
+        elif mode == "pattern" and target.shape is not None:
+            patterns = [p for p in ("plain", "striped", "checkered", "spotted", "textured") if p != target.pattern]
+            base = target.colour if target.colour in COLOURS else _colour_word(rng)
+            sprite = shape_sprite(target.shape, str(rng.choice(patterns)), base, w, h, rng, library)
+        elif mode == "other_category" and target.shape is not None:  # another shape, same fill
+            base = target.colour if target.colour in COLOURS else _colour_word(rng)
+            shape = str(rng.choice([s for s in SHAPES if s != target.shape]))
+            sprite = shape_sprite(shape, target.pattern or "textured", base, w, h, rng, library)
+        elif mode == "other_category":  # another real object, recoloured like the target
+            sprite = _object_sprite(rng, library, tuple(o for o in objects if o.category != target.category))
+            if target.colour in COLOURS and sprite.colour != target.colour:
+                sprite = sprite.with_rgba(recolour(sprite.rgba, target.colour, rng))
+        else:  # the same pixels under a different colour word
+            sprite = target.with_rgba(recolour(target.rgba, str(rng.choice([c for c in COLOURS if c != target.colour])),
+                                               rng))
+        if differs(sprite):
             return sprite
-        mode = "recolour"
-    if mode == "pattern" and target.pattern is not None:
-        h, w = target.rgba.shape[:2]
-        shape = target.shape or "ellipse"
-        patterns = [p for p in ("plain", "striped", "checkered", "spotted") if p != target.pattern]
-        sprite = shape_sprite(shape, str(rng.choice(patterns)), target.colour if target.colour in COLOURS else "red",
-                              w, h, rng, library)
-        if (sprite.colour, sprite.pattern) != (target.colour, target.pattern):
-            return sprite
-        mode = "recolour"
-    if mode == "other_category":
-        for _ in range(6):
-            if target.pattern is not None:  # synthetic: another shape, same fill
-                h, w = target.rgba.shape[:2]
-                shape = str(rng.choice([s for s in SHAPES if s != target.shape]))
-                base = target.colour if target.colour in COLOURS else _colour_word(rng)
-                sprite = shape_sprite(shape, target.pattern, base, w, h, rng, library)
-            else:
-                others = tuple(o for o in objects if o.category != target.category)
-                sprite = _object_sprite(rng, library, others)
-                if target.colour in COLOURS and sprite.colour != target.colour:
-                    sprite = sprite.with_rgba(recolour(sprite.rgba, target.colour, rng))
-            if sprite.category != target.category:
-                return sprite
-    # recolour: same pixels, a different colour word
-    choices = [c for c in COLOURS if c != target.colour]
-    for _ in range(6):
-        wanted = str(rng.choice(choices))
-        rgba = recolour(target.rgba, wanted, rng)
-        name = colour_name(rgba)
-        if name != target.colour:
-            return target.with_rgba(rgba, name)
-    return target.with_rgba(recolour(target.rgba, "blue" if target.colour != "blue" else "red", rng))
+    return _object_sprite(rng, library, tuple(o for o in objects if o.category != target.category))
 
 
 def _core(alpha: np.ndarray) -> np.ndarray:
