@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from data.datautils import SMALL, make
+from data.datautils import SMALL, assert_same_sequence, make
 
 from utptrack_ros.data import SPLITS, Challenge, SequenceError, SequenceSpec, generate, spec_for, split_of
 from utptrack_ros.data.scene import plan_scene
@@ -38,6 +38,13 @@ def test_random_access_equals_sequential_access():
         np.testing.assert_array_equal(f.rgb, frames[i].rgb)
         for m in (Modality.DEPTH, Modality.THERMAL, Modality.EVENT):
             np.testing.assert_array_equal(f.aux[m], frames[i].aux[m])
+
+
+def test_materialize_keeps_everything(small_seq):
+    memory = small_seq.materialize()
+    assert type(memory.frames).__name__ == "ArrayFrames"
+    assert_same_sequence(small_seq, memory)
+    assert memory.attributes == small_seq.attributes
 
 
 def test_native_types_and_attributes(small_seq):

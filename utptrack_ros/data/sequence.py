@@ -106,7 +106,7 @@ class Frame:
         return None if self.absent else Box.from_sequence(self.gt)
 
 
-@dataclass
+@dataclass(eq=False)
 class Sequence:
     """One tracking sequence: ground truth + prompt + attributes, frames read through ``frames``.
 
@@ -222,6 +222,18 @@ class Sequence:
         wanted = None if modalities is None else tuple(modalities)
         for index in range(start, stop):
             yield self.frame(index, wanted)
+
+    def materialize(self) -> "Sequence":
+        """Copy whose frames are all decoded / rendered into memory (``ArrayFrames``): fast repeated
+        random access, e.g. a training sampler revisiting a generated sequence. Memory: about
+        ``N * H * W * (3 + 2 + 2 + 3)`` bytes with every aux modality."""
+        rgb, aux = [], {m: [] for m in self.modalities}
+        for index in range(self.length):
+            rgb.append(self.rgb(index))
+            for modality in self.modalities:
+                aux[modality].append(self.aux(modality, index))
+        return Sequence(self.name, ArrayFrames(rgb, aux), self.gt, self.absent, self.prompt, dict(self.attributes),
+                        dict(self.frame_info), self.stamps_ns)
 
     def __repr__(self) -> str:
         mods = "+".join(["rgb", *(m.value for m in self.modalities)])
