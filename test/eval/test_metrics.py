@@ -164,15 +164,22 @@ def test_sequences_weigh_equally_but_got10k_pools_frames():
     gt_b = np.tile([0.0, 0.0, 10.0, 10.0], (9, 1))  # 8 scored frames, IoU 0 (far away)
     pred_b = np.tile([50.0, 50.0, 10.0, 10.0], (9, 1))
     a = M.evaluate_sequence(gt_a.copy(), gt_a, name="a", attributes={"occlusion": True})
-    b = M.evaluate_sequence(pred_b, gt_b, name="b", attributes={"occlusion": 0, "fast": 1, "note": "x"})
+    b = M.evaluate_sequence(pred_b, gt_b, name="b", attributes={"occlusion": False, "fast": True, "seed": 1, "note": "x"})
     agg = M.aggregate([a, b])
     np.testing.assert_allclose(agg.success_curve, (a.success_curve + b.success_curve) / 2)
     assert agg.auc == pytest.approx((a.auc + b.auc) / 2)
     assert agg.ao == pytest.approx(2 / 10 * 100)  # frame-weighted, not (100 + 0) / 2
     by_attr = M.aggregate_by_attribute([a, b])
-    assert sorted(by_attr) == ["fast", "occlusion"]  # "note" is not a flag
+    assert sorted(by_attr) == ["fast", "occlusion"]  # "seed" and "note" are not flags
     assert by_attr["occlusion"].sequences == ("a",) and by_attr["fast"].sequences == ("b",)
     assert by_attr["occlusion"].auc == pytest.approx(a.auc)
+
+
+def test_generator_challenges_are_the_flags():
+    attrs = {"seed": 1, "darkness": True, "challenges": {"fast_motion": 0.5, "rotation": 0.0, "blur": True}}
+    assert M.attribute_flags(attrs) == {"fast_motion": True, "rotation": False, "blur": True}
+    assert M.attribute_flags({"challenges": ["occlusion"]}) == {"occlusion": True}
+    assert M.attribute_flags({"seed": 0, "occluded": True}) == {"occluded": True}
 
 
 def test_to_dict_is_json_safe():

@@ -32,7 +32,7 @@ _seq_b = functools.partial(
     absent_frames=range(0, 3),
     blank_frames=[13],
     corrupt_frames=[17],
-    attributes={"occlusion": False, "fast_motion": 1},
+    attributes={"occlusion": False, "fast_motion": True, "seed": 1},
     velocity=(2.0, 1.0),
 )
 

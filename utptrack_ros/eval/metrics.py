@@ -426,8 +426,8 @@ def evaluate_sequence(
         absent: (N,) target-absent flags (1 = absent), or None.
         image_size: (W, H) of the frames, for GOT-10k clipping; None disables clipping.
         name: sequence name (carried into the result).
-        attributes: challenge-attribute flags; truthy values mark membership (see
-            ``attribute_flags``).
+        attributes: the sequence's attributes; challenge flags are read with
+            ``attribute_flags``.
 
     Returns:
         The per-sequence metrics.
@@ -492,16 +492,26 @@ def evaluate_sequence(
 def attribute_flags(attributes: Mapping[str, Any]) -> dict[str, bool]:
     """Challenge-attribute flags from a sequence's ``attributes`` mapping.
 
-    Booleans and 0/1 integers are flags; other values (strings, fractions, lists) are not
-    challenge flags and are left out.
+    With a ``challenges`` entry (the generator's ``{name: strength}``, or a list of names) the
+    flags are exactly those challenges: set where the strength is > 0 or True. Without one,
+    top-level boolean values are the flags (e.g. ``{"occlusion": True}``); other values (seeds,
+    sizes, text) are not.
     """
-    flags: dict[str, bool] = {}
-    for key, value in attributes.items():
-        if isinstance(value, (bool, np.bool_)):
-            flags[str(key)] = bool(value)
-        elif isinstance(value, (int, np.integer)) and int(value) in (0, 1):
-            flags[str(key)] = bool(value)
-    return flags
+    challenges = attributes.get("challenges")
+    if isinstance(challenges, Mapping):
+        return {str(k): _truthy_strength(v) for k, v in challenges.items()}
+    if isinstance(challenges, (list, tuple)):
+        return {str(k): True for k in challenges}
+    return {str(k): bool(v) for k, v in attributes.items() if isinstance(v, (bool, np.bool_))}
+
+
+def _truthy_strength(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    try:
+        return float(value) > 0.0
+    except (TypeError, ValueError):
+        return False
 
 
 def aggregate(metrics: Sequence[SequenceMetrics], name: str = "all") -> AggregateMetrics:

@@ -29,8 +29,9 @@ where absent, ``absent`` (N,), ``prompt``, ``attributes``, ``modalities``, ``rgb
 callable that opens one (e.g. ``functools.partial(load, path)``), so bag readers are opened in
 the worker that uses them.
 
-Output folder (written to a temporary sibling, moved into place at the end; an existing
-non-empty folder is refused unless ``force``; nothing is written over it on errors)::
+Output folder (``write_results``, also meant for live bag replays: written to a temporary
+sibling and moved into place at the end; an existing non-empty folder is refused unless
+``force``; nothing is written over it on errors)::
 
     results.json                       every number (schema ``SCHEMA``)
     <tracker>/<seq>.txt                x,y,w,h per line (pytracking style, %.2f, nan = no output)
@@ -119,6 +120,10 @@ class TrackerSpec:
 class CoreTrackerFactory:
     """Picklable factory of ``utptrack_ros.tracker.Tracker`` for worker processes.
 
+    Building a tracker (model init, weights, the text encoder it loads on first use) costs
+    seconds, so by default one tracker per distinct factory is kept per process and handed out
+    again after ``reset()`` (targets forgotten; model, keep ratios and encoder kept).
+
     Attributes:
         model: registered variant (``tiny``, ``tiny_base``, ``o256`` ...).
         weights: weights file; None = the variant's shipped weights.
@@ -126,6 +131,7 @@ class CoreTrackerFactory:
             variants have none, so it does not change them); None = the variant's own ratios.
         device: torch device.
         pretrained: False builds the variant with random weights (pipeline checks only).
+        reuse: hand out the process's cached tracker for this factory (reset) instead of a new one.
     """
 
     model: str = "tiny"
@@ -133,8 +139,19 @@ class CoreTrackerFactory:
     keep: Optional[float] = None
     device: str = "cpu"
     pretrained: bool = True
+    reuse: bool = True
 
     def __call__(self) -> Any:
+        cached = _TRACKER_CACHE.get(self) if self.reuse else None
+        if cached is not None:
+            cached.reset()
+            return cached
+        tracker = self._build()
+        if self.reuse:
+            _TRACKER_CACHE[self] = tracker
+        return tracker
+
+    def _build(self) -> Any:
         from ..tracker import Tracker
 
         if self.pretrained:
@@ -147,6 +164,9 @@ class CoreTrackerFactory:
             prune = tracker.model.prune
             tracker.set_prune(prune.with_keep_ratio(self.keep, self.keep, self.keep))
         return tracker
+
+
+_TRACKER_CACHE: dict[CoreTrackerFactory, Any] = {}
 
 
 def peer_spec(kind: str, name: Optional[str] = None) -> TrackerSpec:
@@ -414,14 +434,14 @@ def run_sequence(spec: TrackerSpec, source: SequenceSource, max_frames: Optional
 # --------------------------------------------------------------------------------------------
 
 
+_IN_WORKER = False  # set by the spawned-worker initialiser
+
+
 def _limit_torch_threads_if_loaded() -> None:
     """One intra-op thread for torch in workers (only if the tracker imported torch)."""
     if _IN_WORKER and "torch" in sys.modules:
         torch = sys.modules["torch"]
         torch.set_num_threads(1)
-
-
-_IN_WORKER = False
 
 
 def _init_worker() -> None:
@@ -660,9 +680,7 @@ def run_offline(
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, force)
-    names = [t.name for t in trackers]
-    if len(set(names)) != len(names):
-        raise ValueError(f"tracker names must be unique, got {names}")
+    _check_unique([t.name for t in trackers], "tracker names")
     if not trackers or not sources:
         raise ValueError("nothing to run: give at least one tracker and one sequence")
 
@@ -670,59 +688,90 @@ def run_offline(
     logger.info("eval-offline: %d trackers x %d sequences, %d workers", len(trackers), len(sources), workers)
     t_start = time.time()
     runs = _execute(tasks, workers, progress)
+    return write_results(
+        runs,
+        out_dir,
+        trackers={t.name: {"description": t.description, "aux": t.aux, "use_prompt": t.use_prompt} for t in trackers},
+        settings={
+            "mode": "offline",
+            "workers": workers,
+            "max_frames": max_frames,
+            "wall_time_s": round(time.time() - t_start, 3),
+            "init_rule": "first frame with a valid GT box; its GT box initialises the tracker",
+            "latency": "offline: sent/received = perf_counter_ns around each track call after the init frame",
+        },
+        force=force,
+        report=report,
+        sequences=(lambda: _open_for_report(sources)) if report else None,
+    )
 
-    by_tracker: dict[str, list[SequenceRun]] = {n: [] for n in names}
+
+def write_results(
+    runs: Sequence[SequenceRun],
+    out_dir: Union[str, Path],
+    *,
+    trackers: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    force: bool = False,
+    report: bool = True,
+    sequences: Union[None, Mapping[str, Any], Callable[[], Mapping[str, Any]]] = None,
+) -> dict[str, Any]:
+    """Score recorded runs and write the results folder atomically (also for live replays).
+
+    Args:
+        runs: one ``SequenceRun`` per (tracker, sequence); a live bag replay fills ``sent_ns``
+            with publish times and ``received_ns`` with output arrival times (-1 = never).
+        out_dir: results folder; must not hold files unless ``force``.
+        trackers: row name -> metadata (``description``, ``aux``, ``use_prompt``...), in row
+            order; rows not listed follow in order of appearance.
+        settings: how the runs were made (stored as is; say what sent/received mean).
+        force: replace an existing non-empty ``out_dir`` (only once everything succeeded).
+        report: also write the report (``eval.report.write_report``).
+        sequences: name -> sequence (or a callable returning that mapping) for the frame strips.
+
+    Returns:
+        The results dict written to ``results.json``.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds files and ``force`` is False.
+        ValueError: no runs, or two runs of one tracker on sequences of the same (file) name.
+    """
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, force)
+    if not runs:
+        raise ValueError("no runs to write")
+    meta = {name: dict(info) for name, info in (trackers or {}).items()}
+    for run in runs:
+        meta.setdefault(run.tracker, {"description": ""})
+    _check_unique([safe_name(n) for n in meta], "tracker names (as folder names)")
+    by_tracker: dict[str, list[SequenceRun]] = {n: [] for n in meta}
     for run in runs:
         by_tracker[run.tracker].append(run)
-    seq_order = {run.sequence: None for run in sorted(runs, key=lambda r: r.sequence)}
     for name, lst in by_tracker.items():
-        seqs = [r.sequence for r in lst]
-        if len(set(seqs)) != len(seqs):
-            raise ValueError(f"sequence names must be unique, got {sorted(seqs)}")
+        _check_unique([safe_name(r.sequence) for r in lst], f"sequence names of {name!r} (as file names)")
         lst.sort(key=lambda r: r.sequence)
+    first_runs = {r.sequence: r for r in sorted(runs, key=lambda r: r.sequence)}
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        first_runs = {r.sequence: r for r in runs}
         results: dict[str, Any] = {
             "schema": SCHEMA,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "wall_time_s": round(time.time() - t_start, 3),
             "environment": _environment(),
-            "settings": {
-                "workers": workers,
-                "max_frames": max_frames,
-                "init_rule": "first frame with a valid GT box; its GT box initialises the tracker",
-                "latency": "offline: sent/received = perf_counter_ns around each track call after the init frame",
-            },
+            "settings": dict(settings or {}),
             "conventions": {"otb": M.CONVENTION_OTB, "got10k": M.CONVENTION_GOT10K, "latency": M.CONVENTION_LATENCY},
-            "trackers": {
-                t.name: {"description": t.description, "aux": t.aux, "use_prompt": t.use_prompt, "folder": safe_name(t.name)}
-                for t in trackers
-            },
-            "sequences": {
-                s: {
-                    "source": first_runs[s].source,
-                    "num_frames": first_runs[s].num_frames,
-                    "image_size": list(first_runs[s].image_size),
-                    "attributes": to_jsonable(first_runs[s].attributes),
-                    "modalities": first_runs[s].modalities,
-                    "prompt": first_runs[s].prompt,
-                    "absent": first_runs[s].absent.astype(int).tolist(),
-                    "gt_xywh": to_jsonable(first_runs[s].gt_xywh),
-                }
-                for s in seq_order
-            },
+            "trackers": {name: {**info, "folder": safe_name(name)} for name, info in meta.items() if by_tracker[name]},
+            "sequences": {s: _sequence_info(r) for s, r in first_runs.items()},
             "results": {},
         }
         for name, lst in by_tracker.items():
-            folder = tmp / safe_name(name)
+            if not lst:
+                continue
             scored = score_runs(lst)
             for run in lst:
-                scored["per_sequence"][run.sequence]["files"] = {
-                    k: f"{safe_name(name)}/{v}" for k, v in _write_run_files(run, folder).items()
-                }
+                files = _write_run_files(run, tmp / safe_name(name))
+                scored["per_sequence"][run.sequence]["files"] = {k: f"{safe_name(name)}/{v}" for k, v in files.items()}
             results["results"][name] = scored
         results = to_jsonable(results)
         with open(tmp / "results.json", "w") as fh:
@@ -730,14 +779,34 @@ def run_offline(
         if report:
             from .report import write_report
 
-            write_report(results, tmp, sequences=_open_for_report(sources))
+            opened = sequences() if callable(sequences) else sequences
+            write_report(results, tmp, sequences=opened)
         _check_out_dir(out_dir, force)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("eval-offline: results in %s", out_dir)
+    logger.info("results written to %s", out_dir)
     return results
+
+
+def _check_unique(names: Sequence[str], what: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} must be unique; repeated: {dupes}")
+
+
+def _sequence_info(run: SequenceRun) -> dict[str, Any]:
+    return {
+        "source": run.source,
+        "num_frames": run.num_frames,
+        "image_size": list(run.image_size),
+        "attributes": to_jsonable(run.attributes),
+        "modalities": run.modalities,
+        "prompt": run.prompt,
+        "absent": run.absent.astype(int).tolist(),
+        "gt_xywh": to_jsonable(run.gt_xywh),
+    }
 
 
 def _open_for_report(sources: Iterable[SequenceSource]) -> dict[str, Any]:
