@@ -190,5 +190,7 @@ def test_events_fire_where_the_target_moves_and_not_on_a_static_background():
         moving[box_region(seq, i - 1, pad=3)] = True
         assert events[~moving].mean() < 0.01, "background: noise only"
         assert events[box_region(seq, i)].mean() > 0.03, "the target's edges fire"
+    colours = {tuple(c) for c in np.unique(seq.aux(Modality.EVENT, 5).reshape(-1, 3), axis=0)}
+    assert colours <= {(255, 255, 255), (255, 0, 0), (0, 0, 255)} and len(colours) == 3
     first = (seq.aux(Modality.EVENT, 0) != 255).any(axis=2)
     assert first.mean() < 0.01  # nothing happened before frame 0

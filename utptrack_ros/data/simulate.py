@@ -167,17 +167,21 @@ def simulate_events(log_samples: list[np.ndarray], threshold: np.ndarray) -> tup
     return pos, neg
 
 
-_EVENT_LUT = np.array([EVENT_NEGATIVE, EVENT_BACKGROUND, EVENT_POSITIVE], np.uint8)
-
-
 def render_events(pos: np.ndarray, neg: np.ndarray, uniform: np.ndarray, noise_rate: float,
                   hot_pixels: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 event frame: white background, red = net positive, blue = net negative.
 
     Background activity: each pixel fires a random-polarity noise event with ``noise_rate``;
     hot pixels fire every frame (where no real event fired)."""
-    polarity = np.sign(pos - neg).astype(np.int8)
-    noise = np.where(uniform < noise_rate / 2, 1, -1).astype(np.int8)
-    fire = (uniform < noise_rate) | hot_pixels
-    polarity = np.where((polarity == 0) & fire, noise, polarity)
-    return _EVENT_LUT[polarity + 1]
+    net = pos - neg
+    quiet = net == 0
+    fire = quiet & ((uniform < noise_rate) | hot_pixels)
+    noise_positive = uniform < noise_rate / 2
+    positive = (net > 0) | (fire & noise_positive)
+    negative = (net < 0) | (fire & ~noise_positive)
+    frame = np.empty(net.shape + (3,), np.uint8)
+    frame[:] = EVENT_BACKGROUND
+    frame[..., 1][positive | negative] = 0  # red (255, 0, 0) and blue (0, 0, 255) both lack green
+    frame[..., 2][positive] = 0
+    frame[..., 0][negative] = 0
+    return frame
