@@ -12,7 +12,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["utptrack_ros", "utptrack_ros.*"]),
-    package_data={"utptrack_ros": ["py.typed", "weights/*", "assets/*"]},
+    package_data={
+        "utptrack_ros": ["py.typed", "weights/*"],
+        "utptrack_ros.data": ["sources/*.json", "sources/*.md", "sources/*/*"],
+    },
     include_package_data=True,
     entry_points={
         "console_scripts": [
