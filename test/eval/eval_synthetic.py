@@ -7,6 +7,7 @@ background. Absent frames have no target drawn and NaN ground truth. ``corrupt_f
 a 2-D (grayscale) image, the kind of bad frame a broken decoder delivers; ``blank_frames`` are
 all black (a covered lens or a dropped exposure), on which OpenCV KCF and CSRT report failure.
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Optional

@@ -1,4 +1,5 @@
 """``utptrack eval-offline`` end to end: generated folders and a real rosbag2 bag, spawned workers."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def test_eval_offline_on_folders_and_a_bag(sources, tmp_path, capsys):
     folders, bag = sources
     out = tmp_path / "out"
-    argv = ["eval-offline", str(folders), str(bag), "--trackers", "csrt,kcf", "--out", str(out), "--workers", "2", "--no-progress"]
+    argv = [
+        "eval-offline",
+        str(folders),
+        str(bag),
+        "--trackers",
+        "csrt,kcf",
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     assert top_cli.main(argv) == 0  # through the project's entry point
     printed = capsys.readouterr().out
     lines = printed.splitlines()
@@ -72,7 +84,10 @@ def test_sweep_rows():
     assert names[:4] == ["tiny@k0.5", "tiny@k0.5+prompt", "tiny@k0.5/none", "tiny@k0.5/none+prompt"]
     assert "tiny" in names and "tiny/none+prompt" in names
     assert [n for n in names if n.startswith("tiny_base")] == [
-        "tiny_base", "tiny_base+prompt", "tiny_base/none", "tiny_base/none+prompt"  # no keep sweep: unpruned
+        "tiny_base",
+        "tiny_base+prompt",
+        "tiny_base/none",
+        "tiny_base/none+prompt",  # no keep sweep: unpruned
     ]
     assert names[-1] == "mil" and len(names) == 8 + 4 + 1
     by_name = {s.name: s for s in specs}

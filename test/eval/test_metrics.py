@@ -11,6 +11,7 @@ got10k 0.1.3 conventions (read from ``got10k/utils/metrics.py`` and ``experiment
   IoUs of all sequences pooled; AO = mean, SR = ``mean(iou > 0.5)``, 101-threshold curve.
   Its ``bound`` clip shifts boxes that stick out left/top (see ``clip_xywh_to_image``).
 """
+
 from __future__ import annotations
 
 import math
@@ -164,7 +165,9 @@ def test_sequences_weigh_equally_but_got10k_pools_frames():
     gt_b = np.tile([0.0, 0.0, 10.0, 10.0], (9, 1))  # 8 scored frames, IoU 0 (far away)
     pred_b = np.tile([50.0, 50.0, 10.0, 10.0], (9, 1))
     a = M.evaluate_sequence(gt_a.copy(), gt_a, name="a", attributes={"occlusion": True})
-    b = M.evaluate_sequence(pred_b, gt_b, name="b", attributes={"occlusion": False, "fast": True, "seed": 1, "note": "x"})
+    b = M.evaluate_sequence(
+        pred_b, gt_b, name="b", attributes={"occlusion": False, "fast": True, "seed": 1, "note": "x"}
+    )
     agg = M.aggregate([a, b])
     np.testing.assert_allclose(agg.success_curve, (a.success_curve + b.success_curve) / 2)
     assert agg.auc == pytest.approx((a.auc + b.auc) / 2)
@@ -344,3 +347,15 @@ def test_got10k_ao_sr_match_got10k(seed):
     np.testing.assert_allclose(agg.got10k_success_curve, curve, atol=1e-12)
     # pooled (frame-weighted) differs from a per-sequence mean when lengths differ
     assert agg.ao != pytest.approx(np.mean([m.ao for m in ours]), abs=1e-6)
+
+
+def test_metrics_import_only_numpy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, utptrack_ros.eval.metrics; "
+        "heavy = [m for m in ('torch', 'cv2', 'matplotlib', 'rclpy', 'got10k') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
 """Offline runner: real OpenCV peers in spawned workers, the real core tracker in process, real files."""
+
 from __future__ import annotations
 
 import functools
@@ -21,7 +22,12 @@ from utptrack_ros.eval.peers import OpenCVTracker
 
 # Sources are partials of an importable class: spawned workers open them by import.
 _seq_a = functools.partial(
-    SyntheticSequence, "seq_a", num_frames=22, seed=1, absent_frames=range(9, 12), attributes={"occlusion": True, "split": "test"}
+    SyntheticSequence,
+    "seq_a",
+    num_frames=22,
+    seed=1,
+    absent_frames=range(9, 12),
+    attributes={"occlusion": True, "split": "test"},
 )
 # target absent on frames 0-2 (init on frame 3), lens covered on 13, a broken frame on 17
 _seq_b = functools.partial(
@@ -83,7 +89,9 @@ def test_metrics_in_json_match_a_rescoring_of_the_text_files(peer_run):
         for factory in (_seq_a, _seq_b):
             seq = factory()
             boxes = np.loadtxt(out / tracker / f"{seq.name}.txt", delimiter=",")
-            m = M.evaluate_sequence(boxes, seq.gt, seq.absent, image_size=(128, 96), name=seq.name, attributes=seq.attributes)
+            m = M.evaluate_sequence(
+                boxes, seq.gt, seq.absent, image_size=(128, 96), name=seq.name, attributes=seq.attributes
+            )
             per_seq.append(m)
             stored = results["results"][tracker]["per_sequence"][seq.name]["metrics"]
             assert stored["auc"] == pytest.approx(m.auc, abs=1e-9)

@@ -1,4 +1,5 @@
 """OpenCV peer trackers on real synthetic frames (no mocks)."""
+
 from __future__ import annotations
 
 import numpy as np

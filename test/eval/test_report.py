@@ -1,4 +1,5 @@
 """Report: Markdown/HTML/terminal numbers are the JSON numbers; plots are real PNGs."""
+
 from __future__ import annotations
 
 import functools
@@ -32,7 +33,12 @@ def report_run(tmp_path_factory):
     sources = [
         functools.partial(generate, GENERATED),
         functools.partial(
-            SyntheticSequence, "synth", 8, seed=6, absent_frames=[4, 5], attributes={"challenges": {"full_occlusion": 0.8}}
+            SyntheticSequence,
+            "synth",
+            8,
+            seed=6,
+            absent_frames=[4, 5],
+            attributes={"challenges": {"full_occlusion": 0.8}},
         ),
     ]
     results = run_offline(specs, sources, out, workers=1, max_frames=6, progress=False, report=True)
@@ -90,7 +96,9 @@ def test_markdown_attribute_and_sequence_tables_equal_json(report_run):
     js = {r["sequence"]: r for r in data["tables"]["sequences_auc"]["rows"]}
     for md_row in rows:
         seq = md_row[0]
-        assert md_row[header.index("kcf AUC")] == _expected(results["results"]["kcf"]["per_sequence"][seq]["metrics"]["auc"], 1)
+        assert md_row[header.index("kcf AUC")] == _expected(
+            results["results"]["kcf"]["per_sequence"][seq]["metrics"]["auc"], 1
+        )
         assert md_row[header.index("kcf missed")] == str(js[seq]["kcf/missed"])
 
 
@@ -117,7 +125,9 @@ def test_plots_are_real_pngs_referenced_relatively(report_run):
     for files in plots["sequences"].values():
         paths += [files["iou"], files["strip"]]
         assert files["strip_frames"][0] == min(
-            data["results"][t]["per_sequence"][s]["metrics"]["init_index"] for t in data["trackers"] for s in [files["iou"][10:-4]]
+            data["results"][t]["per_sequence"][s]["metrics"]["init_index"]
+            for t in data["trackers"]
+            for s in [files["iou"][10:-4]]
         )
     md = (out / "report.md").read_text()
     page = (out / "report.html").read_text()

@@ -13,6 +13,7 @@ else every sub-folder with ``color/``). Trackers: registered model variants (``t
 once: they use RGB only and prune nothing). Prints the summary table; writes the results folder
 and report (``eval.offline``, ``eval.report``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,20 +62,45 @@ def _aux_list(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``eval-offline`` arguments on ``parser``."""
     parser.add_argument("sources", nargs="+", type=Path, help="sequence folders, bags, or folders of sequence folders")
-    parser.add_argument("--trackers", default="tiny,csrt", type=_csv,
-                        help=f"comma list of model variants and OpenCV peers ({', '.join(PEER_NAMES)}); default tiny,csrt")
-    parser.add_argument("--out", required=True, type=Path, help="results folder (refused if it holds files, unless --force)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (spawned, 1 thread each); default 1")
-    parser.add_argument("--keep", type=_keep_list, default=[None],
-                        help="keep ratio(s) for the pruned variants' CE/DTE/STE layers, e.g. 0.5 or 0.5,0.7,default")
-    parser.add_argument("--aux", type=_aux_list, default=["auto"],
-                        help="auxiliary input(s) for model variants: auto (the sequence's), none, depth, thermal, event; "
-                        "a comma list sweeps")
-    parser.add_argument("--prompt", choices=("off", "on", "both"), default="off",
-                        help="pass the sequence's language prompt to model variants (both = one row each)")
-    parser.add_argument("--weights", type=Path, default=None, help="weights file for the model variants (default: shipped)")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="build model variants with random weights (pipeline check only; rows are marked)")
+    parser.add_argument(
+        "--trackers",
+        default="tiny,csrt",
+        type=_csv,
+        help=f"comma list of model variants and OpenCV peers ({', '.join(PEER_NAMES)}); default tiny,csrt",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="results folder (refused if it holds files, unless --force)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes (spawned, 1 thread each); default 1"
+    )
+    parser.add_argument(
+        "--keep",
+        type=_keep_list,
+        default=[None],
+        help="keep ratio(s) for the pruned variants' CE/DTE/STE layers, e.g. 0.5 or 0.5,0.7,default",
+    )
+    parser.add_argument(
+        "--aux",
+        type=_aux_list,
+        default=["auto"],
+        help="auxiliary input(s) for model variants: auto (the sequence's), none, depth, thermal, event; "
+        "a comma list sweeps",
+    )
+    parser.add_argument(
+        "--prompt",
+        choices=("off", "on", "both"),
+        default="off",
+        help="pass the sequence's language prompt to model variants (both = one row each)",
+    )
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="weights file for the model variants (default: shipped)"
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="build model variants with random weights (pipeline check only; rows are marked)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for model variants; default cpu")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each sequence")
     parser.add_argument("--force", action="store_true", help="replace an existing results folder (after success only)")
@@ -110,7 +136,9 @@ def tracker_specs(
             specs.append(peer_spec(name))
             continue
         if name not in models:
-            raise ValueError(f"unknown tracker {name!r}; model variants: {sorted(models)}, OpenCV peers: {list(PEER_NAMES)}")
+            raise ValueError(
+                f"unknown tracker {name!r}; model variants: {sorted(models)}, OpenCV peers: {list(PEER_NAMES)}"
+            )
         variant_keeps = [None] if name.endswith("_base") else keeps
         for keep in dict.fromkeys(variant_keeps):
             for aux in auxes:
@@ -118,7 +146,11 @@ def tracker_specs(
                     label = name + (f"@k{keep:g}" if keep is not None else "") + ("" if aux == "auto" else f"/{aux}")
                     label += "+prompt" if use_prompt else ""
                     factory = CoreTrackerFactory(
-                        name, weights=str(weights) if weights else None, keep=keep, device=device, pretrained=not random_weights
+                        name,
+                        weights=str(weights) if weights else None,
+                        keep=keep,
+                        device=device,
+                        pretrained=not random_weights,
                     )
                     desc = f"UTPTrack {name}" + (f", keep {keep:g}" if keep is not None else "") + f", aux {aux}"
                     desc += ", prompt" if use_prompt else ""
@@ -128,7 +160,9 @@ def tracker_specs(
 
 
 def _is_bag(path: Path) -> bool:
-    return (path.is_file() and path.suffix in (".mcap", ".db3")) or (path.is_dir() and (path / "metadata.yaml").is_file())
+    return (path.is_file() and path.suffix in (".mcap", ".db3")) or (
+        path.is_dir() and (path / "metadata.yaml").is_file()
+    )
 
 
 def _is_folder_sequence(path: Path) -> bool:
@@ -168,13 +202,24 @@ def run(args: argparse.Namespace) -> int:
     """Run ``eval-offline``; returns the exit code (0 ok, 1 bad input or existing results)."""
     try:
         specs = tracker_specs(
-            args.trackers, args.keep, args.aux, args.prompt,
-            weights=args.weights, random_weights=args.random_weights, device=args.device,
+            args.trackers,
+            args.keep,
+            args.aux,
+            args.prompt,
+            weights=args.weights,
+            random_weights=args.random_weights,
+            device=args.device,
         )
         sources = sequence_sources(args.sources)
         results = run_offline(
-            specs, sources, args.out, workers=args.workers, force=args.force, max_frames=args.max_frames,
-            progress=not args.no_progress, report=not args.no_report,
+            specs,
+            sources,
+            args.out,
+            workers=args.workers,
+            force=args.force,
+            max_frames=args.max_frames,
+            progress=not args.no_progress,
+            report=not args.no_report,
         )
     except (FileExistsError, ValueError) as err:
         print(f"utptrack eval-offline: error: {err}", file=sys.stderr)
@@ -182,7 +227,9 @@ def run(args: argparse.Namespace) -> int:
     from .report import format_summary_table
 
     print(format_summary_table(results))
-    print(f"\nresults: {args.out / 'results.json'}" + ("" if args.no_report else f"\nreport:  {args.out / 'report.html'}"))
+    print(
+        f"\nresults: {args.out / 'results.json'}" + ("" if args.no_report else f"\nreport:  {args.out / 'report.html'}")
+    )
     return 0
 
 

@@ -44,6 +44,7 @@ Conventions (``CONVENTION_OTB``, ``CONVENTION_GOT10K``):
   linear interpolation); jitter = ``|diff(diff(received))|`` per stream (mean, min, max, std).
   Several streams (sequences) are pooled: counts and spans add up, per-frame values are pooled.
 """
+
 from __future__ import annotations
 
 import logging

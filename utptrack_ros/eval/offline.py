@@ -40,6 +40,7 @@ sibling and moved into place at the end; an existing non-empty folder is refused
     <tracker>/<seq>_tokens.npz         search_region (N, 4), search_keep_mask (N, F, F) if reported
     report.md / report.html / report.json / plots/   (``eval.report``) unless disabled
 """
+
 from __future__ import annotations
 
 import csv
@@ -71,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 SCHEMA = "utptrack_ros.eval.offline/1"
 AUX_CHOICES = ("none", "auto", "depth", "thermal", "event")
+FRAME_CSV_COLUMNS = (
+    "frame", "stamp_ns", "x", "y", "w", "h", "confidence", "state", "kept_fraction", "time_ms", "failed_update",
+)  # fmt: skip
 
 
 class SequenceLike(Protocol):
@@ -261,7 +265,9 @@ class _FrameTracker:
             keep_mask=None if mask is None else np.asarray(mask, dtype=bool),
         )
 
-    def init(self, image: np.ndarray, box: Box, aux: Optional[np.ndarray], modality: Modality, prompt: Optional[str]) -> _Output:
+    def init(
+        self, image: np.ndarray, box: Box, aux: Optional[np.ndarray], modality: Modality, prompt: Optional[str]
+    ) -> _Output:
         if self._is_core:
             return self._from_result(self._t.init(image, box, aux=aux, modality=modality, prompt=prompt))
         self._t.init(image, box)
@@ -541,7 +547,12 @@ def score_runs(runs: Sequence[SequenceRun]) -> dict[str, Any]:
     streams = []
     for run in runs:
         m = M.evaluate_sequence(
-            run.boxes_xywh, run.gt_xywh, run.absent, image_size=run.image_size, name=run.sequence, attributes=run.attributes
+            run.boxes_xywh,
+            run.gt_xywh,
+            run.absent,
+            image_size=run.image_size,
+            name=run.sequence,
+            attributes=run.attributes,
         )
         seq_metrics.append(m)
         in_stream = run.sent_ns >= 0
@@ -614,17 +625,25 @@ def _write_run_files(run: SequenceRun, folder: Path) -> dict[str, str]:
     np.savetxt(folder / files["times"], run.time_ms / 1e3, fmt="%.6f")
     with open(folder / files["frames"], "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["frame", "stamp_ns", "x", "y", "w", "h", "confidence", "state", "kept_fraction", "time_ms", "failed_update"])
+        writer.writerow(FRAME_CSV_COLUMNS)
         for i in range(run.num_frames):
             x, y, w, h = run.boxes_xywh[i]
             writer.writerow(
                 [i, int(run.stamp_ns[i])]
                 + [f"{v:.2f}" for v in (x, y, w, h)]
-                + [f"{run.confidence[i]:.4f}", run.state[i], f"{run.kept_fraction[i]:.4f}", f"{run.time_ms[i]:.3f}", int(run.failed_update[i])]
+                + [
+                    f"{run.confidence[i]:.4f}",
+                    run.state[i],
+                    f"{run.kept_fraction[i]:.4f}",
+                    f"{run.time_ms[i]:.3f}",
+                    int(run.failed_update[i]),
+                ]
             )
     if run.search_keep_mask is not None and run.search_region is not None:
         files["tokens"] = f"{stem}_tokens.npz"
-        np.savez_compressed(folder / files["tokens"], search_region=run.search_region, search_keep_mask=run.search_keep_mask)
+        np.savez_compressed(
+            folder / files["tokens"], search_region=run.search_region, search_keep_mask=run.search_keep_mask
+        )
     return files
 
 

@@ -15,6 +15,7 @@ Interface (shared with the offline runner):
   failure (``OpenCVTracker.num_failed_updates`` counts them too).
 * ``times_ms``: wall time of every ``init``/``update`` call including the RGB->BGR conversion.
 """
+
 from __future__ import annotations
 
 import logging

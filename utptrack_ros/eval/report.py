@@ -14,6 +14,7 @@ strip per sequence with the GT box, every tracker's box and, where the tracker r
 the search region and its pruned search tokens (cells of the search grid that did *not* survive
 candidate elimination are shaded; kept cells stay clear).
 """
+
 from __future__ import annotations
 
 import html
@@ -198,7 +199,10 @@ def format_summary_table(results: Mapping[str, Any]) -> str:
     """Fixed-width terminal table of the summary rows (same cells as the Markdown)."""
     header, body = _cells(_table(SUMMARY_COLUMNS, summary_rows(results)))
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+
+    def fmt(cells: list[str]) -> str:  # first column left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in body]
     return "\n".join(lines)
 
@@ -233,13 +237,25 @@ def plot_curves(results: Mapping[str, Any], path: Path) -> None:
     specs = [
         ("success_curve", "iou_thresholds", "auc", "Success (IoU > t)", "Overlap threshold t", "AUC"),
         ("precision_curve", "precision_thresholds_px", "precision", "Precision", "Centre error threshold [px]", "P@20"),
-        ("norm_precision_curve", "norm_precision_thresholds", "norm_precision", "Normalised precision", "Normalised centre error threshold", "NP@0.2"),
+        (
+            "norm_precision_curve",
+            "norm_precision_thresholds",
+            "norm_precision",
+            "Normalised precision",
+            "Normalised centre error threshold",
+            "NP@0.2",
+        ),
     ]
     for ax, (curve, thr, score, title, xlabel, label) in zip(axes, specs):
         for i, name in enumerate(results["trackers"]):
             overall = results["results"][name]["overall"]
-            ax.plot(_arr(overall[thr]), _arr(overall[curve]), color=_color(i), lw=2,
-                    label=f"{name} [{label} {format_cell(overall[score], 1)}]")
+            ax.plot(
+                _arr(overall[thr]),
+                _arr(overall[curve]),
+                color=_color(i),
+                lw=2,
+                label=f"{name} [{label} {format_cell(overall[score], 1)}]",
+            )
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("Fraction of frames")
@@ -261,7 +277,9 @@ def plot_latency_histogram(results: Mapping[str, Any], path: Path) -> None:
         for i, (name, v) in enumerate(lats.items()):
             v = v[np.isfinite(v) & (v > 0)]
             if v.size:
-                ax.hist(v, bins=bins, histtype="step", lw=2, color=_color(i), label=f"{name} (p50 {np.median(v):.1f} ms)")
+                ax.hist(
+                    v, bins=bins, histtype="step", lw=2, color=_color(i), label=f"{name} (p50 {np.median(v):.1f} ms)"
+                )
         ax.set_xscale("log")
         ax.legend(fontsize=8)
     ax.set_xlabel("Latency per frame [ms]")
@@ -285,11 +303,19 @@ def plot_iou_over_time(results: Mapping[str, Any], sequence: str, path: Path) ->
         if not per:
             continue
         iou = _arr(per["metrics"]["iou"])
-        boxes = np.array([[np.nan if v is None else v for v in b] for b in per["frames"]["boxes_xywh"]], dtype=np.float64)
+        boxes = np.array(
+            [[np.nan if v is None else v for v in b] for b in per["frames"]["boxes_xywh"]], dtype=np.float64
+        )
         missed = ~np.isfinite(boxes).all(axis=1)
         missed[: per["metrics"]["init_index"] + 1] = False
         shown = np.where(iou < 0, np.nan, iou)
-        ax.plot(np.arange(iou.size), shown, color=_color(i), lw=1.5, label=f"{name} (AUC {format_cell(per['metrics']['auc'], 1)})")
+        ax.plot(
+            np.arange(iou.size),
+            shown,
+            color=_color(i),
+            lw=1.5,
+            label=f"{name} (AUC {format_cell(per['metrics']['auc'], 1)})",
+        )
         if missed.any():
             ax.plot(np.flatnonzero(missed), np.zeros(int(missed.sum())), "x", color=_color(i), ms=5)
     ax.set_ylim(-0.02, 1.02)
@@ -484,7 +510,9 @@ def write_report(
         plot_iou_over_time(results, s, out_dir / files["iou"])
         if sequences and s in sequences:
             files["strip"] = f"plots/strip_{safe_name(s)}.png"
-            files["strip_frames"] = plot_frame_strip(results, s, sequences[s], out_dir, out_dir / files["strip"], strip_frames)
+            files["strip_frames"] = plot_frame_strip(
+                results, s, sequences[s], out_dir, out_dir / files["strip"], strip_frames
+            )
         plots["sequences"][s] = files
 
     data = to_jsonable(build_report_data(results, plots))
