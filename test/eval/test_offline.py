@@ -12,10 +12,12 @@ from eval.eval_synthetic import SyntheticSequence
 from utptrack_ros.eval import metrics as M
 from utptrack_ros.eval.offline import (
     CoreTrackerFactory,
+    SequenceRun,
     TrackerSpec,
     load_results,
     peer_spec,
     run_offline,
+    write_results,
 )
 from utptrack_ros.eval.peers import OpenCVTracker
 
@@ -192,3 +194,47 @@ def test_core_tracker_in_a_sweep_records_tokens(tmp_path):
     assert csv_text[0].startswith("frame,stamp_ns,x,y,w,h,confidence,state,kept_fraction")
     assert len(csv_text) == 7
     json.dumps(results, allow_nan=False)
+
+
+def test_write_results_from_recorded_outputs_like_a_live_replay(tmp_path):
+    """What the ROS replay does: outputs recorded elsewhere, scored and written by write_results."""
+    seq = SyntheticSequence("replay", 12, seed=8, absent_frames=[0])
+    n = seq.length
+    boxes = seq.gt.copy()
+    boxes[0] = np.nan  # nothing before the init frame 1
+    boxes[[5, 9]] = np.nan  # outputs that never arrived
+    stamps = np.array([seq.stamp_ns(i) for i in range(n)])
+    sent = np.where(np.arange(n) > 1, stamps, -1)
+    received = np.where(np.arange(n) > 1, stamps + 20_000_000 + (np.arange(n) % 2) * 4_000_000, -1)
+    received[[5, 9]] = -1
+    run = SequenceRun.from_outputs(
+        "node", seq, boxes, sent_ns=sent, received_ns=received, kept_fraction=np.full(n, 0.6), num_dropped_frames=2
+    )
+    assert run.init_index == 1 and run.state[5] == "none" and run.state[6] == "tracking"
+    results = write_results(
+        [run], tmp_path / "replay", trackers={"node": {"description": "live node"}}, settings={"mode": "replay"}
+    )
+    per = results["results"]["node"]
+    assert per["overall"]["num_missed_frames"] == 2
+    # 9 exact frames (init + 8) score 20/21 each; absent frame 0 and the 2 missed frames fail
+    assert per["overall"]["auc"] == pytest.approx(9 * 20 / 21 / 12 * 100)
+    lat = per["latency"]
+    assert (lat["num_frames_sent"], lat["num_missed_frames"], lat["num_dropped_frames"]) == (10, 2, 2)
+    assert lat["latency_min_ms"] == pytest.approx(20.0) and lat["latency_max_ms"] == pytest.approx(24.0)
+    assert per["kept_fraction_mean"] == pytest.approx(0.6)
+    assert results["settings"] == {"mode": "replay"}
+    assert (tmp_path / "replay" / "report.md").is_file() and (tmp_path / "replay" / "node" / "replay.txt").is_file()
+
+
+def test_eval_modules_import_without_rclpy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('rclpy', 'sensor_msgs', 'std_msgs'):\n"
+        "    sys.modules[name] = None\n"
+        "import utptrack_ros.eval.metrics, utptrack_ros.eval.peers, utptrack_ros.eval.offline\n"
+        "import utptrack_ros.eval.report, utptrack_ros.eval.cli\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

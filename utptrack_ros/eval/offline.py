@@ -192,7 +192,8 @@ class SequenceRun:
     """Everything recorded for one tracker on one sequence (arrays are per frame, N rows).
 
     ``boxes_xywh`` NaN rows = no output; ``sent_ns``/``received_ns`` -1 = not part of the
-    latency stream (frames up to the init frame) / output never arrived.
+    latency stream (frames up to the init frame) / output never arrived. ``run_sequence`` makes
+    them offline; ``from_outputs`` builds one from outputs recorded elsewhere (live replay).
     """
 
     tracker: str
@@ -220,6 +221,7 @@ class SequenceRun:
     search_keep_mask: Optional[np.ndarray] = None
     error: Optional[str] = None
     frame_errors: list[str] = field(default_factory=list)
+    num_dropped_frames: Optional[int] = None  # the node's own drop counter (live replays)
 
     @property
     def num_frames(self) -> int:
@@ -228,6 +230,73 @@ class SequenceRun:
     @property
     def init_time_ms(self) -> float:
         return float(self.time_ms[self.init_index])
+
+    @classmethod
+    def from_outputs(
+        cls,
+        tracker: str,
+        seq: Any,
+        boxes_xywh: Any,
+        *,
+        sent_ns: Any,
+        received_ns: Any,
+        confidence: Any = None,
+        state: Optional[Sequence[str]] = None,
+        kept_fraction: Any = None,
+        time_ms: Any = None,
+        aux_used: str = "none",
+        prompt_used: bool = False,
+        source: Optional[str] = None,
+        num_dropped_frames: Optional[int] = None,
+    ) -> "SequenceRun":
+        """A run recorded outside ``run_sequence`` (e.g. a live bag replay through the node).
+
+        Args:
+            tracker: row name.
+            seq: the sequence (``data.Sequence`` view): GT, absence, attributes, stamps.
+            boxes_xywh: (N, 4) output per frame, NaN rows where no output arrived.
+            sent_ns / received_ns: (N,) when each frame was published and when its output
+                arrived (-1 = not part of the stream, e.g. up to the init frame / never arrived).
+            confidence / kept_fraction / time_ms: (N,) per frame, NaN where unknown (default).
+            state: (N,) state names; default ``none`` where no output, else ``tracking``.
+            aux_used / prompt_used / source: recorded as given.
+            num_dropped_frames: the node's own drop counter for this sequence, if known.
+        """
+        gt = np.asarray(seq.gt, dtype=np.float64)
+        n = gt.shape[0]
+        absent = np.asarray(getattr(seq, "absent", np.zeros(n, bool))).astype(bool)
+        boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(n, 4)
+        nan = np.full(n, np.nan)
+
+        def per_frame(values: Any, default: np.ndarray) -> np.ndarray:
+            return default.copy() if values is None else np.asarray(values, dtype=np.float64).reshape(n)
+
+        has_box = np.isfinite(boxes).all(axis=1)
+        first = seq.rgb(0)
+        return cls(
+            tracker=tracker,
+            sequence=str(seq.name),
+            source=source or describe_source(seq),
+            image_size=(int(first.shape[1]), int(first.shape[0])),
+            gt_xywh=gt,
+            absent=absent,
+            attributes=dict(getattr(seq, "attributes", None) or {}),
+            modalities=_modality_names(seq),
+            prompt=getattr(seq, "prompt", None) or None,
+            aux_used=aux_used,
+            prompt_used=prompt_used,
+            init_index=M.first_valid_index(gt, absent),
+            boxes_xywh=boxes,
+            confidence=per_frame(confidence, nan),
+            state=list(state) if state is not None else ["tracking" if b else "none" for b in has_box],
+            kept_fraction=per_frame(kept_fraction, nan),
+            time_ms=per_frame(time_ms, nan),
+            stamp_ns=np.array([int(seq.stamp_ns(i)) for i in range(n)], dtype=np.int64),
+            sent_ns=np.asarray(sent_ns, dtype=np.int64).reshape(n),
+            received_ns=np.asarray(received_ns, dtype=np.int64).reshape(n),
+            failed_update=np.zeros(n, dtype=bool),
+            num_dropped_frames=num_dropped_frames,
+        )
 
 
 @dataclass(frozen=True)
@@ -562,7 +631,7 @@ def score_runs(runs: Sequence[SequenceRun]) -> dict[str, Any]:
         tracked[run.init_index + 1 :] = True
         per_sequence[run.sequence] = {
             "metrics": m.to_dict(),
-            "latency": M.latency_stats([stream]).to_dict(),
+            "latency": M.latency_stats([stream], num_dropped_frames=run.num_dropped_frames).to_dict(),
             "kept_fraction_mean": _nanmean(run.kept_fraction[tracked]),
             "init_time_ms": run.init_time_ms,
             "num_failed_updates": int(run.failed_update.sum()),
@@ -581,7 +650,8 @@ def score_runs(runs: Sequence[SequenceRun]) -> dict[str, Any]:
             },
         }
     kept = np.concatenate([r.kept_fraction[r.init_index + 1 :] for r in runs]) if runs else np.zeros(0)
-    latency = M.latency_stats(streams)
+    dropped = [r.num_dropped_frames for r in runs if r.num_dropped_frames is not None]
+    latency = M.latency_stats(streams, num_dropped_frames=sum(dropped) if dropped else None)
     return to_jsonable(
         {
             "overall": M.aggregate(seq_metrics).to_dict(),
