@@ -1,0 +1,75 @@
+"""``utptrack train``: train the small unified model on generated sequences (docs/training.md).
+
+Examples::
+
+    utptrack train --recipe tiny --out runs/tiny                 # the shipped model's recipe
+    utptrack train --recipe tiny --out runs/tiny                 # again: resumes from last.pt
+    utptrack train --recipe tiny --out runs/probe --set optim.steps=300 --set data.val_sequences=4
+    torchrun --nproc_per_node 4 -m utptrack_ros.cli train --recipe tiny --out runs/ddp --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from .recipe import load_recipe, named_recipes, parse_override
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", default="tiny", help=f"recipe YAML file or name ({', '.join(named_recipes())})")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (resumed if it holds last.pt)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe field, e.g. optim.steps=300 (repeatable; the value is YAML)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: one GPU per rank)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per process (default 2)")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop early at this step (schedules keep the recipe's length)")
+    parser.add_argument("--no-val", action="store_true", help="skip validation on val-split sequences")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument("--export", type=Path, default=None, help="copy the best (else final) weights here at the end")
+    parser.add_argument("--print-recipe", action="store_true", help="print the resolved recipe as JSON and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import to_mapping
+    from .datasets import GeneratedSequences
+    from .loop import train
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    recipe = load_recipe(args.recipe, **overrides)
+    if args.print_recipe:
+        print(json.dumps(to_mapping(recipe), indent=1))
+        return 0
+    d = recipe.data
+    aux = tuple((k, float(v)) for k, v in recipe.sampling.modality_probs.items() if k != "rgb")
+    train_seqs = GeneratedSequences("train", d.sequence_length, tuple(d.image_size), d.challenge_probability, aux)
+    val_seqs = None
+    if not args.no_val:
+        val_seqs = GeneratedSequences("val", d.val_length, tuple(d.image_size), d.challenge_probability, (), cache=False)
+    summary = train(
+        recipe,
+        args.out,
+        train_seqs,
+        val_seqs,
+        device=args.device,
+        threads=args.threads,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        max_steps=args.max_steps,
+    )
+    print(json.dumps(summary, indent=1, default=str))
+    if args.export is not None:
+        src = args.out / "best.safetensors"
+        if not src.is_file():
+            src = args.out / "final.safetensors"
+        args.export.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, args.export)
+        print(f"exported {src} -> {args.export}")
+    return 0
