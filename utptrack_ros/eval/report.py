@@ -520,5 +520,5 @@ def write_report(
     paths["json"].write_text(json.dumps(data, indent=1, allow_nan=False))
     paths["markdown"].write_text(render_markdown(data))  # rendered from the dict just written
     paths["html"].write_text(render_html(data))
-    logger.info("report written to %s", paths["markdown"])
+    logger.debug("report written to %s", paths["markdown"])
     return paths
