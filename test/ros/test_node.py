@@ -245,6 +245,14 @@ def test_prompt_topic_empty_and_too_long(node):
     client.log_containing("prompt cleared")
     assert client.next_diagnostics()["tracker"][2]["prompt"] == ""
     lockstep(client, take(2))
+    # a real prompt: encoded (MiniLM, offline) at run time, text guidance on, tracking goes on
+    client.pub_prompt.publish(String(data="  red   checkered square "))
+    assert "prompt set to 'red checkered square'" in client.log_containing("prompt set to", timeout=60).msg
+    outs = lockstep(client, take(2))
+    assert all(t.target_id == "car" for t in outs)
+    client.wait_diagnostics(lambda d: d["tracker"][2]["prompt"] == "red checkered square", what="prompt in diagnostics")
+    client.pub_prompt.publish(String(data=""))
+    client.wait_diagnostics(lambda d: d["tracker"][2]["prompt"] == "", what="prompt cleared")
 
 
 def test_live_parameters_apply_and_invalid_ones_are_rejected(node):
@@ -376,3 +384,26 @@ def test_lifecycle_transitions_model_errors_and_compressed_input(node, ros_tmp):
     assert t.frame_index == 1 and t.target_id == res.target_id and not t.aux_fallback
     d = client.wait_diagnostics(lambda d: d["tracker"][0] in (0, 1), what="error cleared")
     assert d["tracker"][2]["model"] == "tiny"
+
+
+def test_use_sim_time_follows_clock(node):
+    """Under use_sim_time the node's clock (timers, diagnostics stamps, rates) is /clock's."""
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    _, client = node
+    clock_pub = client.node.create_publisher(Clock, "/clock", 10)
+    assert client.set_params(use_sim_time=True)[0].successful
+    try:
+        start = client.diagnostics_count()
+        end = time.monotonic() + 15
+        found, k = None, 0
+        while found is None and time.monotonic() < end:
+            k += 1
+            clock_pub.publish(Clock(clock=Time(sec=5000 + k // 10, nanosec=(k % 10) * 100_000_000)))
+            time.sleep(0.1)
+            with client._lock:
+                found = next((d for d in client.diagnostics[start:] if 5000 <= d.header.stamp.sec < 5100), None)
+        assert found is not None, "no /diagnostics stamped with the simulated time"
+    finally:
+        assert client.set_params(use_sim_time=False)[0].successful
