@@ -200,10 +200,13 @@ class MultiTracker:
         task = torch.tensor(
             [int(Task.for_inputs(self.modality, p)) for p in has_prompt], dtype=torch.long, device=self.device
         )
-        if not self.model.config.text_dim:
+        text_dim = self.model.config.text_dim
+        if not text_dim:
             return None, task
-        encoder = self.text_encoder
-        text = encoder.encode(prompts) if any(has_prompt) else torch.zeros(len(prompts), encoder.dim)
+        if any(has_prompt):  # the encoder loads only once a prompt needs it
+            text = self.text_encoder.encode(prompts)
+        else:
+            text = torch.zeros(len(prompts), text_dim)
         return text.to(self.device), task
 
     # -- inputs ------------------------------------------------------------------------

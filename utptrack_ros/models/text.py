@@ -97,8 +97,13 @@ def normalise_prompt(prompt: Optional[str]) -> str:
     return " ".join(prompt.split())[:MAX_PROMPT_CHARS]
 
 
+@lru_cache(maxsize=None)
 def create_text_encoder(kind: str) -> Optional[TextEncoder]:
-    """The encoder a variant names in ``ModelConfig.text_encoder`` (``""`` -> None)."""
+    """The encoder a variant names in ``ModelConfig.text_encoder`` (``""`` -> None).
+
+    One instance per kind and process: trackers share it (encoders are stateless apart from
+    their prompt cache), so a second tracker does not reload the weights.
+    """
     if not kind:
         return None
     if kind == "minilm":
