@@ -114,6 +114,36 @@ def test_importing_the_package_does_not_import_onnxruntime():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def _small_o_model() -> UTPTrack:
+    """UTPTrack-O layout (3-channel, 128/256 crops, no text) at dim 64 / depth 4, peaky attention."""
+    from utptrack_ros.config import PruneConfig
+
+    torch.manual_seed(0)
+    prune = PruneConfig(ce=((1, 0.7), (2, 0.7)), dte=((2, 0.7),), ste=((2, 0.7),), tta_mode="all")
+    config = replace(model_config("o256"), embed_dim=64, depth=4, num_heads=4, head_channels=(32, 16, 16, 8),
+                     legacy_vit_params=False, prune=prune)
+    model = UTPTrack(config).eval()
+    with torch.no_grad():
+        for block in model.backbone.blocks:
+            block.attn.qkv.weight.normal_(0.0, 0.3)
+    return model
+
+
+def test_batched_export_for_a_model_without_text(tmp_path):
+    model = _small_o_model()
+    export_onnx(model, tmp_path, batch=2)
+    ours, ref = OrtBackend(tmp_path, threads=1), TorchBackend(model)
+    g = np.random.default_rng(0)
+    crops = g.standard_normal((2, 3, 128, 128)).astype(np.float32)
+    search = g.standard_normal((2, 3, 256, 256)).astype(np.float32)
+    boxes = np.array([[0.2, 0.3, 0.4, 0.3], [0.1, 0.1, 0.6, 0.7]], np.float32)
+    a = ours.forward_search(search, ours.embed_templates(crops, crops[::-1].copy(), boxes, boxes))
+    b = ref.forward_search(search, ref.embed_templates(crops, crops[::-1].copy(), boxes, boxes))
+    assert a.score_map.shape == (2, 1, 16, 16)
+    _assert_same(a, b)
+    assert not np.array_equal(a.search_keep_mask[0], a.search_keep_mask[1])  # per-sample selection
+
+
 _CV2_CHECK = r"""
 import sys, numpy as np, cv2
 path, data = sys.argv[1], np.load(sys.argv[2])
@@ -135,17 +165,9 @@ print(worst, len(box), tracker.getTrackingScore())
 
 def test_ostrack_shaped_export_runs_in_opencv_trackervit(tmp_path):
     """The single-graph OSTrack contract (template, search -> output1..3) that cv2.TrackerVit loads."""
-    from utptrack_ros.config import PruneConfig
     from utptrack_ros.runtime import export_ostrack_shaped
 
-    torch.manual_seed(0)
-    prune = PruneConfig(ce=((1, 0.7), (2, 0.7)), dte=((2, 0.7),), ste=((2, 0.7),), tta_mode="all")
-    config = replace(model_config("o256"), embed_dim=64, depth=4, num_heads=4, head_channels=(32, 16, 16, 8),
-                     legacy_vit_params=False, prune=prune)
-    model = UTPTrack(config).eval()
-    with torch.no_grad():
-        for block in model.backbone.blocks:
-            block.attn.qkv.weight.normal_(0.0, 0.3)
+    model = _small_o_model()
     path = export_ostrack_shaped(model, tmp_path / "ostrack.onnx")
     g = np.random.default_rng(0)
     template = g.standard_normal((1, 3, 128, 128)).astype(np.float32)
