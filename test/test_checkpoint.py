@@ -393,6 +393,14 @@ def test_project_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     assert torch.equal(a.search_keep_mask, b.search_keep_mask)
 
 
+def test_project_checkpoint_keeps_the_run_time_budget(tmp_path):
+    model = _tiny()
+    budget = model.prune.with_keep_ratio(0.5, 0.6, 0.4)
+    model.set_prune(budget)
+    loaded = load_model(save_model(model, tmp_path / "budget.safetensors"))
+    assert loaded.prune == budget and loaded.config.prune == budget
+
+
 def test_zip_named_like_safetensors_is_read_as_torch_zip(tmp_path):
     model = _tiny()
     path = tmp_path / "weights.safetensors"

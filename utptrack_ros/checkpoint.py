@@ -35,7 +35,7 @@ import pickle
 import struct
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig, from_mapping, to_mapping
+from .config import ModelConfig, PruneConfig, from_mapping, to_mapping
 from .errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -805,6 +805,9 @@ def load_weights(model: nn.Module, path: PathLike, strict: bool = True) -> KeyRe
 def save_model(model: nn.Module, path: PathLike, extra: Optional[Mapping[str, Any]] = None) -> Path:
     """Write ``model``'s weights and :class:`ModelConfig` as a safetensors file.
 
+    The stored config carries the keep ratios in use (``model.prune``, which
+    ``model.set_prune`` may have changed since the model was built).
+
     Args:
         model: a UTPTrack (anything with ``.config: ModelConfig``).
         path: output file (any name; the format is recognised by content).
@@ -819,6 +822,9 @@ def save_model(model: nn.Module, path: PathLike, extra: Optional[Mapping[str, An
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
         raise CheckpointError(f"{type(model).__name__} has no ModelConfig (.config); cannot save a project checkpoint")
+    prune = getattr(model, "prune", None)
+    if isinstance(prune, PruneConfig) and prune != config.prune:
+        config = replace(config, prune=prune)  # keep the run-time budget set with model.set_prune
     try:
         extra_json = json.dumps(dict(extra or {}), sort_keys=True)
     except (TypeError, ValueError) as err:
