@@ -410,3 +410,33 @@ def test_zip_named_like_safetensors_is_read_as_torch_zip(tmp_path):
     assert load_weights(fresh, path).ok
     key = "backbone.blocks.0.attn.qkv.weight"
     assert torch.equal(fresh.state_dict()[key], model.state_dict()[key])
+
+
+def test_restricted_unpickler_rebuilds_every_tensor_kind_like_torch(tmp_path):
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    obj = {
+        "f32": torch.randn(3, 5),
+        "f16": torch.randn(7).half(),
+        "bf16": torch.randn(2, 3).bfloat16(),
+        "i64": torch.arange(5),
+        "bool": torch.tensor([True, False, True]),
+        "u16": torch.tensor([1, 2, 60000], dtype=torch.uint16),  # saved through _rebuild_tensor_v3
+        "c64": torch.randn(2, dtype=torch.complex64),
+        "scalar": torch.tensor(2.5),
+        "transposed": base.t(),  # non-contiguous view
+        "slice": base[1:, 2:5],  # storage offset, shares storage with "transposed"
+        "param": torch.nn.Parameter(torch.ones(2)),
+        "meta": {"size": torch.Size([3, 4]), "tags": {"a", "b"}, "blob": b"\x00\xff", "sl": slice(1, 4)},
+    }
+    path = tmp_path / "kinds.pt"
+    torch.save(obj, path)
+    ours = safe_torch_load(path)
+    with torch.serialization.safe_globals([slice]):
+        ref = torch.load(path, weights_only=True)
+    for key in ("f32", "f16", "bf16", "i64", "bool", "u16", "c64", "scalar", "transposed", "slice", "param"):
+        assert ours[key].dtype == ref[key].dtype, key
+        assert ours[key].shape == ref[key].shape and ours[key].stride() == ref[key].stride(), key
+        assert torch.equal(ours[key], ref[key]), key
+    assert ours["transposed"].untyped_storage().data_ptr() == ours["slice"].untyped_storage().data_ptr()
+    assert isinstance(ours["param"], torch.nn.Parameter)
+    assert ours["meta"] == ref["meta"]
