@@ -98,3 +98,23 @@ def test_bad_aux_input_is_a_clear_value_error(modality, array, match):
         to_aux_image(array, modality)
     with pytest.raises(InputError):
         to_aux_image(array, modality)
+
+
+@pytest.mark.parametrize("modality", [Modality.DEPTH, Modality.THERMAL, Modality.EVENT])
+def test_crop_of_converted_frame_equals_conversion_inside_the_crop(modality, rng):
+    from utptrack_ros.modalities import prepare_aux
+    from utptrack_ros.preprocess import crop_geometry, crop_image
+    from utptrack_ros.types import Box
+
+    if modality is Modality.DEPTH:
+        aux = rng.integers(0, 9000, size=(60, 80)).astype(np.uint16)
+        aux[::9, ::4] = 0
+    elif modality is Modality.THERMAL:
+        aux = rng.integers(1000, 50000, size=(60, 80)).astype(np.uint16)
+    else:
+        aux = rng.integers(0, 255, size=(60, 80, 3), dtype=np.uint8)
+    frame = prepare_aux(aux, modality)
+    full = frame.full()
+    for box in (Box(30, 20, 10, 12), Box(-5, -5, 20, 20), Box(70, 50, 15, 15), Box(200, 200, 5, 5)):
+        geom = crop_geometry(box, 4.0, 32)
+        assert np.array_equal(crop_image(aux, geom, frame.to_image), crop_image(full, geom))

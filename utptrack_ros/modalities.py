@@ -11,8 +11,16 @@
   gain/offset), then replicated; 3-channel 8-bit (already colourised/AGC'd by the driver) is
   used as is (RGB order).
 * Event: a rendered 3-channel event frame (uint8) is used as is; a single-channel one is replicated.
+
+Every conversion is a per-pixel mapping with frame-wide statistics (median, min, max,
+percentiles). :func:`prepare_aux` computes the statistics once per frame and returns an
+:class:`AuxFrame` whose mapping the tracker applies only inside its crops — bit-identical to
+converting the whole frame first (the tests check this), at a fraction of the cost.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -22,23 +30,57 @@ from .errors import InputError
 from .types import Modality
 
 
-def _uint16_order_stats(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """Values at 0-based ``ranks`` of the sorted uint16 array, via a histogram (O(n), exact)."""
-    cum = np.cumsum(np.bincount(values.ravel(), minlength=65536))
-    return np.searchsorted(cum, np.asarray(ranks) + 1).astype(np.float64)
+@dataclass(frozen=True)
+class AuxFrame:
+    """An auxiliary frame ready for cropping.
+
+    Attributes:
+        raw: (H, W[, C]) array that crops are cut from (zero-padded like the RGB image).
+        to_image: maps a patch of ``raw`` to (h, w, 3) uint8, using this frame's statistics.
+    """
+
+    raw: np.ndarray
+    to_image: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.raw.shape
+
+    def full(self) -> np.ndarray:
+        """The whole converted frame, (H, W, 3) uint8."""
+        return self.to_image(self.raw)
 
 
-def _median_uint16(values: np.ndarray) -> float:
-    """Exactly ``np.median`` (mean of the two middle values when the count is even), ~3x faster."""
-    n = values.size
-    lo, hi = _uint16_order_stats(values, np.array([(n - 1) // 2, n // 2]))
-    return (lo + hi) / 2.0
+class _Histogram:
+    """Exact order statistics of a uint16 image from one ``bincount`` (O(n))."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.n = values.size
+        counts = np.bincount(values.ravel(), minlength=65536)
+        self.cum = np.cumsum(counts)
+        nonzero = np.flatnonzero(counts)
+        self.min, self.max = int(nonzero[0]), int(nonzero[-1])
+
+    def at(self, rank: int) -> int:
+        """Value of the 0-based ``rank``-th smallest element."""
+        return int(np.searchsorted(self.cum, rank + 1))
+
+    def median(self) -> float:
+        """Exactly ``np.median``: the mean of the two middle values when the count is even."""
+        return (self.at((self.n - 1) // 2) + self.at(self.n // 2)) / 2.0
 
 
-def depth_to_aux(depth: np.ndarray, depth_max_mm: float = 10000.0) -> np.ndarray:
-    """Depth (H, W) uint16 mm or float32 m -> (H, W, 3) uint8 JET colormap (BGR order)."""
-    if depth.ndim == 3 and depth.shape[2] == 1:
-        depth = depth[:, :, 0]
+def _gray3(gray: np.ndarray) -> np.ndarray:
+    return cv2.merge([gray, gray, gray])
+
+
+def _squeeze_channel(a: np.ndarray) -> np.ndarray:
+    return a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
+
+
+def prepare_depth(depth: np.ndarray, depth_max_mm: float = 10000.0) -> AuxFrame:
+    """Depth (H, W) uint16 mm or float32/64 m -> :class:`AuxFrame` producing the JET colormap."""
+    depth = _squeeze_channel(depth)
     if depth.ndim != 2 or depth.size == 0:
         raise InputError(f"depth must be a non-empty single-channel (H, W) image, got shape {depth.shape}")
     if depth.dtype == np.uint16:
@@ -48,68 +90,94 @@ def depth_to_aux(depth: np.ndarray, depth_max_mm: float = 10000.0) -> np.ndarray
         mm = np.clip(np.rint(metres * 1000.0), 0, 65535).astype(np.uint16)
     else:
         raise InputError(f"depth must be uint16 (mm) or float32 (m), got dtype {depth.dtype}")
+    hist = _Histogram(mm)
     # official: dp[dp > max] = max on a uint16 array (the limit truncates to an integer)
-    limit = int(min(_median_uint16(mm) * 3.0, depth_max_mm))
-    clipped = np.minimum(mm, np.uint16(limit))
-    norm = cv2.normalize(clipped, None, 0, 255, cv2.NORM_MINMAX)
-    return cv2.applyColorMap(norm.astype(np.uint8), cv2.COLORMAP_JET)
+    limit = np.uint16(int(min(hist.median() * 3.0, depth_max_mm)))
+    lo, hi = np.uint16(min(hist.min, int(limit))), np.uint16(min(hist.max, int(limit)))
+
+    def to_image(patch: np.ndarray) -> np.ndarray:
+        # cv2.normalize(NORM_MINMAX) over the whole frame == over the patch with the frame's
+        # extremes appended: same function, same scale and shift, so the same rounding.
+        h, w = patch.shape
+        ext = np.empty((h * w + 2,), np.uint16)
+        np.minimum(patch.reshape(-1), limit, out=ext[:-2])
+        ext[-2:] = (lo, hi)
+        norm = cv2.normalize(ext.reshape(-1, 1), None, 0, 255, cv2.NORM_MINMAX)
+        return cv2.applyColorMap(norm[:-2].reshape(h, w).astype(np.uint8), cv2.COLORMAP_JET)
+
+    return AuxFrame(mm, to_image)
 
 
-def thermal_to_aux(thermal: np.ndarray, cfg: AuxConfig = AuxConfig()) -> np.ndarray:
-    """Thermal (H, W) uint8/uint16 or (H, W, 3) uint8 -> (H, W, 3) uint8."""
-    if thermal.ndim == 3 and thermal.shape[2] == 1:
-        thermal = thermal[:, :, 0]
+def prepare_thermal(thermal: np.ndarray, cfg: AuxConfig = AuxConfig()) -> AuxFrame:
+    """Thermal (H, W) uint8/uint16 or (H, W, 3) uint8 -> :class:`AuxFrame` (3-channel uint8)."""
+    thermal = _squeeze_channel(thermal)
     if thermal.size == 0:
         raise InputError("thermal frame is empty")
     if thermal.ndim == 3:
         if thermal.shape[2] != 3 or thermal.dtype != np.uint8:
             raise InputError(f"3-channel thermal must be (H, W, 3) uint8, got {thermal.shape} {thermal.dtype}")
-        return thermal
+        return AuxFrame(thermal, lambda patch: patch)
     if thermal.ndim != 2:
         raise InputError(f"thermal must be (H, W) or (H, W, 3), got shape {thermal.shape}")
     if thermal.dtype == np.uint8:
-        gray = thermal
-    elif thermal.dtype == np.uint16:
-        gray = _agc(thermal, cfg)
-    else:
+        return AuxFrame(thermal, _gray3)
+    if thermal.dtype != np.uint16:
         raise InputError(f"thermal must be uint8 or uint16, got dtype {thermal.dtype}")
-    return cv2.merge([gray, gray, gray])
+    alpha, beta = _agc_gain(thermal, cfg)
+    return AuxFrame(thermal, lambda patch: _gray3(cv2.convertScaleAbs(patch.astype(np.float32), alpha=alpha, beta=beta)))
 
 
-def _agc(counts: np.ndarray, cfg: AuxConfig) -> np.ndarray:
-    """uint16 counts -> uint8 by the configured gain (documented in AuxConfig)."""
+def _agc_gain(counts: np.ndarray, cfg: AuxConfig) -> tuple[float, float]:
+    """uint16 counts -> uint8 as ``counts * alpha + beta`` (documented in AuxConfig)."""
     if cfg.thermal_mode == "linear":
-        alpha, beta = cfg.thermal_gain, cfg.thermal_offset
+        return cfg.thermal_gain, cfg.thermal_offset
+    hist = _Histogram(counts)
+    if cfg.thermal_mode == "percentile":
+        ranks = np.rint(np.array([cfg.thermal_low_pct, cfg.thermal_high_pct]) / 100.0 * (counts.size - 1))
+        lo, hi = float(hist.at(int(ranks[0]))), float(hist.at(int(ranks[1])))
     else:
-        if cfg.thermal_mode == "percentile":
-            ranks = np.array([cfg.thermal_low_pct, cfg.thermal_high_pct]) / 100.0 * (counts.size - 1)
-            lo, hi = _uint16_order_stats(counts, np.rint(ranks).astype(np.int64))
-        else:
-            lo, hi = float(counts.min()), float(counts.max())
-        alpha = 255.0 / max(hi - lo, 1.0)
-        beta = -lo * alpha
-    return cv2.convertScaleAbs(counts.astype(np.float32), alpha=alpha, beta=beta)
+        lo, hi = float(hist.min), float(hist.max)
+    alpha = 255.0 / max(hi - lo, 1.0)
+    return alpha, -lo * alpha
 
 
-def event_to_aux(event: np.ndarray) -> np.ndarray:
-    """Rendered event frame (H, W, 3) or (H, W) uint8 -> (H, W, 3) uint8."""
+def prepare_event(event: np.ndarray) -> AuxFrame:
+    """Rendered event frame (H, W, 3) or (H, W) uint8 -> :class:`AuxFrame`."""
     if event.dtype != np.uint8:
         raise InputError(f"event frames must be uint8 images, got dtype {event.dtype}")
+    event = _squeeze_channel(event)
     if event.ndim == 2:
-        return cv2.merge([event, event, event])
+        return AuxFrame(event, _gray3)
     if event.ndim != 3 or event.shape[2] != 3:
         raise InputError(f"event frames must be (H, W, 3) or (H, W), got shape {event.shape}")
-    return event
+    return AuxFrame(event, lambda patch: patch)
 
 
-def to_aux_image(aux: np.ndarray, modality: Modality, cfg: AuxConfig = AuxConfig()) -> np.ndarray:
+def prepare_aux(aux: np.ndarray, modality: Modality, cfg: AuxConfig = AuxConfig()) -> AuxFrame:
     """Dispatch on the modality: the one place that knows each auxiliary kind."""
     if not isinstance(aux, np.ndarray):
         raise InputError(f"auxiliary frame must be a numpy array, got {type(aux).__name__}")
     if modality is Modality.DEPTH:
-        return depth_to_aux(aux, cfg.depth_max_mm)
+        return prepare_depth(aux, cfg.depth_max_mm)
     if modality is Modality.THERMAL:
-        return thermal_to_aux(aux, cfg)
+        return prepare_thermal(aux, cfg)
     if modality is Modality.EVENT:
-        return event_to_aux(aux)
+        return prepare_event(aux)
     raise InputError(f"modality {modality.value!r} takes no auxiliary frame")
+
+
+def to_aux_image(aux: np.ndarray, modality: Modality, cfg: AuxConfig = AuxConfig()) -> np.ndarray:
+    """The whole auxiliary frame as the model's (H, W, 3) uint8 image (for display, training)."""
+    return prepare_aux(aux, modality, cfg).full()
+
+
+def depth_to_aux(depth: np.ndarray, depth_max_mm: float = 10000.0) -> np.ndarray:
+    return prepare_depth(depth, depth_max_mm).full()
+
+
+def thermal_to_aux(thermal: np.ndarray, cfg: AuxConfig = AuxConfig()) -> np.ndarray:
+    return prepare_thermal(thermal, cfg).full()
+
+
+def event_to_aux(event: np.ndarray) -> np.ndarray:
+    return prepare_event(event).full()

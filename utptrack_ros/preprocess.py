@@ -11,9 +11,10 @@ exact inverses.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -78,8 +79,15 @@ def crop_geometry(box: Box, factor: float, out_size: int) -> CropGeometry:
     return CropGeometry(cx, cy, side, round(cx - side * 0.5), round(cy - side * 0.5), out_size)
 
 
-def crop_image(image: np.ndarray, geom: CropGeometry) -> np.ndarray:
-    """Cut ``geom`` out of ``image`` (H, W) or (H, W, C), zero-pad, resize -> (out, out[, C])."""
+def crop_image(
+    image: np.ndarray, geom: CropGeometry, to_image: Optional[Callable[[np.ndarray], np.ndarray]] = None
+) -> np.ndarray:
+    """Cut ``geom`` out of ``image`` (H, W) or (H, W, C), zero-pad, resize -> (out, out[, C]).
+
+    ``to_image`` maps the in-image part of the crop to (h, w, 3) uint8 before padding (the
+    per-pixel auxiliary conversions of ``modalities.AuxFrame``), so padding stays zero as if the
+    whole frame had been converted first.
+    """
     h, w = image.shape[:2]
     x1, y1, s = geom.x1, geom.y1, geom.side
     x2, y2 = x1 + s, y1 + s
@@ -87,24 +95,31 @@ def crop_image(image: np.ndarray, geom: CropGeometry) -> np.ndarray:
     right, bottom = max(x2 - w + 1, 0), max(y2 - h + 1, 0)
     patch = image[y1 + top : y2 - bottom, x1 + left : x2 - right]
     if patch.size == 0:  # the crop lies wholly outside the image
-        shape = (s, s) + image.shape[2:]
-        padded = np.zeros(shape, dtype=image.dtype)
-    elif left or top or right or bottom:
-        padded = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
-        if padded.ndim < image.ndim:  # OpenCV drops a trailing singleton channel
-            padded = padded[..., None]
+        trailing = (3,) if to_image is not None else image.shape[2:]
+        padded = np.zeros((s, s) + trailing, dtype=np.uint8 if to_image is not None else image.dtype)
     else:
-        padded = patch
+        if to_image is not None:
+            patch = to_image(patch)
+        if left or top or right or bottom:
+            padded = cv2.copyMakeBorder(patch, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
+            if padded.ndim < patch.ndim:  # OpenCV drops a trailing singleton channel
+                padded = padded[..., None]
+        else:
+            padded = patch
     if padded.shape[0] == geom.out_size and padded.shape[1] == geom.out_size:
         return np.ascontiguousarray(padded)
     return cv2.resize(padded, (geom.out_size, geom.out_size), interpolation=cv2.INTER_LINEAR)
 
 
+@functools.lru_cache(maxsize=8)
 def _normaliser(channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per-channel ``scale``, ``bias`` with ``x_norm = x_uint8 * scale + bias`` (ImageNet stats)."""
     reps = channels // 3
-    mean = torch.tensor(IMAGENET_MEAN * reps, device=device).view(1, channels, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD * reps, device=device).view(1, channels, 1, 1) * 255.0
-    return mean, std
+    std = torch.tensor(IMAGENET_STD * reps, dtype=torch.float64)
+    mean = torch.tensor(IMAGENET_MEAN * reps, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std)).float().view(1, channels, 1, 1).to(device)
+    bias = (-mean / std).float().view(1, channels, 1, 1).to(device)
+    return scale, bias
 
 
 def crops_to_tensor(
@@ -114,12 +129,15 @@ def crops_to_tensor(
 
     With ``in_chans == 6`` each sample is ``[RGB | aux]``; a missing aux crop (``None``)
     duplicates the RGB crop (method.md 3.1). With ``in_chans == 3`` aux crops are ignored.
+    The result is channels-last in memory (the crops are HWC), which the convolutions prefer.
     """
-    if in_chans == 6:
-        aux_crops = aux_crops or [None] * len(rgb_crops)
-        stacked = [np.concatenate([rgb, rgb if aux is None else aux], axis=2) for rgb, aux in zip(rgb_crops, aux_crops)]
-    else:
-        stacked = rgb_crops
-    batch = torch.from_numpy(np.stack(stacked)).to(device).permute(0, 3, 1, 2).float()
-    mean, std = _normaliser(in_chans, batch.device)
-    return (batch - mean) / std
+    b = len(rgb_crops)
+    h, w = rgb_crops[0].shape[:2]
+    batch = torch.empty(b, h, w, in_chans, dtype=torch.float32)
+    for i, rgb in enumerate(rgb_crops):
+        batch[i, :, :, :3] = torch.from_numpy(rgb)
+        if in_chans == 6:
+            aux = aux_crops[i] if aux_crops else None
+            batch[i, :, :, 3:] = torch.from_numpy(rgb if aux is None else aux)
+    scale, bias = _normaliser(in_chans, device)
+    return torch.addcmul(bias, batch.to(device, non_blocking=True).permute(0, 3, 1, 2), scale)

@@ -25,7 +25,7 @@ from .models import UTPTrack, default_tracker_config, list_models
 from .models.encoder import TemplateTokens
 from .models.inference import prepare_for_inference
 from .models.text import TextEncoder, create_text_encoder, normalise_prompt
-from .modalities import to_aux_image
+from .modalities import AuxFrame, prepare_aux
 from .postprocess import clip_box, decode_windowed, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
@@ -210,7 +210,7 @@ class MultiTracker:
         return text.to(self.device), task
 
     # -- inputs ------------------------------------------------------------------------
-    def _aux_image(self, aux: Optional[np.ndarray], image: np.ndarray) -> Optional[np.ndarray]:
+    def _aux_frame(self, aux: Optional[np.ndarray], image: np.ndarray) -> Optional[AuxFrame]:
         if aux is None:
             return None
         if self.modality is Modality.RGB:
@@ -222,14 +222,12 @@ class MultiTracker:
                 f"{self.modality.value} frame is {aux.shape[1]}x{aux.shape[0]} but the RGB image is "
                 f"{image.shape[1]}x{image.shape[0]}; register/resize it to the RGB image first"
             )
-        return to_aux_image(aux, self.modality, self.config.aux)
+        return prepare_aux(aux, self.modality, self.config.aux)
 
-    def _crops(
-        self, image: np.ndarray, aux_img: Optional[np.ndarray], geoms: list[CropGeometry]
-    ) -> torch.Tensor:
+    def _crops(self, image: np.ndarray, aux: Optional[AuxFrame], geoms: list[CropGeometry]) -> torch.Tensor:
         rgb = [crop_image(image, g) for g in geoms]
-        aux = [crop_image(aux_img, g) for g in geoms] if aux_img is not None else None
-        return crops_to_tensor(rgb, aux, self.model.config.in_chans, self.device)
+        aux_crops = [crop_image(aux.raw, g, aux.to_image) for g in geoms] if aux is not None else None
+        return crops_to_tensor(rgb, aux_crops, self.model.config.in_chans, self.device)
 
     # -- the two calls -------------------------------------------------------------------
     def init(
@@ -259,7 +257,7 @@ class MultiTracker:
         if modality is not Modality.RGB and self.model.config.in_chans != 6:
             raise InputError(f"model {self.model.config.name} takes RGB only; {modality.value} needs a 6-channel model")
         self.modality = modality
-        aux_img = self._aux_image(aux, image)
+        aux_frame = self._aux_frame(aux, image)
         if prompts is None or isinstance(prompts, str):
             prompts = [prompts] * len(boxes)
         if len(prompts) != len(boxes):
@@ -268,7 +266,7 @@ class MultiTracker:
 
         cfg = self.model.config
         geoms = [crop_geometry(b, self.config.template_factor, cfg.template_size) for b in boxes]
-        crops = self._crops(image, aux_img, geoms)
+        crops = self._crops(image, aux_frame, geoms)
         box_norm = torch.tensor(np.stack([g.box_to_crop(b) for g, b in zip(geoms, boxes)]), dtype=torch.float32)
         box_norm = box_norm.to(self.device)
         with torch.inference_mode():
@@ -299,12 +297,12 @@ class MultiTracker:
         t0 = time.perf_counter()
         image = check_image(image)
         height, width = image.shape[:2]
-        aux_img = self._aux_image(aux, image)
+        aux_frame = self._aux_frame(aux, image)
         targets = self._targets
         targets.frame_index += 1
         cfg, mcfg = self.config, self.model.config
         geoms = [crop_geometry(s, cfg.search_factor, mcfg.search_size) for s in targets.states]
-        search = self._crops(image, aux_img, geoms)
+        search = self._crops(image, aux_frame, geoms)
         t1 = time.perf_counter()
         with torch.inference_mode():
             out = self.model.forward_search(search, targets.tokens, targets.text, targets.task)
@@ -321,7 +319,7 @@ class MultiTracker:
             if not lost:
                 targets.states[i] = box
             results.append((box, float(conf[i]), TrackState.LOST if lost else TrackState.TRACKING))
-        updated = self._maybe_update_templates(image, aux_img, conf)
+        updated = self._maybe_update_templates(image, aux_frame, conf)
         t3 = time.perf_counter()
         timings = {
             "preprocess": (t1 - t0) * 1000.0,
@@ -346,7 +344,7 @@ class MultiTracker:
         ]
 
     def _maybe_update_templates(
-        self, image: np.ndarray, aux_img: Optional[np.ndarray], conf: np.ndarray
+        self, image: np.ndarray, aux: Optional[AuxFrame], conf: np.ndarray
     ) -> set[int]:
         """Replace the dynamic template of confident targets every ``update_interval`` frames."""
         targets, cfg = self._targets, self.config
@@ -357,7 +355,7 @@ class MultiTracker:
             return set()
         size = self.model.config.template_size
         geoms = [crop_geometry(targets.states[i], cfg.template_factor, size) for i in due]
-        crops = self._crops(image, aux_img, geoms)
+        crops = self._crops(image, aux, geoms)
         box_norm = torch.tensor(
             np.stack([g.box_to_crop(targets.states[i]) for g, i in zip(geoms, due)]), dtype=torch.float32
         ).to(self.device)
