@@ -202,3 +202,9 @@ def test_inference_rewrite_keeps_outputs():
     assert (a.score_map - b.score_map).abs().max() < 1e-5
     assert (a.size_map - b.size_map).abs().max() < 1e-5
     assert (a.offset_map - b.offset_map).abs().max() < 1e-4
+
+
+def test_create_model_applies_prune_and_overrides_together():
+    prune = PruneConfig(ce=((1, 0.5),), ste=((3, 0.5),))
+    model = create_model("o256", prune=prune, depth=4, embed_dim=48, num_heads=3)
+    assert model.config.depth == 4 and model.prune == prune

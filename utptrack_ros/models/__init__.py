@@ -52,10 +52,9 @@ def create_model(
         pretrained_stem: initialise a MobileNetV2 stem from the offline ImageNet weights.
         overrides: other :class:`ModelConfig` fields.
     """
-    cfg = model_config(name, **overrides)
     if prune is not None:
-        cfg = replace(cfg, prune=prune)
-    return UTPTrack(cfg, pretrained_stem=pretrained_stem)
+        overrides["prune"] = prune  # validated together with the other overrides
+    return UTPTrack(model_config(name, **overrides), pretrained_stem=pretrained_stem)
 
 
 def shipped_weights(name: str) -> Optional[Path]:

@@ -128,8 +128,9 @@ class Block(nn.Module):
         centre_pos = st0 + state.st_centre.to(torch.int64).argmax(dim=1)
         centre_row = pruning.query_rows(probs, centre_pos)
         text_row = None
-        has_text = state.text_weight is not None
-        if has_text and bool(state.text_weight.any()) and prune.text_guided:
+        if state.text_weight is not None and prune.text_guided:
+            # computed for every sample; weight 0 makes it inert for samples without a prompt
+            # (no data-dependent branch: one graph for export, no host sync on GPU)
             last = torch.full_like(centre_pos, x.shape[1] - 1)
             text_row = pruning.query_rows(probs, last)
 

@@ -119,7 +119,7 @@ def restore_search(kept: Tensor, global_index: Tensor, n_total: int) -> Tensor:
 def keep_mask(global_index: Tensor, n_total: int) -> Tensor:
     """(B, k) kept raster positions -> (B, n_total) bool mask."""
     mask = torch.zeros(global_index.shape[0], n_total, dtype=torch.bool, device=global_index.device)
-    return mask.scatter(1, global_index, True)
+    return mask.scatter(1, global_index, torch.ones_like(global_index, dtype=torch.bool))
 
 
 def foreground_fraction(box_norm: Tensor, size: int, patch: int = 16) -> Tensor:

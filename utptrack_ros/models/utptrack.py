@@ -101,7 +101,11 @@ class UTPTrack(nn.Module):
 
     # -- pruning control ---------------------------------------------------------------
     def set_prune(self, prune: PruneConfig) -> None:
-        """Replace the keep ratios used by later forwards (a run-time token budget)."""
+        """Replace the keep ratios used by later forwards (a run-time token budget).
+
+        ``self.config.prune`` keeps describing the variant as designed; ``self.prune`` is what
+        runs (checkpoint.save_model stores the latter).
+        """
         replace(self.config, prune=prune)  # validates layer indices against the depth
         self.prune = prune
 
