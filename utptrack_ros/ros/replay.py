@@ -71,7 +71,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "MODES", "ReplayOptions", "NodeOptions", "ReplayBag", "PlayFrame", "BagRecord", "ReplayError",
     "open_bag", "read_play_frames", "NodeProcess", "Player", "replay_bags", "comparison_specs", "evaluate",
-    "find_share_file", "private_domain_id",
+    "find_share_file", "private_domain_id", "check_new_dir", "bag_topic_types", "write_output_bag",
+    "replay_rows", "format_replay_table", "COMPARE_CHOICES",
 ]
 
 MODES = ("lockstep", "realtime", "rate")
@@ -762,18 +763,12 @@ def _diag_values(msg: Any, ns: str) -> dict[str, dict[str, str]]:
     return out
 
 
-_COUNTER_KEYS = ("matched", "rgb_only", "unmatched_rgb", "unmatched_aux", "time_jumps", "processed", "zero_stamp",
-                 "bad_input", "skipped_before_init", "errors", "dropped_stale")
-
-
 def _counters(status: Mapping[str, Mapping[str, str]]) -> dict[str, int]:
-    values = status.get("input", {})
+    """The integer counters of the node's ``input`` status (processed, dropped_stale, matched...)."""
     out = {}
-    for key in _COUNTER_KEYS:
-        try:
-            out[key] = int(float(values[key]))
-        except (KeyError, ValueError):
-            continue
+    for key, value in status.get("input", {}).items():
+        if key != "level" and isinstance(value, str) and value.isdigit():
+            out[key] = int(value)
     return out
 
 
@@ -820,25 +815,12 @@ class _BagPlayer:
 
         return find
 
-    def _flush_diagnostics(self, t_ns: int, timeout: float = 5.0) -> Optional[dict]:
-        """Advance /clock past one diagnostics period and wait for a status stamped after it."""
-        target = t_ns + self.diag_period_ns + self.diag_period_ns // 10 + 1
-        self.p.publish_clock(target)
-
-        def newest() -> Optional[Any]:
-            for _, msg in reversed(self.p.diagnostics):
-                if int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec) >= target:
-                    return msg
-            return None
-
-        msg = self.p.wait(newest, timeout)
-        return None if msg is None else _diag_values(msg, self.p.ns)
-
-    def play(self) -> BagRecord:
+    def play(self, frames: list[PlayFrame], baseline: Optional[Mapping[str, Mapping[str, str]]] = None) -> BagRecord:
+        """Play ``frames`` (``read_play_frames``); ``baseline``: the node's status before the bag
+        (its counters are reported as increases over it)."""
         from tqdm import tqdm
 
         bag, seq, o = self.bag, self.bag.sequence, self.o
-        frames = read_play_frames(bag)
         n = len(frames)
         from ..eval.metrics import first_valid_index
 
@@ -891,12 +873,13 @@ class _BagPlayer:
             bar.close()
         rec.wall_time_s = time.monotonic() - t_wall
         last_time = frames[-1].bag_time_ns
-        status = self._flush_diagnostics(last_time)
+        status = _flush_diagnostics(self.p, last_time, self.diag_period_ns)
         if status is None:
             logger.warning("%s: no /diagnostics from the node after the bag", bag.name)
         else:
             rec.node_status = status
-            rec.node_counters = _counters(status)
+            before = _counters(baseline or {})
+            rec.node_counters = {k: v - before.get(k, 0) for k, v in _counters(status).items()}
         with self.p._lock:
             rec.targets = list(self.p.arrivals[start_arrivals:])
             rec.diagnostics = list(self.p.diagnostics[start_diags:])
@@ -1000,16 +983,44 @@ def _wait_active(player: Player, node: NodeProcess, timeout: float) -> None:
                       f"its log ({node.log_path}):\n{node.log_tail()}")
 
 
-def _reactivate(player: Player, node: NodeProcess, clock_ns: int) -> None:
-    """deactivate + activate: fresh tracker, sync queues and init buffer; the model stays loaded.
-    ``/clock`` is set to the next bag's first time before activating (the node's sync timers start
-    from its clock at activation)."""
-    if not player.transition(_TRANSITION_DEACTIVATE):
-        raise ReplayError(f"could not deactivate the node between bags; log:\n{node.log_tail()}")
-    player.publish_clock(clock_ns)
-    time.sleep(0.3)  # let the node's time source take it before the activate request
+def _start_bag(player: Player, node: NodeProcess, first_ns: int, period_ns: int) -> dict[str, dict[str, str]]:
+    """A fresh activation for the next bag, on the bag's clock; returns the node's status right after.
+
+    ``/clock`` jumps to ``A = first - 2.5 periods`` (before the bag, so the bag's own time never
+    goes backwards), the node is deactivated (if active) and activated again (fresh tracker, sync
+    queues, init buffer and sync timers started on this clock; the model stays loaded), then the
+    clock moves to ``A + 1.1 periods`` so the diagnostics timer fires: that status is the baseline
+    the bag's counters are measured from.
+    """
+    start = first_ns - (5 * period_ns) // 2
+    player.publish_clock(start)
+    time.sleep(0.2)  # let the node's time source take it before the transitions
+    if player.node_state() == "active" and not player.transition(_TRANSITION_DEACTIVATE):
+        raise ReplayError(f"could not deactivate the node before a bag; log:\n{node.log_tail()}")
     if not player.transition(_TRANSITION_ACTIVATE):
-        raise ReplayError(f"could not activate the node between bags; log:\n{node.log_tail()}")
+        raise ReplayError(f"could not activate the node before a bag; log:\n{node.log_tail()}")
+    status = _flush_diagnostics(player, start, period_ns)
+    if status is None:
+        raise ReplayError(f"the node sent no /diagnostics after activation; log:\n{node.log_tail()}")
+    return status
+
+
+def _flush_diagnostics(player: Player, t_ns: int, period_ns: int, timeout: float = 5.0) -> Optional[dict]:
+    """Advance ``/clock`` from ``t_ns`` past one diagnostics period and return the node's next status
+    stamped after it (None on timeout)."""
+    target = t_ns + period_ns + period_ns // 10 + 1
+    with player._lock:
+        since = len(player.diagnostics)  # bags may share stamps: only statuses sent from now on count
+    player.publish_clock(target)
+
+    def newest() -> Optional[Any]:
+        for _, msg in reversed(player.diagnostics[since:]):
+            if int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec) >= target:
+                return msg
+        return None
+
+    msg = player.wait(newest, timeout)
+    return None if msg is None else _diag_values(msg, player.ns)
 
 
 def target_msg_definition() -> str:
@@ -1076,11 +1087,13 @@ def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOpt
                 if player.target_publishers() > 1:
                     raise ReplayError(f"another node publishes {player.ns}/target in ROS domain {domain}; choose "
                                       "another domain id")
-                for j, index in enumerate(indices):
+                for index in indices:
                     bag = bags[index]
-                    if j > 0:
-                        _reactivate(player, proc, int(bag.sequence.stamp_ns(0)))
-                    records[index] = _BagPlayer(player, bag, options, diagnostics_period_s, progress).play()
+                    frames = read_play_frames(bag)
+                    first_ns = min(frames[0].bag_time_ns, frames[0].stamp_ns)
+                    baseline = _start_bag(player, proc, first_ns, int(diagnostics_period_s * 1e9))
+                    records[index] = _BagPlayer(player, bag, options, diagnostics_period_s, progress).play(
+                        frames, baseline)
                     r = records[index]
                     overall.set_postfix_str(f"{bag.name}: {r.answered} answered, {r.missed} missed")
                     overall.update()
@@ -1096,7 +1109,7 @@ def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOpt
 
 
 def comparison_specs(compare: Sequence[str], node: NodeOptions, *, use_prompt: bool,
-                     live_name: str) -> list[Any]:
+                     live_name: str = "", note: str = "") -> list[Any]:
     """Offline rows run on the same decoded frames: ``pruned`` (the node's model, direct),
     ``unpruned`` (the same weights, every keep ratio 1.0), ``csrt``/``kcf``/``mil``."""
     from ..eval.offline import CoreTrackerFactory, TrackerSpec, peer_spec
@@ -1110,12 +1123,14 @@ def comparison_specs(compare: Sequence[str], node: NodeOptions, *, use_prompt: b
             factory = CoreTrackerFactory(node.model, weights=weights, keep=node.keep, device=node.device)
             keep = f", keep {node.keep:g}" if node.keep is not None else ""
             specs.append(TrackerSpec(node.model, factory, aux="auto", use_prompt=use_prompt,
-                                     description=f"UTPTrack {node.model}{keep}, offline (direct Tracker, same frames "
-                                                 f"and weights as {live_name})"))
+                                     description=f"UTPTrack {node.model}{keep}, offline (direct Tracker"
+                                                 + (f", same frames and weights as {live_name})" if live_name else ")")
+                                                 + note))
         elif item == "unpruned":
             factory = CoreTrackerFactory(node.model, weights=weights, keep=1.0, device=node.device)
             specs.append(TrackerSpec(f"{node.model}_unpruned", factory, aux="auto", use_prompt=use_prompt,
-                                     description=f"UTPTrack {node.model}, same weights, every keep ratio 1.0, offline"))
+                                     description=f"UTPTrack {node.model}, same weights, every keep ratio 1.0, offline"
+                                                 + note))
         else:
             specs.append(peer_spec(item))
     return specs
@@ -1172,7 +1187,8 @@ def _live_run(record: BagRecord, name: str) -> Any:
     return run
 
 
-def _check_new_dir(path: Optional[Path], force: bool, what: str) -> None:
+def check_new_dir(path: Optional[Path], force: bool, what: str) -> None:
+    """Refuse a folder that holds files (unless ``force``), before anything runs."""
     if path is None:
         return
     if path.exists() and not path.is_dir():
@@ -1209,7 +1225,7 @@ def _record_summary(record: BagRecord) -> dict[str, Any]:
 def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: ReplayOptions = ReplayOptions(),
              node: NodeOptions = NodeOptions(), compare: Sequence[str] = COMPARE_CHOICES,
              record_dir: Optional[Union[str, Path]] = None, force: bool = False, report: bool = True,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, note: str = "") -> dict[str, Any]:
     """Replay ``bags`` through the node, run the comparison rows, write results and report.
 
     Args:
@@ -1222,6 +1238,7 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
         force: replace existing ``out_dir`` / ``record_dir`` contents.
         report: write the Markdown/HTML/PNG report.
         progress: progress bars.
+        note: appended to the model rows' descriptions (e.g. `` (RANDOM WEIGHTS)``).
 
     Returns:
         The results dict (``results.json``).
@@ -1235,8 +1252,8 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
 
     out_dir = Path(out_dir)
     record_path = Path(record_dir) if record_dir is not None else None
-    _check_new_dir(out_dir, force, "results")
-    _check_new_dir(record_path, force, "recorded bags")
+    check_new_dir(out_dir, force, "results")
+    check_new_dir(record_path, force, "recorded bags")
     if not bags:
         raise ValueError("nothing to replay: give at least one bag")
     names = [b.name for b in bags]
@@ -1245,7 +1262,7 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
         raise ValueError(f"sequence names must be unique across the bags; repeated: {dupes}")
     use_prompt = any(b.use_prompt and b.sequence.prompt for b in bags)
     live_name = f"{node.model}@node"
-    specs = comparison_specs(list(compare), node, use_prompt=use_prompt, live_name=live_name)
+    specs = comparison_specs(list(compare), node, use_prompt=use_prompt, live_name=live_name, note=note)
 
     t_start = time.time()
     records = replay_bags(bags, options, node, progress=progress)
@@ -1271,7 +1288,7 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
 
     keep = f", keep {node.keep:g}" if node.keep is not None else ""
     trackers = {live_name: {"description": f"UTPTrack {node.model}{keep} through the ROS node ({options.mode}"
-                                           f"{'' if options.mode != 'rate' else f' x{options.rate:g}'}, DDS)",
+                                           f"{'' if options.mode != 'rate' else f' x{options.rate:g}'}, DDS){note}",
                             "aux": "auto", "use_prompt": use_prompt, "live": True}}
     for spec in specs:
         trackers[spec.name] = {"description": spec.description, "aux": spec.aux, "use_prompt": spec.use_prompt}
@@ -1292,3 +1309,49 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
     sequences = {b.name: b.sequence for b in bags}
     return write_results(runs, out_dir, trackers=trackers, settings=settings, force=force, report=report,
                          sequences=sequences)
+
+
+REPLAY_COLUMNS = (
+    ("sequence", "Sequence"), ("modality", "Aux"), ("frames", "Frames"), ("answered", "Answered"),
+    ("missed", "Missed"), ("late", "Late"), ("dropped", "Node dropped"), ("init", "Init"),
+    ("e2e_p50", "E2E p50 ms"), ("e2e_p95", "E2E p95 ms"), ("node_p50", "Node p50 ms"), ("model_p50", "Model p50 ms"),
+)
+
+
+def replay_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per bag: frames answered / missed, the node's drop counters, init, latencies (from the JSON)."""
+    live = next((n for n, t in results["trackers"].items() if t.get("live")), None)
+    rows = []
+    for name, info in (results.get("settings", {}).get("bags") or {}).items():
+        lat = results["results"][live]["per_sequence"][name]["latency"] if live else {}
+        counters = info.get("node_counters") or {}
+
+        def p50(values: Any) -> Optional[float]:
+            arr = np.array([v for v in (values or []) if v is not None], dtype=np.float64)
+            return float(np.median(arr)) if arr.size else None
+
+        rows.append({
+            "sequence": name, "modality": info.get("modality"), "frames": info.get("frames"),
+            "answered": info.get("answered"), "missed": info.get("missed"), "late": info.get("late_answers"),
+            "dropped": (counters.get("dropped_stale", 0) + counters.get("unmatched_rgb", 0)) if counters else None,
+            "init": "ok" if (info.get("init") or {}).get("success") else "refused",
+            "e2e_p50": lat.get("latency_p50_ms"), "e2e_p95": lat.get("latency_p95_ms"),
+            "node_p50": p50(info.get("node_latency_ms")), "model_p50": p50(info.get("node_model_ms")),
+        })
+    return rows
+
+
+def format_replay_table(results: Mapping[str, Any]) -> str:
+    """Fixed-width table of ``replay_rows`` (the live replay's per-bag view)."""
+    from ..eval.report import format_cell
+
+    rows = replay_rows(results)
+    header = [h for _, h in REPLAY_COLUMNS]
+    body = [[format_cell(r.get(k), 1 if isinstance(r.get(k), float) else None) for k, _ in REPLAY_COLUMNS]
+            for r in rows]
+    widths = [max([len(h)] + [len(b[i]) for b in body]) for i, h in enumerate(header)]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body])

@@ -1,0 +1,242 @@
+"""``utptrack eval``: replay rosbags through the live tracker node over DDS and evaluate.
+
+Wired into ``utptrack_ros/cli.py`` as the ``eval`` verb (``add_arguments`` / ``run``)::
+
+    utptrack eval bags/seq_a bags/seq_b.mcap --out results/replay              # lock-step, shipped tiny
+    utptrack eval bag/ --gt-file bag_gt.txt --mode realtime --record results/outputs --out results/rt
+    utptrack eval bag/ --mode rate --rate 0.5 --modality thermal --keep 0.5 --out results/k05
+    utptrack eval bags/* data/generated/test --mode offline --workers 2 --out results/offline
+
+Live modes (``lockstep``, ``realtime``, ``rate``) start the ``utptrack_node`` entry point, publish
+``/clock`` and the recorded messages, initialise through ``~/init_target`` on the first annotated
+frame, record ``~/target`` and ``/diagnostics`` and score them (``ros.replay``). ``--mode offline``
+runs the same rows without ROS, directly on the decoded frames, in parallel worker processes
+(``eval.offline.run_offline``); for larger sweeps over keep ratios, aux inputs and prompts use
+``utptrack eval-offline``. Both write the same results folder and report.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from ..data import BagTopics
+from ..data.errors import SequenceError
+from ..errors import UTPTrackError
+from . import replay as R
+
+HELP = "replay rosbags through the live node over DDS and evaluate (or --mode offline)"
+_TOPIC_KEYS = ("color", "depth", "thermal", "event", "prompt", "groundtruth")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _topics(text: str) -> dict[str, str]:
+    out = {}
+    for item in _csv(text):
+        key, sep, value = item.partition("=")
+        if not sep or key not in _TOPIC_KEYS or not value.startswith("/"):
+            raise argparse.ArgumentTypeError(
+                f"--topics takes key=/topic pairs with keys {', '.join(_TOPIC_KEYS)}, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _compare(text: str) -> list[str]:
+    items = [] if text.strip() == "none" else _csv(text)
+    bad = [i for i in items if i not in R.COMPARE_CHOICES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"--compare takes none or {', '.join(R.COMPARE_CHOICES)}, got {', '.join(bad)}")
+    return items
+
+
+def _keep(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--keep takes a ratio in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--keep takes a ratio in (0, 1], got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``eval`` arguments on ``parser``."""
+    parser.add_argument("bags", nargs="+", type=Path,
+                        help="rosbag2 bags (folder with metadata.yaml, or .mcap / .db3); --mode offline also takes "
+                             "sequence folders")
+    parser.add_argument("--out", required=True, type=Path, help="results folder (refused if it holds files, unless --force)")
+    g = parser.add_argument_group("replay")
+    g.add_argument("--mode", choices=R.MODES + ("offline",), default="lockstep",
+                   help="lockstep (next frame after the node's answer; default), realtime (recorded timing), rate "
+                        "(recorded timing / --rate), offline (no ROS: the rows run directly on the frames)")
+    g.add_argument("--rate", type=float, default=None, help="playback speed factor for --mode rate (e.g. 0.5, 2)")
+    g.add_argument("--frame-timeout", type=float, default=10.0,
+                   help="lock-step: seconds to wait for an answer before the frame counts as missed (default 10)")
+    g.add_argument("--drain-timeout", type=float, default=5.0,
+                   help="realtime/rate: seconds to wait for answers after the last frame (default 5)")
+    g.add_argument("--record", type=Path, default=None,
+                   help="write the node's ~/target and /diagnostics per bag as new bags under this folder")
+    g.add_argument("--domain-id", type=int, default=None,
+                   help="ROS_DOMAIN_ID for node and player (default: a private one, localhost discovery only)")
+    t = parser.add_argument_group("inputs")
+    t.add_argument("--topics", type=_topics, default={},
+                   help="topic names, e.g. color=/cam/image,depth=/cam/depth,prompt=/prompt (defaults: the "
+                        "project's bag layout, docs/architecture.md)")
+    t.add_argument("--gt-topic", default=None, help="ground-truth topic (geometry_msgs/PolygonStamped; default /groundtruth)")
+    t.add_argument("--gt-file", type=Path, action="append", default=None,
+                   help="ground truth as a text file (x,y,w,h per colour frame, NaN = absent) instead of the topic; "
+                        "give one per bag, in bag order")
+    t.add_argument("--modality", choices=("auto", "rgb", "depth", "thermal", "event"), default="auto",
+                   help="aux stream fed to the node: auto = the bag's first of depth/thermal/event (default)")
+    t.add_argument("--prompt", choices=("auto", "on", "off"), default="auto",
+                   help="play the bag's prompt topic and pass the prompt to the init (auto = when the bag has one)")
+    m = parser.add_argument_group("node and model")
+    m.add_argument("--model", default="tiny", help="model variant (model.name; default tiny)")
+    m.add_argument("--weights", default=None,
+                   help="weights file (default: the shipped weights); 'random' = seeded random weights (plumbing only)")
+    m.add_argument("--device", default="cpu", help="model.device (default cpu)")
+    m.add_argument("--threads", type=int, default=0, help="torch threads of the node and the offline rows (0 = default)")
+    m.add_argument("--keep", type=_keep, default=None, help="one keep ratio for CE/DTE/STE (default: the model's)")
+    m.add_argument("--params-file", type=Path, default=None,
+                   help="your node parameter preset (e.g. config/rgbd.yaml); the replay's settings override it")
+    m.add_argument("--node-name", default="utptrack", help="node name (default utptrack)")
+    r = parser.add_argument_group("report")
+    r.add_argument("--compare", type=_compare, default=list(R.COMPARE_CHOICES),
+                   help="comparison rows run offline on the same frames: pruned, unpruned, csrt, kcf, mil or none "
+                        "(default: all)")
+    r.add_argument("--workers", type=int, default=1, help="--mode offline: parallel worker processes (default 1)")
+    r.add_argument("--force", action="store_true", help="replace existing --out / --record contents (after success only)")
+    r.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML/PNG report")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def replay_options(args: argparse.Namespace) -> R.ReplayOptions:
+    mode = args.mode if args.mode != "offline" else "lockstep"
+    rate = args.rate if args.rate is not None else 1.0
+    if args.rate is not None and mode != "rate":
+        raise ValueError("--rate needs --mode rate")
+    return R.ReplayOptions(mode=mode, rate=rate, frame_timeout_s=args.frame_timeout,
+                           drain_timeout_s=args.drain_timeout, prompt=args.prompt, modality=args.modality)
+
+
+def bag_topics(args: argparse.Namespace) -> BagTopics:
+    mapping: dict[str, Optional[str]] = dict(args.topics)
+    if args.gt_topic:
+        mapping["groundtruth"] = args.gt_topic
+    return BagTopics.from_mapping(mapping)
+
+
+def random_weights_file(model: str, folder: Path, seed: int = 0) -> Path:
+    """A seeded random-init model as a weights file, so node and offline rows share it."""
+    import torch
+
+    from ..checkpoint import save_model
+    from ..models import create_model
+
+    torch.manual_seed(seed)
+    return save_model(create_model(model), folder / f"{model}-random-seed{seed}.safetensors",
+                      extra={"note": "random weights for plumbing checks"})
+
+
+def _gt_files(args: argparse.Namespace) -> list[Optional[Path]]:
+    if not args.gt_file:
+        return [None] * len(args.bags)
+    if len(args.gt_file) != len(args.bags):
+        raise ValueError(f"--gt-file given {len(args.gt_file)} times for {len(args.bags)} bags; give one per bag")
+    return list(args.gt_file)
+
+
+def _is_bag(path: Path) -> bool:
+    return (path.is_file() and path.suffix in (".mcap", ".db3")) or (path.is_dir() and (path / "metadata.yaml").is_file())
+
+
+def open_sequence(path: Path, topics: BagTopics, modality: str, prompt: str, gt_file: Optional[Path]) -> Any:
+    """The checked sequence of a bag (picklable through ``functools.partial`` for offline workers)."""
+    return R.open_bag(path, topics=topics, modality=modality, prompt=prompt, gt_file=gt_file).sequence
+
+
+def _run_offline_mode(args: argparse.Namespace, node: R.NodeOptions, random_note: str) -> dict[str, Any]:
+    from ..eval.cli import sequence_sources
+    from ..eval.offline import run_offline
+
+    topics = bag_topics(args)
+    sources: list[Any] = []
+    for path, gt in zip(args.bags, _gt_files(args)):
+        if _is_bag(path):
+            R.open_bag(path, topics=topics, modality=args.modality, prompt=args.prompt, gt_file=gt)  # check first
+            sources.append(functools.partial(open_sequence, path, topics, args.modality, args.prompt, gt))
+        else:
+            if gt is not None:
+                raise ValueError(f"{path}: --gt-file applies to bags; a sequence folder has its groundtruth.txt")
+            sources.extend(sequence_sources([path]))
+    rows = ["pruned"] + [c for c in args.compare if c != "pruned"]  # the model itself is always a row
+    specs = R.comparison_specs(rows, node, use_prompt=args.prompt != "off", note=random_note)
+    return run_offline(specs, sources, args.out, workers=args.workers, force=args.force,
+                       progress=not args.no_progress, report=not args.no_report)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``eval``; returns the exit code (0 ok, 1 bad input, existing results or a failed replay)."""
+    from ..eval.report import format_summary_table
+
+    try:
+        options = replay_options(args)
+        with tempfile.TemporaryDirectory(prefix="utptrack-eval-") as tmp:
+            weights: Optional[Path] = None
+            note = ""
+            if args.weights == "random":
+                weights = random_weights_file(args.model, Path(tmp))
+                note = " (RANDOM WEIGHTS)"
+            elif args.weights:
+                weights = Path(args.weights).expanduser()
+                if not weights.is_file():
+                    raise ValueError(f"--weights: no such file {weights}")
+            node = R.NodeOptions(model=args.model, weights=weights, device=args.device, num_threads=args.threads,
+                                 keep=args.keep, params_file=args.params_file, node_name=args.node_name,
+                                 domain_id=args.domain_id)
+            if args.mode == "offline":
+                results = _run_offline_mode(args, node, note)
+            else:
+                not_bags = [str(p) for p in args.bags if not _is_bag(p) and p.is_dir()]
+                if not_bags:
+                    raise ValueError(f"not rosbag2 bags (no metadata.yaml): {', '.join(not_bags)}; the live replay "
+                                     "plays bags (--mode offline also runs on sequence folders)")
+                R.check_new_dir(args.out, args.force, "results")
+                R.check_new_dir(args.record, args.force, "recorded bags")
+                topics = bag_topics(args)
+                bags = [R.open_bag(p, topics=topics, modality=args.modality, prompt=args.prompt, gt_file=gt)
+                        for p, gt in zip(args.bags, _gt_files(args))]
+                results = R.evaluate(bags, args.out, options=options, node=node, compare=args.compare,
+                                     record_dir=args.record, force=args.force, report=not args.no_report,
+                                     progress=not args.no_progress, note=note)
+    except (SequenceError, UTPTrackError, FileExistsError, ValueError) as err:
+        print(f"utptrack eval: error: {err}", file=sys.stderr)
+        return 1
+    print(format_summary_table(results))
+    if args.mode != "offline":
+        print()
+        print(R.format_replay_table(results))
+    print(f"\nresults: {args.out / 'results.json'}" + ("" if args.no_report else f"\nreport:  {args.out / 'report.html'}"))
+    if args.record:
+        print(f"outputs: {args.record}/<sequence>/ (rosbag2, mcap)")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Stand-alone entry (``python -m utptrack_ros.ros.replay_cli``)."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="utptrack eval", description=HELP)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
