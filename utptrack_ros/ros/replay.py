@@ -986,13 +986,15 @@ def _wait_active(player: Player, node: NodeProcess, timeout: float) -> None:
 def _start_bag(player: Player, node: NodeProcess, first_ns: int, period_ns: int) -> dict[str, dict[str, str]]:
     """A fresh activation for the next bag, on the bag's clock; returns the node's status right after.
 
-    ``/clock`` jumps to ``A = first - 2.5 periods`` (before the bag, so the bag's own time never
+    ``/clock`` jumps to ``A = first - 1.25 periods`` (before the bag, so the bag's own time never
     goes backwards), the node is deactivated (if active) and activated again (fresh tracker, sync
     queues, init buffer and sync timers started on this clock; the model stays loaded), then the
     clock moves to ``A + 1.1 periods`` so the diagnostics timer fires: that status is the baseline
-    the bag's counters are measured from.
+    the bag's counters are measured from. With the replay's short diagnostics period (0.25 s) the
+    node's aux stream has been silent for 0.31 s when the first frame comes, well inside
+    ``sync.aux_timeout_s``, so the first frame is paired normally.
     """
-    start = first_ns - (5 * period_ns) // 2
+    start = first_ns - (5 * period_ns) // 4
     player.publish_clock(start)
     time.sleep(0.2)  # let the node's time source take it before the transitions
     if player.node_state() == "active" and not player.transition(_TRANSITION_DEACTIVATE):
@@ -1059,7 +1061,7 @@ def write_output_bag(record: BagRecord, path: Path, node_name: str) -> Path:
 
 
 def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOptions, *,
-                progress: bool = True, diagnostics_period_s: float = 1.0) -> list[BagRecord]:
+                progress: bool = True, diagnostics_period_s: float = 0.25) -> list[BagRecord]:
     """Play every bag through the node (one node process per distinct input set).
 
     Returns:
