@@ -142,10 +142,11 @@ def ort_ratio(model: torch.nn.Module, runs: int, warmup: int, threads: int) -> d
 
 def bench(name: str, runs: int, warmup: int, threads: int, ort: bool, breakdown: bool) -> dict[str, Any]:
     from utptrack_ros.models import create_model
+    from utptrack_ros.models.inference import prepare_for_inference
     from utptrack_ros.profiling import format_report, profile_model
 
     torch.manual_seed(0)
-    model = create_model(name).eval()
+    model = prepare_for_inference(create_model(name))  # BN folded, channels-last: as the Tracker runs it
     report = profile_model(model, runs=runs, warmup=warmup, threads=threads)
     print(format_report(report))
     result = report.to_dict()

@@ -94,22 +94,14 @@ def _state(st_fg, text=False, text_weight=1.0):
     )
 
 
-def _probs(centre_row, text_row=None):
-    """(1, 2 heads, N, N) attention whose ST-centre (and text) rows are given, rest uniform."""
-    n = len(centre_row)
-    probs = torch.full((1, 2, n, n), 1.0 / n)
-    probs[0, :, N_SR + pruning.centre_index(2)] = torch.tensor(centre_row)
-    if text_row is not None:
-        probs[0, :, n - 1] = torch.tensor(text_row)
-    return probs
-
-
-def _eliminate(prune, probs, state, keep):
+def _eliminate(prune, state, keep, centre_row, text_row=None):
+    """One CTEM step with the given head-averaged centre (and text) attention rows."""
     blk = Block(8, 2, 2.0, 0.0, 1e-6, layer=0)
-    n = probs.shape[-1]
+    n = len(centre_row)
     x = torch.arange(float(n)).view(1, n, 1).expand(1, n, 8).clone()  # token id in every channel
     active = (keep[0] < state.n_sr, keep[1] < state.n_st, keep[2] < state.n_dt)
-    out, new_state = blk._eliminate(x, probs, state, keep, active, prune)
+    text = torch.tensor([text_row]) if text_row is not None else None
+    out, new_state = blk._eliminate(x, torch.tensor([centre_row]), text, state, keep, active, prune)
     return out[0, :, 0].long().tolist(), new_state
 
 
@@ -129,7 +121,7 @@ def test_ste_keeps_centre_and_follows_tta_mode(mode, kept_st):
     centre_row = [0.0] * n
     centre_row[N_SR : N_SR + N_Z] = [0.04, 0.02, 0.03, 0.01]
     prune = PruneConfig(ste=((0, 0.75),), tta_mode=mode)
-    ids, state = _eliminate(prune, _probs(centre_row), _state(fg), (N_SR, 3, N_Z))
+    ids, state = _eliminate(prune, _state(fg), (N_SR, 3, N_Z), centre_row)
     assert ids[N_SR : N_SR + 3] == kept_st
     assert state.st_centre[0].tolist() == [True, False, False]  # the centre mask moved with its token
     assert state.st_fg[0].tolist() == [fg[0, i - N_SR].item() for i in kept_st]
@@ -142,7 +134,7 @@ def test_ce_and_dte_use_the_static_centre_row_and_keep_score_order():
     for pos, v in {3: 0.5, 1: 0.3, 5: 0.1, 12: 0.4, 11: 0.2}.items():
         row[pos] = v
     prune = PruneConfig(ce=((0, 0.5),), dte=((0, 0.5),))
-    ids, state = _eliminate(prune, _probs(row), _state(torch.zeros(1, N_Z)), (3, N_Z, 2))
+    ids, state = _eliminate(prune, _state(torch.zeros(1, N_Z)), (3, N_Z, 2), row)
     assert ids[:3] == [3, 1, 5]  # search tokens re-ordered by descending score
     assert state.sr_index[0].tolist() == [3, 1, 5]
     assert ids[3 + N_Z :] == [12, 11]  # dynamic template pruned by the same centre row
@@ -155,8 +147,25 @@ def test_text_row_steers_pruning_only_for_language_samples():
     text_row = [0.0] * n
     text_row[4], text_row[5] = 0.9, 0.8
     prune = PruneConfig(ce=((0, 0.34),), text_guided="C")
-    probs = _probs(centre_row, text_row)
-    ids, _ = _eliminate(prune, probs, _state(torch.zeros(1, N_Z), text=True, text_weight=1.0), (3, N_Z, N_Z))
+    state = _state(torch.zeros(1, N_Z), text=True, text_weight=1.0)
+    ids, _ = _eliminate(prune, state, (3, N_Z, N_Z), centre_row, text_row)
     assert ids[:3] == [4, 5, 0]  # (centre + text) / 2
-    ids, _ = _eliminate(prune, probs, _state(torch.zeros(1, N_Z), text=True, text_weight=0.0), (3, N_Z, N_Z))
+    state = _state(torch.zeros(1, N_Z), text=True, text_weight=0.0)
+    ids, _ = _eliminate(prune, state, (3, N_Z, N_Z), centre_row, text_row)
     assert ids[:3] == [0, 1, 2]  # no prompt: the centre row alone (ties in order)
+
+
+def test_attention_row_probabilities_equal_the_full_softmax():
+    from utptrack_ros.models.encoder import Attention
+
+    attn = Attention(16, 4).eval()
+    x = torch.randn(2, 9, 16)
+    rows = torch.tensor([[3, 8], [5, 8]])
+    with torch.no_grad():
+        out, row_probs = attn(x, rows)
+        q, k, v = attn.qkv(x).reshape(2, 9, 3, 4, 4).permute(2, 0, 3, 1, 4).unbind(0)
+        full = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(-1)  # (B, H, N, N)
+        ref_out = attn.proj((full @ v).transpose(1, 2).reshape(2, 9, 16))
+    for b in range(2):
+        assert torch.allclose(row_probs[b], full[b][:, rows[b]], atol=1e-6)
+    assert torch.allclose(out, ref_out, atol=1e-5)

@@ -210,14 +210,19 @@ class ExampleInputs:
 
 
 def example_inputs(config: ModelConfig, batch: int = 1, seed: int = 0) -> ExampleInputs:
-    """Deterministic random inputs shaped for ``config``."""
+    """Deterministic random inputs shaped for ``config``, channels-last in memory like the
+    tracker's crops (``preprocess.crops_to_tensor``)."""
     g = torch.Generator().manual_seed(seed)
     s, t, c = config.search_size, config.template_size, config.in_chans
     box = torch.tensor([[0.25, 0.25, 0.5, 0.5]]).expand(batch, 4).contiguous()
+
+    def image(size: int) -> Tensor:
+        return torch.randn(batch, c, size, size, generator=g).contiguous(memory_format=torch.channels_last)
+
     return ExampleInputs(
-        search=torch.randn(batch, c, s, s, generator=g),
-        static=torch.randn(batch, c, t, t, generator=g),
-        dynamic=torch.randn(batch, c, t, t, generator=g),
+        search=image(s),
+        static=image(t),
+        dynamic=image(t),
         static_box=box,
         dynamic_box=box.clone(),
     )
@@ -447,8 +452,10 @@ def profile_variant(
     """
     from .models import create_model
 
+    from .models.inference import prepare_for_inference
+
     torch.manual_seed(seed)
-    model = create_model(name).eval()
+    model = prepare_for_inference(create_model(name))  # as the Tracker runs it
     prune = model.prune.with_keep_ratio(keep, keep, keep)
     prune = prune.with_keep_ratio(keep_ce, keep_dte, keep_ste)
     model.set_prune(prune)

@@ -24,8 +24,10 @@ from . import pruning
 class Attention(nn.Module):
     """Multi-head self-attention with a fused ``qkv`` projection (timm names).
 
-    ``forward(x, need_probs)`` returns ``(out, probs)``; ``probs`` (B, H, N, N) is computed
-    only when asked for (pruning blocks), otherwise the fused SDPA kernel runs.
+    The output always comes from the fused SDPA kernel. ``forward(x, rows)`` also returns the
+    attention probabilities of the query tokens at positions ``rows`` (B, R) — the only rows
+    pruning scores use (method.md 4.2: the static-template centre, plus the text token for TG) —
+    as (B, heads, R, N): the same softmax of the same logits, without materialising N x N.
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
@@ -36,18 +38,18 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, need_probs: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+    def forward(self, x: Tensor, rows: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        probs = None
-        if need_probs:
-            probs = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
-            out = probs @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v)
+        row_probs = None
+        if rows is not None:
+            r = rows.shape[1]
+            q_rows = q.gather(2, rows.view(b, 1, r, 1).expand(b, self.num_heads, r, self.head_dim))
+            row_probs = ((q_rows * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
         out = out.transpose(1, 2).reshape(b, n, c)
-        return self.proj(out), probs
+        return self.proj(out), row_probs
 
 
 @dataclass
@@ -102,10 +104,21 @@ class Block(nn.Module):
             self._active(prune, "ste", keep[1] < state.n_st, force_reorder),
             self._active(prune, "dte", keep[2] < state.n_dt, force_reorder),
         )
-        y, probs = self.attn(self.norm1(x), need_probs=any(active))
+        rows = None
+        guided = state.text_weight is not None and bool(prune.text_guided)
+        if any(active):  # query rows: the static-template centre (and the text token for TG)
+            centre_pos = state.n_sr + state.st_centre.to(torch.int64).argmax(dim=1)
+            rows = centre_pos.unsqueeze(1)
+            if guided:
+                # for every sample; weight 0 makes it inert without a prompt (no data-dependent
+                # branch: one graph for export, no host sync on GPU)
+                rows = torch.cat([rows, torch.full_like(rows, x.shape[1] - 1)], dim=1)
+        y, row_probs = self.attn(self.norm1(x), rows)
         x = x + self.drop_path(y)
-        if probs is not None:
-            x, state = self._eliminate(x, probs, state, keep, active, prune)
+        if row_probs is not None:
+            mean_rows = row_probs.mean(dim=1)  # (B, R, N): mean over heads
+            text_row = mean_rows[:, 1] if guided else None
+            x, state = self._eliminate(x, mean_rows[:, 0], text_row, state, keep, active, prune)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, state
 
@@ -116,23 +129,22 @@ class Block(nn.Module):
     def _eliminate(
         self,
         x: Tensor,
-        probs: Tensor,
+        centre_row: Tensor,
+        text_row: Optional[Tensor],
         state: TokenState,
         keep: tuple[int, int, int],
         active: tuple[bool, bool, bool],
         prune: PruneConfig,
     ) -> tuple[Tensor, TokenState]:
-        """CE, DTE and STE on one attention tensor (method.md 4.2, 4.3, 4.5)."""
+        """CE, DTE and STE from one block's attention (method.md 4.2, 4.3, 4.5).
+
+        Args:
+            centre_row: (B, N) head-averaged attention of the static-template centre token.
+            text_row: (B, N) head-averaged attention of the text token, or None (no TG).
+        Both were computed on the layout in ``state``, before any of this block's pruning.
+        """
         n_sr, n_st, n_dt = state.counts
         st0, dt0 = n_sr, n_sr + n_st
-        centre_pos = st0 + state.st_centre.to(torch.int64).argmax(dim=1)
-        centre_row = pruning.query_rows(probs, centre_pos)
-        text_row = None
-        if state.text_weight is not None and prune.text_guided:
-            # computed for every sample; weight 0 makes it inert for samples without a prompt
-            # (no data-dependent branch: one graph for export, no host sync on GPU)
-            last = torch.full_like(centre_pos, x.shape[1] - 1)
-            text_row = pruning.query_rows(probs, last)
 
         def scores(component: str, start: int, stop: int) -> Tensor:
             guided = text_row is not None and prune.text_guides(component)

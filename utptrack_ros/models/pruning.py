@@ -24,20 +24,6 @@ def centre_index(grid: int) -> int:
     return c * grid + c
 
 
-def query_rows(attn: Tensor, rows: Tensor) -> Tensor:
-    """Attention rows of one query token per sample, averaged over heads.
-
-    Args:
-        attn: (B, H, N, N) attention probabilities.
-        rows: (B,) long, the query token's position in the sequence for each sample.
-    Returns:
-        (B, N) mean over heads of ``attn[b, :, rows[b], :]``.
-    """
-    b, h, n, _ = attn.shape
-    index = rows.view(b, 1, 1, 1).expand(b, h, 1, n)
-    return attn.gather(2, index).squeeze(2).mean(dim=1)
-
-
 def component_scores(
     centre_row: Tensor,
     start: int,
