@@ -1,0 +1,192 @@
+"""``utptrack demo`` (``make demo``): the main job in one command.
+
+1. Creates, or reuses from ``artifacts/demo/bags/``, a small multimodal test set: generated test
+   sequences (``data.generate(spec_for("test", i, ...))``) written as rosbag2 (mcap, zstd per
+   message), one RGB-D, one RGB-T and one RGB-E bag, each with its language prompt and ground truth.
+2. Replays them through the real node (``utptrack_node``, shipped ``tiny`` model, CPU) over DDS
+   in lock-step (``ros.replay.evaluate``): ``/clock`` from the bag, ``~/init_target`` on the first
+   annotated frame, ``~/target`` and ``/diagnostics`` recorded.
+3. Runs the comparison rows on the same frames (the same model offline, pruned and unpruned;
+   OpenCV CSRT/KCF/MIL),
+   prints a summary table and writes the report to ``artifacts/demo/report/``.
+
+Bags are regenerated only when their recipe (this module's ``DEMO_SPEC`` and the generator
+version) changes; ``--regenerate`` forces it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+HELP = "the main job: bundled multimodal bags -> node -> evaluation report"
+MODALITIES = ("depth", "thermal", "event")
+DEMO_SPEC = {"split": "test", "first_index": 0, "count": 3, "length": 60, "size": [640, 480],
+             "compression": "message", "storage": "mcap"}
+SUMMARY = (("tracker", "Tracker", None), ("auc", "AUC", 1), ("precision", "P@20px", 1),
+           ("norm_precision", "NP@0.2", 1), ("ao", "AO", 1), ("fps", "FPS", 1), ("latency_mean_ms", "Lat mean ms", 1),
+           ("latency_p95_ms", "Lat p95 ms", 1), ("kept_tokens_pct", "Kept tok %", 1), ("missed_frames", "Missed", 0))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``demo`` arguments on ``parser``."""
+    parser.add_argument("--workdir", type=Path, default=Path("artifacts/demo"),
+                        help="bags under <workdir>/bags, the report under <workdir>/report (default artifacts/demo)")
+    parser.add_argument("--sequences", type=int, default=DEMO_SPEC["count"],
+                        help=f"number of test sequences (default {DEMO_SPEC['count']}; aux cycles depth, thermal, event)")
+    parser.add_argument("--length", type=int, default=DEMO_SPEC["length"], help="frames per sequence")
+    parser.add_argument("--size", default="x".join(map(str, DEMO_SPEC["size"])), help="WxH (default 640x480)")
+    parser.add_argument("--weights", default=None,
+                        help="weights file instead of the shipped tiny model; 'random' = random weights (plumbing)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the node and the offline rows (default 1: on a 2-core machine the "
+                             "player, the node and other jobs share the cores; 2 threads oversubscribe them)")
+    parser.add_argument("--compare", default="pruned,unpruned,csrt,kcf,mil",
+                        help="comparison rows run offline on the same frames: pruned, unpruned, csrt, kcf, mil or none "
+                             "(default: all)")
+    parser.add_argument("--regenerate", action="store_true", help="write the bags again even if cached")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size takes WxH, e.g. 640x480, got {text!r}") from None
+    return w, h
+
+
+def demo_recipe(count: int, length: int, size: tuple[int, int]) -> dict[str, Any]:
+    from .data import GENERATOR_VERSION
+
+    recipe = dict(DEMO_SPEC, count=count, length=length, size=list(size), generator_version=GENERATOR_VERSION)
+    recipe["modalities"] = [MODALITIES[i % len(MODALITIES)] for i in range(count)]
+    return recipe
+
+
+def ensure_bags(folder: Path, recipe: Mapping[str, Any], *, regenerate: bool = False,
+                progress: bool = True) -> list[Path]:
+    """The demo bags in ``folder`` (``<name>/`` rosbag2 + ``recipe.json``), written if missing or
+    made from another recipe. Written to a temporary sibling and moved into place."""
+    from tqdm import tqdm
+
+    from .data import generate, spec_for, write_bag
+    from .types import Modality
+
+    stamp = folder / "recipe.json"
+    if not regenerate and stamp.is_file():
+        try:
+            cached = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            cached = None
+        if cached and cached.get("recipe") == dict(recipe):
+            bags = [folder / name for name in cached.get("bags", [])]
+            if bags and all((b / "metadata.yaml").is_file() for b in bags):
+                return bags
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        names = []
+        for i in tqdm(range(int(recipe["count"])), desc="demo bags", unit="bag", disable=not progress):
+            spec = spec_for(recipe["split"], int(recipe["first_index"]) + i, length=int(recipe["length"]),
+                            size=tuple(recipe["size"]), modalities=(Modality(recipe["modalities"][i]),))
+            seq = generate(spec)
+            write_bag(seq, tmp / seq.name, storage=recipe["storage"], compression=recipe["compression"])
+            names.append(seq.name)
+        (tmp / "recipe.json").write_text(json.dumps({"recipe": dict(recipe), "bags": names}, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [folder / name for name in names]
+
+
+def format_demo_table(results: Mapping[str, Any]) -> str:
+    """The demo's summary: the headline columns of ``eval.report.summary_rows`` (JSON values)."""
+    from .eval.report import format_cell, summary_rows
+
+    rows = summary_rows(results)
+    header = [h for _, h, _ in SUMMARY]
+    body = [[format_cell(r.get(k), d) for k, _, d in SUMMARY] for r in rows]
+    widths = [max([len(h)] + [len(b[i]) for b in body]) for i, h in enumerate(header)]
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns the exit code."""
+    from .data.errors import SequenceError
+    from .errors import UTPTrackError
+    from .models import shipped_weights
+    from .ros import replay as R
+    from .ros.replay_cli import _compare, random_weights_file
+
+    import logging
+
+    t0 = time.time()
+    progress = not args.no_progress
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # quiet unless `utptrack -v demo`
+        logging.getLogger("utptrack_ros").setLevel(logging.WARNING)
+    try:
+        compare = _compare(args.compare)
+        recipe = demo_recipe(args.sequences, args.length, _size(args.size))
+        with tempfile.TemporaryDirectory(prefix="utptrack-demo-") as tmp:
+            note = ""
+            if args.weights == "random":
+                weights: Optional[Path] = random_weights_file("tiny", Path(tmp))
+                note = " (RANDOM WEIGHTS)"
+            elif args.weights:
+                weights = Path(args.weights).expanduser()
+                if not weights.is_file():
+                    raise ValueError(f"--weights: no such file {weights}")
+            else:
+                weights = None
+                if shipped_weights("tiny") is None:
+                    raise ValueError("the shipped model utptrack_ros/weights/tiny.safetensors is missing; pass "
+                                     "--weights PATH (or --weights random for a plumbing run)")
+            print(f"[1/3] demo bags in {args.workdir / 'bags'} ({recipe['count']} x {recipe['length']} frames, "
+                  f"{recipe['size'][0]}x{recipe['size'][1]}, aux {', '.join(recipe['modalities'])})", flush=True)
+            paths = ensure_bags(args.workdir / "bags", recipe, regenerate=args.regenerate, progress=progress)
+            bags = [R.open_bag(p) for p in paths]
+            print(f"[2/3] replaying through utptrack_node (tiny, lock-step, /clock, ~/init_target) "
+                  f"+ comparisons: {', '.join(compare) or 'none'}", flush=True)
+            node = R.NodeOptions(model="tiny", weights=weights, num_threads=args.threads, log_dir=args.workdir / "logs")
+            report_dir = args.workdir / "report"
+            results = R.evaluate(bags, report_dir, options=R.ReplayOptions(mode="lockstep"), node=node,
+                                 compare=compare, force=True, progress=progress, note=note)
+    except (SequenceError, UTPTrackError, FileExistsError, ValueError) as err:
+        print(f"utptrack demo: error: {err}", file=sys.stderr)
+        return 1
+    print(f"[3/3] done in {time.time() - t0:.0f} s\n")
+    print(format_demo_table(results))
+    print()
+    print(R.format_replay_table(results))
+    print("\nScores in %: AUC (OTB success, IoU > t, 21 thresholds), P@20px, NP@0.2, AO (GOT-10k); FPS = 1000 / mean "
+          "latency (node rows: publish -> ~/target through DDS); Missed = frames without an answer.")
+    print(f"report:  {report_dir / 'report.html'}  (and report.md, report.json, plots/)")
+    print(f"results: {report_dir / 'results.json'}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Stand-alone entry (``python -m utptrack_ros.demo``)."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="utptrack demo", description=HELP)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
