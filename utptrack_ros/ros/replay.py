@@ -732,6 +732,7 @@ class BagRecord:
     init_ok: bool
     init_message: str
     init_call_ms: float
+    bag_time_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # recorded time per frame
     late_answers: int = 0
     extra_answers: int = 0
     node_counters: dict[str, Any] = field(default_factory=dict)
@@ -829,7 +830,7 @@ class _BagPlayer:
                         boxes_xywh=np.full((n, 4), np.nan), confidence=np.full(n, np.nan),
                         kept_fraction=np.full(n, np.nan), state=["none"] * n, node_latency_ms=np.full(n, np.nan),
                         model_ms=np.full(n, np.nan), init_index=init, init_ok=False, init_message="",
-                        init_call_ms=float("nan"))
+                        init_call_ms=float("nan"), bag_time_ns=np.array([f.bag_time_ns for f in frames], np.int64))
         self._wait_inputs_matched()
         start_arrivals = self.p.arrival_count()
         start_diags = len(self.p.diagnostics)
@@ -1201,6 +1202,10 @@ def check_new_dir(path: Optional[Path], force: bool, what: str) -> None:
 
 def _record_summary(record: BagRecord) -> dict[str, Any]:
     r = record
+    stream = r.sent_ns >= 0
+    origin = int(r.sent_ns[stream][0]) if stream.any() else 0
+    sent_ms = np.where(stream, (r.sent_ns - origin) / 1e6, np.nan)
+    received_ms = np.where(r.received_ns >= 0, (r.received_ns - origin) / 1e6, np.nan)
     return {
         "bag": str(r.bag.path),
         "gt_source": r.bag.gt_source,
@@ -1218,6 +1223,9 @@ def _record_summary(record: BagRecord) -> dict[str, Any]:
         "extra_answers": r.extra_answers,
         "node_counters": r.node_counters,
         "node_status": r.node_status,
+        "bag_time_ns": [int(t) for t in r.bag_time_ns],
+        "sent_ms": sent_ms,  # player clock, from the first timed frame; NaN up to the init frame
+        "received_ms": received_ms,  # same origin; NaN = no answer
         "node_latency_ms": r.node_latency_ms,
         "node_model_ms": r.model_ms,
         "wall_time_s": round(r.wall_time_s, 3),
