@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comparison rows run offline on the same frames: pruned, unpruned, csrt, kcf, mil or none "
                              "(default: all)")
     parser.add_argument("--regenerate", action="store_true", help="write the bags again even if cached")
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help="ROS_DOMAIN_ID for node and player (default: a private one, localhost discovery only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -160,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
             bags = [R.open_bag(p) for p in paths]
             print(f"[2/3] replaying through utptrack_node (tiny, lock-step, /clock, ~/init_target) "
                   f"+ comparisons: {', '.join(compare) or 'none'}", flush=True)
-            node = R.NodeOptions(model="tiny", weights=weights, num_threads=args.threads, log_dir=args.workdir / "logs")
+            node = R.NodeOptions(model="tiny", weights=weights, num_threads=args.threads, domain_id=args.domain_id,
+                                 log_dir=args.workdir / "logs")
             report_dir = args.workdir / "report"
             results = R.evaluate(bags, report_dir, options=R.ReplayOptions(mode="lockstep"), node=node,
                                  compare=compare, force=True, progress=progress, note=note)
