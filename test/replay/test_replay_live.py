@@ -219,7 +219,7 @@ def test_report_has_plots_and_matches_the_json(lockstep):
 
 
 def test_rate_mode_through_the_cli_with_a_gt_file(tmp_path, capsys):
-    path = make_bag(tmp_path / "no_gt", 2, 20, topics=BagTopics(groundtruth=None))
+    path = make_bag(tmp_path / "no_gt", 2, 20, topics=BagTopics(groundtruth=None), storage="sqlite3")
     from replay_helpers import make_sequence
 
     seq = make_sequence(2, 20)
