@@ -777,10 +777,20 @@ class _BagPlayer:
     """Plays one bag on a running node; see the module docstring for the protocol."""
 
     def __init__(self, player: Player, bag: ReplayBag, options: ReplayOptions, diag_period_s: float,
-                 progress: bool) -> None:
+                 progress: bool, node: Optional[NodeProcess] = None) -> None:
         self.p, self.bag, self.o = player, bag, options
         self.diag_period_ns = int(diag_period_s * 1e9)
         self.progress = progress
+        self.node = node
+
+    def _await(self, find: Callable[[], Optional[Arrival]], timeout: float) -> Optional[Arrival]:
+        """``find()``'s arrival, or None after ``timeout``; raises at once if the node process died."""
+        node = self.node
+        found = self.p.wait(lambda: find() or (node is not None and not node.alive()), timeout)
+        if found is True:
+            raise ReplayError(f"the node exited (code {node.proc.returncode}) while playing {self.bag.name}; "  # type: ignore[union-attr]
+                              f"its log ({node.log_path}):\n{node.log_tail()}")  # type: ignore[union-attr]
+        return found or None
 
     def _publish_frame(self, frame: PlayFrame) -> int:
         p = self.p
@@ -843,7 +853,7 @@ class _BagPlayer:
                 for attempt in range(3):
                     since = self.p.arrival_count()
                     self._publish_frame(frame)
-                    if self.p.wait(self._answer(frame.stamp_ns, since), min(o.frame_timeout_s, 5.0 * (attempt + 1))):
+                    if self._await(self._answer(frame.stamp_ns, since), min(o.frame_timeout_s, 5.0 * (attempt + 1))):
                         break
                 else:
                     raise ReplayError(f"{bag.name}: the node did not answer frame {frame.index} (stamp "
@@ -902,7 +912,7 @@ class _BagPlayer:
         for frame in frames:
             start = self.p.arrival_count()
             rec.sent_ns[frame.index] = self._publish_frame(frame)
-            arrival = self.p.wait(self._answer(frame.stamp_ns, start), self.o.frame_timeout_s)
+            arrival = self._await(self._answer(frame.stamp_ns, start), self.o.frame_timeout_s)
             if arrival is None:
                 missed += 1
                 logger.warning("%s: no answer to frame %d within %.1f s (missed)", self.bag.name, frame.index,
@@ -1095,7 +1105,7 @@ def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOpt
                     frames = read_play_frames(bag)
                     first_ns = min(frames[0].bag_time_ns, frames[0].stamp_ns)
                     baseline = _start_bag(player, proc, first_ns, int(diagnostics_period_s * 1e9))
-                    records[index] = _BagPlayer(player, bag, options, diagnostics_period_s, progress).play(
+                    records[index] = _BagPlayer(player, bag, options, diagnostics_period_s, progress, proc).play(
                         frames, baseline)
                     r = records[index]
                     overall.set_postfix_str(f"{bag.name}: {r.answered} answered, {r.missed} missed")
