@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("artifacts/demo"),
                         help="bags under <workdir>/bags, the report under <workdir>/report (default artifacts/demo)")
     parser.add_argument("--sequences", type=int, default=DEMO_SPEC["count"],
-                        help=f"number of test sequences (default {DEMO_SPEC['count']}; aux cycles depth, thermal, event)")
+                        help=f"number of test sequences (default {DEMO_SPEC['count']}; the aux stream cycles "
+                             "depth, thermal, event)")
     parser.add_argument("--length", type=int, default=DEMO_SPEC["length"], help="frames per sequence")
     parser.add_argument("--size", default="x".join(map(str, DEMO_SPEC["size"])), help="WxH (default 640x480)")
     parser.add_argument("--weights", default=None,

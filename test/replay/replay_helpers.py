@@ -49,11 +49,13 @@ def write_custom_bag(path: Path, color_type: str = BLOB_TYPE, count: int = 3) ->
         for i in range(count):
             stamp = 1_000_000_000 + i * 33_333_333
             if color_type == BLOB_TYPE:
-                header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=1, nanosec=i), frame_id="c")
+                time_msg = t["builtin_interfaces/msg/Time"](sec=1, nanosec=i)
+                header = t["std_msgs/msg/Header"](stamp=time_msg, frame_id="c")
                 msg = t[BLOB_TYPE](header=header, data=np.zeros(4, np.uint8))
             else:
                 msg = t[color_type](data=f"frame {i}")
             writer.write(color, stamp, ts.serialize_cdr(msg, color_type))
             box = np.array([10.0, 10.0, 20.0, 20.0])
-            writer.write(gt, stamp, ts.serialize_cdr(groundtruth_message(ts, box, stamp), "geometry_msgs/msg/PolygonStamped"))
+            polygon = groundtruth_message(ts, box, stamp)
+            writer.write(gt, stamp, ts.serialize_cdr(polygon, "geometry_msgs/msg/PolygonStamped"))
     return path

@@ -165,3 +165,20 @@ def test_modality_auto_and_prompt_resolution(bags):
     assert rgb.modality is Modality.RGB and rgb.aux_topic is None
     assert not rgb.use_prompt and rgb.sequence.prompt is None and rgb.sequence.modalities == ()
     assert R.open_bag(bags["no_prompt"]).use_prompt is False
+
+
+def test_bag_checks_and_offline_openers_need_no_rclpy(bags):
+    """Offline-mode workers import ros.replay to open bags: it must not need rclpy for that."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['rclpy'] = None\n"
+        "from utptrack_ros.ros import replay, replay_cli\n"
+        f"seq = replay_cli.open_sequence(__import__('pathlib').Path({str(bags['good'])!r}), replay.BagTopics(), "
+        "'auto', 'auto', None)\n"
+        "print(seq.length, [m.value for m in seq.modalities])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(FRAMES), "['depth']"]

@@ -55,12 +55,13 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from ..data import BagTopics, Sequence as DataSequence, load_bag
-from ..data.errors import FrameCountError, MissingTopicError, SequenceError, SequenceFormatError, UnsupportedMessageError
+from ..data.errors import (FrameCountError, MissingTopicError, SequenceError, SequenceFormatError,
+                           UnsupportedMessageError)
 from ..data.folder import read_groundtruth
 from ..data.sequence import AUX_MODALITIES
 from ..errors import UTPTrackError
@@ -687,7 +688,8 @@ class Player:
     def transition(self, transition_id: int, timeout: float = 60.0) -> bool:
         from lifecycle_msgs.msg import Transition
 
-        res = self.call(self.change_client, self._change_state.Request(transition=Transition(id=transition_id)), timeout)
+        request = self._change_state.Request(transition=Transition(id=transition_id))
+        res = self.call(self.change_client, request, timeout)
         return bool(res is not None and res.success)
 
     def init_target(self, stamp_ns: int, box_xywh: Sequence[float], prompt: str, target_id: str,
@@ -787,9 +789,9 @@ class _BagPlayer:
         """``find()``'s arrival, or None after ``timeout``; raises at once if the node process died."""
         node = self.node
         found = self.p.wait(lambda: find() or (node is not None and not node.alive()), timeout)
-        if found is True:
-            raise ReplayError(f"the node exited (code {node.proc.returncode}) while playing {self.bag.name}; "  # type: ignore[union-attr]
-                              f"its log ({node.log_path}):\n{node.log_tail()}")  # type: ignore[union-attr]
+        if found is True and node is not None:
+            raise ReplayError(f"the node exited (code {node.proc.returncode}) while playing {self.bag.name}; "
+                              f"its log ({node.log_path}):\n{node.log_tail()}")
         return found or None
 
     def _publish_frame(self, frame: PlayFrame) -> int:
@@ -1055,7 +1057,8 @@ def write_output_bag(record: BagRecord, path: Path, node_name: str) -> Path:
     ts.register(get_types_from_msg(target_msg_definition(), TARGET_TYPE))
     writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
     with writer:
-        writer.set_custom_data("utptrack.replay", json.dumps({"bag": str(record.bag.path), "sequence": record.bag.name}))
+        source = {"bag": str(record.bag.path), "sequence": record.bag.name}
+        writer.set_custom_data("utptrack.replay", json.dumps(source))
         targets = writer.add_connection(f"/{node_name}/target", TARGET_TYPE, typestore=ts)
         diags = writer.add_connection("/diagnostics", DIAGNOSTICS_TYPE, typestore=ts)
         items = [(a.stamp_ns, targets, a.msg) for a in record.targets]

@@ -51,7 +51,8 @@ def _compare(text: str) -> list[str]:
     items = [] if text.strip() == "none" else _csv(text)
     bad = [i for i in items if i not in R.COMPARE_CHOICES]
     if bad:
-        raise argparse.ArgumentTypeError(f"--compare takes none or {', '.join(R.COMPARE_CHOICES)}, got {', '.join(bad)}")
+        choices = ", ".join(R.COMPARE_CHOICES)
+        raise argparse.ArgumentTypeError(f"--compare takes none or {choices}, got {', '.join(bad)}")
     return items
 
 
@@ -70,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bags", nargs="+", type=Path,
                         help="rosbag2 bags (folder with metadata.yaml, or .mcap / .db3); --mode offline also takes "
                              "sequence folders")
-    parser.add_argument("--out", required=True, type=Path, help="results folder (refused if it holds files, unless --force)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="results folder (refused if it holds files, unless --force)")
     g = parser.add_argument_group("replay")
     g.add_argument("--mode", choices=R.MODES + ("offline",), default="lockstep",
                    help="lockstep (next frame after the node's answer; default), realtime (recorded timing), rate "
@@ -88,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--topics", type=_topics, default={},
                    help="topic names, e.g. color=/cam/image,depth=/cam/depth,prompt=/prompt (defaults: the "
                         "project's bag layout, docs/architecture.md)")
-    t.add_argument("--gt-topic", default=None, help="ground-truth topic (geometry_msgs/PolygonStamped; default /groundtruth)")
+    t.add_argument("--gt-topic", default=None,
+                   help="ground-truth topic (geometry_msgs/PolygonStamped; default /groundtruth)")
     t.add_argument("--gt-file", type=Path, action="append", default=None,
                    help="ground truth as a text file (x,y,w,h per colour frame, NaN = absent) instead of the topic; "
                         "give one per bag, in bag order")
@@ -101,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--weights", default=None,
                    help="weights file (default: the shipped weights); 'random' = seeded random weights (plumbing only)")
     m.add_argument("--device", default="cpu", help="model.device (default cpu)")
-    m.add_argument("--threads", type=int, default=0, help="torch threads of the node and the offline rows (0 = default)")
+    m.add_argument("--threads", type=int, default=0,
+                   help="torch threads of the node and the offline rows (0 = torch default)")
     m.add_argument("--keep", type=_keep, default=None, help="one keep ratio for CE/DTE/STE (default: the model's)")
     m.add_argument("--params-file", type=Path, default=None,
                    help="your node parameter preset (e.g. config/rgbd.yaml); the replay's settings override it")
@@ -111,7 +115,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="comparison rows run offline on the same frames: pruned, unpruned, csrt, kcf, mil or none "
                         "(default: all)")
     r.add_argument("--workers", type=int, default=1, help="--mode offline: parallel worker processes (default 1)")
-    r.add_argument("--force", action="store_true", help="replace existing --out / --record contents (after success only)")
+    r.add_argument("--force", action="store_true",
+                   help="replace existing --out / --record contents (after success only)")
     r.add_argument("--no-report", action="store_true", help="skip the Markdown/HTML/PNG report")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -153,7 +158,9 @@ def _gt_files(args: argparse.Namespace) -> list[Optional[Path]]:
 
 
 def _is_bag(path: Path) -> bool:
-    return (path.is_file() and path.suffix in (".mcap", ".db3")) or (path.is_dir() and (path / "metadata.yaml").is_file())
+    if path.is_file():
+        return path.suffix in (".mcap", ".db3")
+    return path.is_dir() and (path / "metadata.yaml").is_file()
 
 
 def open_sequence(path: Path, topics: BagTopics, modality: str, prompt: str, gt_file: Optional[Path]) -> Any:
@@ -222,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
     if args.mode != "offline":
         print()
         print(R.format_replay_table(results))
-    print(f"\nresults: {args.out / 'results.json'}" + ("" if args.no_report else f"\nreport:  {args.out / 'report.html'}"))
+    print(f"\nresults: {args.out / 'results.json'}")
+    if not args.no_report:
+        print(f"report:  {args.out / 'report.html'}")
     if args.record:
         print(f"outputs: {args.record}/<sequence>/ (rosbag2, mcap)")
     return 0
