@@ -999,43 +999,64 @@ def _wait_active(player: Player, node: NodeProcess, timeout: float) -> None:
 def _start_bag(player: Player, node: NodeProcess, first_ns: int, period_ns: int) -> dict[str, dict[str, str]]:
     """A fresh activation for the next bag, on the bag's clock; returns the node's status right after.
 
-    ``/clock`` jumps to ``A = first - 1.25 periods`` (before the bag, so the bag's own time never
-    goes backwards), the node is deactivated (if active) and activated again (fresh tracker, sync
-    queues, init buffer and sync timers started on this clock; the model stays loaded), then the
-    clock moves to ``A + 1.1 periods`` so the diagnostics timer fires: that status is the baseline
-    the bag's counters are measured from. With the replay's short diagnostics period (0.25 s) the
-    node's aux stream has been silent for 0.31 s when the first frame comes, well inside
-    ``sync.aux_timeout_s``, so the first frame is paired normally.
+    ``/clock`` jumps to ``A = first - 4 periods`` (before the bag, so the bag's own time never goes
+    back) and steps forward until the node's diagnostics timer fires: a status stamped after ``A``
+    proves the node's clock is there (the node's time source keeps only the newest ``/clock``
+    message, so this is the only safe acknowledgement). The node is then deactivated (if active) and
+    activated again: fresh tracker, sync queues, init buffer, and sync timers started on this clock
+    (the model stays loaded). The clock steps on until the next status: the baseline the bag's
+    counters are measured from. With the replay's diagnostics period (0.2 s) the aux stream has been
+    silent for about 0.6 s when the first frame comes, inside ``sync.aux_timeout_s`` (1 s by
+    default), so the first frame is paired normally.
     """
-    start = first_ns - (5 * period_ns) // 4
-    player.publish_clock(start)
-    time.sleep(0.2)  # let the node's time source take it before the transitions
+    start = first_ns - 4 * period_ns
+    clock, status = _advance_clock(player, start, first_ns - 2 * period_ns, period_ns)
+    if status is None:
+        raise ReplayError(f"the node sent no /diagnostics while /clock moved; log:\n{node.log_tail()}")
     if player.node_state() == "active" and not player.transition(_TRANSITION_DEACTIVATE):
         raise ReplayError(f"could not deactivate the node before a bag; log:\n{node.log_tail()}")
     if not player.transition(_TRANSITION_ACTIVATE):
         raise ReplayError(f"could not activate the node before a bag; log:\n{node.log_tail()}")
-    status = _flush_diagnostics(player, start, period_ns)
+    _, status = _advance_clock(player, clock, first_ns - period_ns // 5, period_ns, jump=False)
     if status is None:
         raise ReplayError(f"the node sent no /diagnostics after activation; log:\n{node.log_tail()}")
     return status
 
 
-def _flush_diagnostics(player: Player, t_ns: int, period_ns: int, timeout: float = 5.0) -> Optional[dict]:
-    """Advance ``/clock`` from ``t_ns`` past one diagnostics period and return the node's next status
-    stamped after it (None on timeout)."""
-    target = t_ns + period_ns + period_ns // 10 + 1
+def _advance_clock(player: Player, start_ns: int, limit_ns: int, period_ns: int, *, jump: bool = True,
+                   timeout: float = 5.0) -> tuple[int, Optional[dict]]:
+    """Publish ``/clock`` = ``start_ns`` (if ``jump``), then step it forward by a tenth of a
+    diagnostics period every 30 ms (at most to ``limit_ns``) until the node sends a status stamped
+    at or after ``start_ns`` (strictly after it without ``jump``: the clock was already there, so
+    only a later status is new). Returns (last clock published, that status or None after ``timeout``)."""
     with player._lock:
         since = len(player.diagnostics)  # bags may share stamps: only statuses sent from now on count
-    player.publish_clock(target)
 
     def newest() -> Optional[Any]:
         for _, msg in reversed(player.diagnostics[since:]):
-            if int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec) >= target:
+            stamp = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+            if stamp > start_ns or (jump and stamp == start_ns):
                 return msg
         return None
 
-    msg = player.wait(newest, timeout)
-    return None if msg is None else _diag_values(msg, player.ns)
+    clock = start_ns
+    if jump:
+        player.publish_clock(clock)
+    end = time.monotonic() + timeout
+    step = max(1, period_ns // 10)
+    while time.monotonic() < end:
+        msg = player.wait(newest, 0.03)
+        if msg is not None:
+            return clock, _diag_values(msg, player.ns)
+        if clock + step <= limit_ns:
+            clock += step
+            player.publish_clock(clock)
+    return clock, None
+
+
+def _flush_diagnostics(player: Player, t_ns: int, period_ns: int) -> Optional[dict]:
+    """The node's status after the clock moved on from ``t_ns`` (at most 3 periods), or None."""
+    return _advance_clock(player, t_ns, t_ns + 3 * period_ns, period_ns, jump=False)[1]
 
 
 def target_msg_definition() -> str:
@@ -1075,7 +1096,7 @@ def write_output_bag(record: BagRecord, path: Path, node_name: str) -> Path:
 
 
 def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOptions, *,
-                progress: bool = True, diagnostics_period_s: float = 0.25) -> list[BagRecord]:
+                progress: bool = True, diagnostics_period_s: float = 0.2) -> list[BagRecord]:
     """Play every bag through the node (one node process per distinct input set).
 
     Returns:
