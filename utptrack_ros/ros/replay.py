@@ -1292,8 +1292,6 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
         ReplayError: the node could not be started or driven.
         ValueError: no bags, duplicate sequence names, unknown comparison.
     """
-    from ..eval.offline import write_results
-
     out_dir = Path(out_dir)
     record_path = Path(record_dir) if record_dir is not None else None
     check_new_dir(out_dir, force, "results")
@@ -1314,21 +1312,33 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
     runs = [_live_run(r, live_name) for r in records]
     runs += _run_offline_rows(specs, [b.sequence for b in bags], progress, node.num_threads)
 
-    if record_path is not None:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{record_path.name}.tmp-", dir=record_path.parent if
-                                    record_path.parent.exists() else None))
-        try:
+    recorded: Optional[Path] = None
+    if record_path is not None:  # written aside now, moved into place once the results are written
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        recorded = Path(tempfile.mkdtemp(prefix=f".{record_path.name}.tmp-", dir=record_path.parent))
+    try:
+        if recorded is not None:
             from ..eval.offline import safe_name
 
             for r in records:
-                write_output_bag(r, tmp / safe_name(r.bag.name), node.node_name)
+                write_output_bag(r, recorded / safe_name(r.bag.name), node.node_name)
+        results = _write(records, runs, specs, out_dir, options, node, live_name, use_prompt, note, t_start, t_live,
+                         record_path, force, report, bags)
+        if recorded is not None and record_path is not None:
+            check_new_dir(record_path, force, "recorded bags")
             if record_path.exists():
                 shutil.rmtree(record_path)
-            record_path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(tmp), str(record_path))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            recorded.rename(record_path)
+    finally:
+        if recorded is not None and recorded.exists():
+            shutil.rmtree(recorded, ignore_errors=True)
+    return results
+
+
+def _write(records: Sequence[BagRecord], runs: list[Any], specs: Sequence[Any], out_dir: Path, options: ReplayOptions,
+           node: NodeOptions, live_name: str, use_prompt: bool, note: str, t_start: float, t_live: float,
+           record_path: Optional[Path], force: bool, report: bool, bags: Sequence[ReplayBag]) -> dict[str, Any]:
+    from ..eval.offline import write_results
 
     keep = f", keep {node.keep:g}" if node.keep is not None else ""
     trackers = {live_name: {"description": f"UTPTrack {node.model}{keep} through the ROS node ({options.mode}"
