@@ -179,3 +179,15 @@ def test_reset_forgets_the_target(tiny, frames):
     assert not tr.initialized
     with pytest.raises(NotInitializedError):
         tr.track(frames[0])
+
+
+def test_from_pretrained_weights_file_and_base_name(tiny, tmp_path):
+    from utptrack_ros.checkpoint import save_model
+
+    path = save_model(tiny, tmp_path / "w.safetensors")
+    pruned = Tracker.from_pretrained("tiny", weights=path)
+    base = Tracker.from_pretrained("tiny_base", weights=path)
+    assert pruned.model.prune == tiny.config.prune
+    assert not base.model.prune.enabled
+    for a, b in zip(pruned.model.state_dict().values(), base.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -132,7 +132,7 @@ class MultiTracker:
         ``weights`` may be a project checkpoint (safetensors with its config) or an official
         OSTrack / UTPTrack-O training checkpoint (o256 / o384 inferred from its shapes, loaded
         without executing pickled code); the file then decides the architecture. ``*_base``
-        names run the shipped weights unpruned. See ``utptrack_ros.checkpoint``.
+        names run the weights unpruned (every keep ratio 1.0). See ``utptrack_ros.checkpoint``.
         """
         from .checkpoint import load_model
         from .errors import CheckpointError
@@ -149,6 +149,8 @@ class MultiTracker:
             model.set_prune(model_config(name).prune)  # tiny_base: the same weights, unpruned
         else:
             model = load_model(weights)
+            if name.endswith("_base"):  # the unpruned face of whatever the file holds
+                model.set_prune(model.prune.off())
         return cls(model, config=config, device=device)
 
     # -- state -------------------------------------------------------------------------
