@@ -11,8 +11,9 @@ Pipeline (``evaluate``):
    ``autostart``, model, weights, modality, keep ratios) and remaps ``image:=<colour topic>``,
    ``aux/image:=<aux topic>``, ``prompt:=<prompt topic>``. Player and node share a private
    ``ROS_DOMAIN_ID``, ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and the FastDDS large-SHM profile.
-   One node serves all bags that need the same inputs; between bags it is deactivated and
-   activated again (fresh target, sync queues and init buffer; the model stays loaded).
+   One node serves all bags that need the same inputs; before every bag it is deactivated and
+   activated again on the bag's clock (fresh target, sync queues and init buffer; the model stays
+   loaded), and its /diagnostics counters are read as a baseline.
 3. **Play each bag** (``Player``, an rclpy node in this process): publishes ``/clock`` from the
    recorded times (the node runs under ``use_sim_time``) and the recorded messages *as recorded*
    (serialized bytes, so headers and stamps are untouched) on their recorded topics. Frames up
@@ -23,8 +24,8 @@ Pipeline (``evaluate``):
    ``frame_timeout_s``; no answer = missed frame), ``realtime`` or ``rate`` (recorded timing
    scaled by ``rate``; outputs collected as they come, the node drops what it cannot keep up
    with). Outputs on ``~/target`` are matched to inputs by header stamp; ``/diagnostics`` is
-   recorded and flushed at the end of every bag (the clock is advanced past one diagnostics
-   period) for the node's own counters.
+   recorded, and read again at the end of every bag (the clock is stepped on until the node's
+   diagnostics timer fires) for the node's own counters.
 4. **Compare and write** (``eval.offline.write_results``): the live run of each bag becomes a
    ``SequenceRun`` (boxes, publish and arrival times); comparison rows (the same model pruned
    and unpruned, OpenCV CSRT/KCF/MIL) run offline on the same decoded frames; one results folder
