@@ -1,19 +1,46 @@
-"""End-to-end latency of the tracker node through real DDS, minus the model's own time.
+"""Node overhead: end-to-end latency through real DDS minus the model's own time, per stage.
 
-For each setup (640x480 RGB, 640x480 RGB-D; FastDDS large-SHM profile vs default transports)
-this starts the real node entry point in a subprocess (tiny model, seeded random weights, CPU),
-publishes frames from this process one at a time (the next after the previous ~/target
-arrived, so nothing queues), and measures publish -> ~/target received here. It prints:
+Setups (640x480 RGB and RGB-D; each runs the real entry point ``python -m utptrack_ros.ros.main``
+in its own process and ROS domain: tiny model, seeded random weights, CPU, 2 torch threads):
 
-* e2e median / p90, the model's own time (TrackResult.timings_ms['model']: network + decode),
-  and overhead = e2e - model (median of per-frame differences);
-* a breakdown from the node's /diagnostics medians: message conversion, sync + mailbox wait,
-  tracker preprocessing (crop, aux colour map, tensors), postprocessing, publish call; and
-  transport = e2e - (node-internal latency + publish), i.e. both DDS hops including rclpy
-  (de)serialisation on each side;
-* overhead / e2e as the ratio of one run.
+* the shipped configuration (single-threaded executor, raw CDR input, tuned allocator,
+  ``config/fastdds_large_shm.xml``, reliable QoS) for RGB and RGB-D;
+* A/B variants, one change each: rclpy's MultiThreadedExecutor (the previous default), glibc's
+  default allocator, best-effort QoS, frames published as Python message objects instead of
+  serialized bytes, and (separately, a process has one FastDDS profile) default transports;
+* a transport floor: an echo node (same executor, raw input, allocator) that answers each
+  image (set) with a ``TrackedTarget`` carrying its header and does nothing else.
 
-    .venv/bin/python bench/bench_node.py [--frames 100] [--json artifacts/bench_node.json]
+All setups of one transport profile run at once and take turns frame by frame (round robin,
+lock-step: the next frame after the previous ``~/target`` arrived), so load from other jobs on the
+shared machine hits them alike. Each frame is published from this process as serialized bytes
+(like ``ros2 bag play`` or a C++ driver; ``publish objects`` shows the Python-message cost).
+
+Per frame, with ``UTPTRACK_TRACE_FILE`` the node records CLOCK_MONOTONIC stamps (the same clock
+here) at callback entry, after reading the CDR, after conversion, after sync + mailbox, when the
+worker takes the set, after ``Tracker.track`` and after publishing, plus the tracker's own
+preprocess / model / postprocess times and thread / process CPU (ros/trace.py). Stages:
+
+  publish call   this process's publish() calls (the driver's cost)
+  transport in   the rest until the set-completing callback is entered: DDS + executor dispatch
+  read (CDR)     sensors.image_from_cdr (all input callbacks of the set)
+  conversion     ndarray conversion (sensors.py), depth valid fraction
+  sync+mailbox   pairing, history, mailbox put
+  hand-off       mailbox put -> worker running (thread wake-up, GIL)
+  preprocessing  the tracker's (crop, aux colour map, tensors)
+  postprocessing the tracker's (decode, map back, template update)
+  track other    Tracker.track wall time not in its own three stages (tracker lock, ...)
+  publish        TrackedTarget build + publish()
+  transport out  ~/target publish() returned -> our callback entered
+
+overhead = e2e - model, per frame (e2e: first publish() call -> ~/target callback entry). The
+machine's load (other processes' CPU, steal) is recorded per group; CPU seconds per stage are
+reported alongside the wall times because wall times on a busy 2-core machine include waiting
+for a core.
+
+    .venv/bin/python bench/bench_node.py [--frames 200] [--quick] [--json artifacts/bench/bench_node.json]
+
+``--quick``: only the shipped configuration, the executor A/B and the echo floors (60 frames).
 """
 from __future__ import annotations
 
@@ -28,12 +55,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "config" / "fastdds_large_shm.xml"
 W, H = 640, 480
+sys.path.insert(0, str(REPO))
 
 PARAMS = """
 /**:
@@ -41,8 +70,29 @@ PARAMS = """
     autostart: true
     model: {{name: tiny, weights: random, seed: 0, device: cpu, num_threads: {threads}}}
     input: {{modality: {modality}, qos_image: {qos}, qos_aux: {qos}, qos_depth: 2}}
-    output: {{diagnostics_period_s: 0.5, debug_image: false}}
+    output: {{diagnostics_period_s: 1.0, debug_image: true}}
 """
+
+SHIPPED = dict(kind="node", executor="single", malloc=True, profile=True, qos="reliable", publish="serialized")
+
+
+def setups(quick: bool) -> list[dict]:
+    """Name -> settings; one change against the shipped configuration each."""
+    out = []
+    for mod, tag in (("rgb", "RGB"), ("depth", "RGB-D")):
+        out.append(dict(SHIPPED, name=f"{tag} shipped", modality=mod, base=True))
+        out.append(dict(SHIPPED, name=f"{tag} echo floor", modality=mod, kind="echo"))
+        out.append(dict(SHIPPED, name=f"{tag} multi-threaded executor", modality=mod, executor="multi"))
+        if not quick:
+            out.append(dict(SHIPPED, name=f"{tag} glibc default allocator", modality=mod, malloc=False))
+            out.append(dict(SHIPPED, name=f"{tag} publish objects", modality=mod, publish="objects"))
+    if not quick:
+        out.append(dict(SHIPPED, name="RGB best effort", modality="rgb", qos="best_effort"))
+        out.append(dict(SHIPPED, name="RGB events executor", modality="rgb", executor="events"))
+        out.append(dict(SHIPPED, name="RGB default transports", modality="rgb", profile=False))
+        out.append(dict(SHIPPED, name="RGB-D default transports", modality="depth", profile=False))
+        out.append(dict(SHIPPED, name="RGB default transports, echo floor", modality="rgb", profile=False, kind="echo"))
+    return out
 
 
 def scene(i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,186 +105,459 @@ def scene(i: int) -> tuple[np.ndarray, np.ndarray]:
     return rgb, depth
 
 
-def run_setup(name: str, modality: str, profile: bool, qos: str, frames: int, threads: int, domain: int) -> dict:
+def stamp_of(i: int) -> int:
+    return 1_000_000_000_000 + i * 33_333_333
+
+
+# -- the echo node (transport floor) ------------------------------------------------------------
+
+def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
+    """Answer each image (RGB-D: each pair with equal stamps) with a TrackedTarget carrying its
+    header: DDS + rclpy + CDR read + one small publish, no conversion and no tracking."""
+    from utptrack_ros.ros.main import _make_executor, _spin, tune_allocator
+
+    tune_allocator()
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
     from utptrack_ros.msg import TrackedTarget
-    from utptrack_ros.sensors import fill_image, stamp_to_ns
-    from utptrack_ros.srv import InitTarget
+    from utptrack_ros.ros.qos import qos_profile
+    from utptrack_ros.ros.trace import StageTrace
+    from utptrack_ros.sensors import image_from_cdr, stamp_to_ns
 
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-    if profile:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
-    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
-        if key in env:
-            os.environ[key] = env[key]
-        else:
-            os.environ.pop(key, None)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
-    (tmp / "p.yaml").write_text(PARAMS.format(modality=modality, qos=qos, threads=threads))
-    log = open(tmp / "node.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "utptrack_ros.ros.main", "--ros-args", "--params-file", str(tmp / "p.yaml")],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node("bench_node_client", context=ctx)
-    rel = ReliabilityPolicy.RELIABLE if qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    pub = node.create_publisher(Image, "image", QoSProfile(depth=2, reliability=rel))
-    pub_aux = node.create_publisher(Image, "aux/image", QoSProfile(depth=2, reliability=rel))
-    received: dict[int, tuple[float, object]] = {}
-    diags: list = []
-    cond = threading.Condition()
+    trace = StageTrace.from_env()
+    rclpy.init()
+    node = rclpy.create_node("utptrack")
+    pub = node.create_publisher(TrackedTarget, "~/target", 10)
+    pending: dict[int, int] = {}
+    need = 2 if modality != "rgb" else 1
 
-    def on_target(msg):
-        t = time.perf_counter()
-        with cond:
-            received.setdefault(stamp_to_ns(msg.header.stamp), (t, msg))
-            cond.notify_all()
-
-    node.create_subscription(TrackedTarget, "/utptrack/target", on_target, 10)
-    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
-    init = node.create_client(InitTarget, "/utptrack/init_target")
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    spin = threading.Thread(target=ex.spin, daemon=True)
-    spin.start()
-    result: dict = {"setup": name, "modality": modality, "fastdds_profile": "large_shm" if profile else "default", "qos": qos}
-    try:
-        end = time.monotonic() + 90
-        while pub.get_subscription_count() == 0 or not init.service_is_ready():
-            if time.monotonic() > end or proc.poll() is not None:
-                raise RuntimeError(f"node did not come up; see {tmp / 'node.log'}")
-            time.sleep(0.1)
-        time.sleep(1.0)
-        msgs = []
-        for i in range(frames + 11):
-            rgb, depth = scene(i)
-            img = fill_image(Image(), rgb)
-            img.header.frame_id = "cam"
-            d = fill_image(Image(), depth)
-            d.header.frame_id = "cam"
-            msgs.append((img, d))
-
-        def send(i: int) -> tuple[int, float]:
-            img, d = msgs[i]
-            stamp = 1_000_000_000_000 + i * 33_333_333
-            for m in (img, d):
-                m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-            if modality != "rgb":
-                pub_aux.publish(d)
+    def on_image(stream: str):
+        def cb(raw: bytes) -> None:
             t0 = time.perf_counter()
-            pub.publish(img)
-            return stamp, t0
+            msg = image_from_cdr(raw)
+            stamp = stamp_to_ns(msg.header.stamp)
+            t1 = time.perf_counter()
+            trace.add({"ev": "input", "stream": stream, "stamp": stamp, "t_entry": t0, "t_parsed": t1, "t_converted": t1, "t_done": t1, "cpu": 0.0})
+            pending[stamp] = pending.get(stamp, 0) + 1
+            if pending[stamp] < need:
+                return
+            del pending[stamp]
+            out = TrackedTarget(header=Header(stamp=Time(sec=msg.header.stamp.sec, nanosec=msg.header.stamp.nanosec),
+                                              frame_id=msg.header.frame_id), image_width=msg.width, image_height=msg.height)
+            t2 = time.perf_counter()
+            pub.publish(out)
+            trace.add({"ev": "frame", "stamp": stamp, "t_taken": t2, "t_tracked": t2, "t_published": time.perf_counter(), "timings_ms": {}})
+        return cb
 
-        def wait(stamp: int, timeout: float = 3.0) -> bool:
-            with cond:
-                return cond.wait_for(lambda: stamp in received, timeout)
-
-        for i in range(5):  # warm-up, idle frames
-            wait(send(i)[0])
-        req = InitTarget.Request(center_x=230.0, center_y=180.0, size_x=60.0, size_y=60.0)
-        fut = init.call_async(req)
-        while not fut.done():
-            time.sleep(0.01)
-        assert fut.result().success, fut.result().message
-        for i in range(5, 10):  # warm-up, tracking
-            wait(send(i)[0])
-        rows, lost = [], 0
-        for i in range(10, 10 + frames):
-            stamp, t0 = send(i)
-            if not wait(stamp):
-                lost += 1
-                continue
-            t1, msg = received[stamp]
-            rows.append(((t1 - t0) * 1e3, msg.latency_ms, msg.model_ms))
-            time.sleep(0.02)
-        time.sleep(1.2)
-        e2e = np.array([r[0] for r in rows])
-        node_internal = np.array([r[1] for r in rows])
-        stages = _stage_medians(diags)
-        model = stages.get("model p50 ms", float("nan"))
-        publish = stages.get("publish p50 ms", 0.0)
-        overhead = e2e - model
-        result.update(
-            frames=frames, delivered=len(rows), lost=lost,
-            e2e_ms_p50=float(np.median(e2e)) if len(rows) else None,
-            e2e_ms_p90=float(np.percentile(e2e, 90)) if len(rows) else None,
-            model_ms_p50=model,
-            overhead_ms_p50=float(np.median(overhead)) if len(rows) else None,
-            overhead_ms_p90=float(np.percentile(overhead, 90)) if len(rows) else None,
-            breakdown_ms_p50={
-                "transport (both hops, incl. rclpy (de)serialisation)": float(np.median(e2e - node_internal)) - publish if len(rows) else None,
-                "message conversion": stages.get("convert p50 ms"),
-                "sync + mailbox wait": stages.get("wait p50 ms"),
-                "preprocessing (tracker)": stages.get("preprocess p50 ms"),
-                "postprocessing (tracker)": stages.get("postprocess p50 ms"),
-                "publish": publish,
-            },
-        )
-        if len(rows):
-            result["overhead_over_e2e"] = result["overhead_ms_p50"] / result["e2e_ms_p50"]
+    qos = qos_profile(qos_name, 2)
+    node.create_subscription(Image, "image", on_image("rgb"), qos, raw=True)
+    if modality != "rgb":
+        node.create_subscription(Image, "aux/image", on_image("aux"), qos, raw=True)
+    node.create_timer(1.0, trace.flush)
+    ex = _make_executor(executor_kind)
+    ex.add_node(node)
+    try:
+        _spin(ex, executor_kind)
+    except BaseException:  # noqa: BLE001 - SIGINT / external shutdown end the echo
+        pass
     finally:
-        ex.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
-        proc.send_signal(signal.SIGINT)
+        trace.flush()
+    return 0
+
+
+# -- one group of setups sharing a FastDDS profile (child process) ------------------------------
+
+class Target:
+    """One setup: its process, and this side's rclpy context, publishers and ~/target subscriber."""
+
+    def __init__(self, setup: dict, domain: int, tmp: Path, threads: int) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        from utptrack_ros.msg import TrackedTarget
+        from utptrack_ros.sensors import stamp_to_ns
+        from utptrack_ros.srv import InitTarget
+
+        self.setup, self.domain = setup, domain
+        self.trace_path = tmp / f"trace_{domain}.jsonl"
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", UTPTRACK_TRACE_FILE=str(self.trace_path),
+                   UTPTRACK_MALLOC_TUNE="1" if setup["malloc"] else "0", UTPTRACK_EXECUTOR=setup["executor"])
+        if setup["kind"] == "node":
+            params = tmp / f"params_{domain}.yaml"
+            params.write_text(PARAMS.format(modality=setup["modality"], qos=setup["qos"], threads=threads))
+            cmd = [sys.executable, "-m", "utptrack_ros.ros.main", "--executor", setup["executor"], "--ros-args", "--params-file", str(params)]
+        else:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--echo", setup["modality"], setup["executor"], setup["qos"]]
+        self.log_path = tmp / f"node_{domain}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain)
+        self.node = rclpy.create_node("bench_node_client", context=self.ctx)
+        rel = ReliabilityPolicy.RELIABLE if setup["qos"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        self.pub = self.node.create_publisher(Image, "image", QoSProfile(depth=2, reliability=rel))
+        self.pub_aux = self.node.create_publisher(Image, "aux/image", QoSProfile(depth=2, reliability=rel))
+        self.received: dict[int, tuple[float, Any]] = {}
+        self.cond = threading.Condition()
+
+        def on_target(msg: Any) -> None:
+            t = time.perf_counter()
+            with self.cond:
+                self.received.setdefault(stamp_to_ns(msg.header.stamp), (t, msg))
+                self.cond.notify_all()
+
+        self.node.create_subscription(TrackedTarget, "/utptrack/target", on_target, 10)
+        self.init = self.node.create_client(InitTarget, "/utptrack/init_target") if setup["kind"] == "node" else None
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.spin = threading.Thread(target=self.ex.spin, daemon=True)
+        self.spin.start()
+        self.sent: dict[int, dict] = {}
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.setup['name']}: process exited; see {self.log_path}")
+        subs = self.pub.get_subscription_count() > 0 and (self.setup["modality"] == "rgb" or self.pub_aux.get_subscription_count() > 0)
+        return subs and (self.init is None or self.init.service_is_ready())
+
+    def send(self, i: int, frames: dict) -> int:
+        img, d, img_raw, d_raw = frames[i]
+        objects = self.setup["publish"] == "objects"
+        rec: dict = {}
+        rec["t0"] = time.perf_counter()
+        if self.setup["modality"] != "rgb":
+            self.pub_aux.publish(d if objects else d_raw)
+            rec["t_aux_sent"] = time.perf_counter()
+        rec["t_rgb_send"] = time.perf_counter()
+        self.pub.publish(img if objects else img_raw)
+        rec["t_sent"] = time.perf_counter()
+        self.sent[stamp_of(i)] = rec
+        return stamp_of(i)
+
+    def wait(self, stamp: int, timeout: float = 5.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: stamp in self.received, timeout)
+
+    def init_target(self) -> None:
+        from utptrack_ros.srv import InitTarget
+
+        if self.init is None:
+            return
+        fut = self.init.call_async(InitTarget.Request(center_x=230.0, center_y=180.0, size_x=60.0, size_y=60.0))
+        end = time.monotonic() + 30
+        while not fut.done() and time.monotonic() < end:
+            time.sleep(0.01)
+        if not fut.done() or not fut.result().success:
+            raise RuntimeError(f"{self.setup['name']}: init_target failed: {fut.result().message if fut.done() else 'timeout'}")
+
+    def stop(self) -> None:
+        import rclpy
+
+        self.ex.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def cpu_seconds(self) -> float:
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-    return result
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError):
+            return 0.0
 
 
-def _stage_medians(diags: list) -> dict:
-    for d in reversed(diags):
-        for s in d.status:
-            if s.name.endswith(": tracker"):
-                return {kv.key: float(kv.value) for kv in s.values if kv.key.endswith("p50 ms")}
-    return {}
+def _proc_stat() -> tuple[float, float, float]:
+    """(busy, total, steal) jiffies over all CPUs."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + vals[4]
+    total = sum(vals[:8])
+    return total - idle, total, vals[7]
+
+
+def run_group(spec_path: Path) -> int:
+    """Child process: start every setup of one profile, warm up, measure round robin, write JSON."""
+    spec = json.loads(spec_path.read_text())
+    from utptrack_ros.ros.main import tune_allocator
+
+    tune_allocator()  # the publishing side keeps its buffers too (a C++ driver reuses its own)
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+
+    from utptrack_ros.sensors import fill_image
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
+    targets: list[Target] = []
+    n_warm, n_frames = spec["warmup"], spec["frames"]
+    frames: dict = {}
+    for i in range(n_warm + n_frames + 5):
+        rgb, depth = scene(i)
+        img, d = fill_image(Image(), rgb), fill_image(Image(), depth)
+        for m in (img, d):
+            m.header.frame_id = "camera_color_optical_frame"
+            m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp_of(i), 1_000_000_000)
+        frames[i] = (img, d, serialize_message(img), serialize_message(d))
+    out: dict = {"setups": []}
+    try:
+        for k, s in enumerate(spec["setups"]):
+            targets.append(Target(s, spec["domain_base"] + k, tmp, spec["threads"]))
+        end = time.monotonic() + 240
+        while not all(t.ready() for t in targets):
+            if time.monotonic() > end:
+                raise RuntimeError("not every node came up in 240 s: " + ", ".join(t.setup["name"] for t in targets if not t.ready()))
+            time.sleep(0.2)
+        time.sleep(1.0)
+        for t in targets:  # warm-up: idle frames, init, tracking frames
+            for i in range(5):
+                t.wait(t.send(i, frames))
+            t.init_target()
+        for i in range(5, 5 + n_warm):
+            for t in targets:
+                t.wait(t.send(i, frames))
+                time.sleep(0.005)
+        cpu0 = {t.domain: t.cpu_seconds() for t in targets}
+        own0 = time.process_time()
+        busy0, total0, steal0 = _proc_stat()
+        wall0 = time.monotonic()
+        load0 = os.getloadavg()[0]
+        lost = {t.domain: 0 for t in targets}
+        order = list(range(len(targets)))
+        for i in range(5 + n_warm, 5 + n_warm + n_frames):
+            order = order[1:] + order[:1]  # rotate who goes first
+            for k in order:
+                t = targets[k]
+                if not t.wait(t.send(i, frames)):
+                    lost[t.domain] += 1
+                time.sleep(0.01)
+        wall = time.monotonic() - wall0
+        busy1, total1, steal1 = _proc_stat()
+        ours = sum(t.cpu_seconds() - cpu0[t.domain] for t in targets) + (time.process_time() - own0)
+        tick = os.sysconf("SC_CLK_TCK")
+        ncpu = os.cpu_count() or 1
+        out["machine"] = {
+            "wall_s": wall,
+            "cores_busy_total": (busy1 - busy0) / tick / wall,
+            "cores_busy_ours": ours / wall,
+            "cores_busy_others": max(0.0, (busy1 - busy0) / tick / wall - ours / wall),
+            "steal_fraction": (steal1 - steal0) / max(1, total1 - total0),
+            "load1_start": load0, "load1_end": os.getloadavg()[0], "cpus": ncpu,
+        }
+        time.sleep(1.5)
+    finally:
+        for t in targets:
+            t.stop()
+    for t in targets:
+        trace: list = []
+        if t.trace_path.exists():
+            trace = [json.loads(line) for line in t.trace_path.read_text().splitlines() if line.strip()]
+        rows = []
+        inputs: dict[int, list] = {}
+        work: dict[int, dict] = {}
+        for r in trace:
+            if r["ev"] == "input":
+                inputs.setdefault(r["stamp"], []).append(r)
+            else:
+                work[r["stamp"]] = r
+        for i in range(5 + n_warm, 5 + n_warm + n_frames):
+            st = stamp_of(i)
+            if st not in t.received or st not in work or st not in inputs:
+                continue
+            t_recv, msg = t.received[st]
+            rows.append({"sent": t.sent[st], "t_recv": t_recv, "model_ms_msg": msg.model_ms, "inputs": inputs[st], "frame": work[st]})
+        out["setups"].append({"setup": t.setup, "rows": rows, "lost": lost.get(t.domain, 0), "frames": n_frames,
+                              "log_tail": t.log_path.read_text(errors="replace")[-1500:] if not rows else ""})
+    Path(spec["out"]).write_text(json.dumps(out))
+    return 0
+
+
+# -- analysis -----------------------------------------------------------------------------------
+
+STAGES = ("publish call", "transport in", "read (CDR)", "conversion", "sync+mailbox", "hand-off", "preprocessing", "model",
+          "postprocessing", "track other", "publish", "transport out")
+
+
+def frame_stages(row: dict) -> dict[str, float]:
+    """Per-frame stage durations (ms) that add up to the end-to-end time."""
+    sent, fr, ins = row["sent"], row["frame"], row["inputs"]
+    ms = 1e3
+    last = max(ins, key=lambda r: r["t_done"])  # the callback that completed the set
+    tm = fr.get("timings_ms", {})
+    own_inputs = sum(r["t_done"] - r["t_entry"] for r in ins)
+    publish_call = (sent["t_sent"] - sent["t_rgb_send"]) + (sent.get("t_aux_sent", sent["t_rgb_send"]) - sent["t0"])
+    e2e = (row["t_recv"] - sent["t0"]) * ms
+    track = (fr["t_tracked"] - fr["t_taken"]) * ms
+    st = {
+        "publish call": publish_call * ms,
+        "read (CDR)": sum(r["t_parsed"] - r["t_entry"] for r in ins) * ms,
+        "conversion": sum(r["t_converted"] - r["t_parsed"] for r in ins) * ms,
+        "sync+mailbox": sum(r["t_done"] - r["t_converted"] for r in ins) * ms,
+        "hand-off": (fr["t_taken"] - last["t_done"]) * ms,
+        "preprocessing": tm.get("preprocess", 0.0),
+        "model": tm.get("model", 0.0),
+        "postprocessing": tm.get("postprocess", 0.0),
+        "track other": track - tm.get("total", track if not tm else 0.0),
+        "publish": (fr["t_published"] - fr["t_tracked"]) * ms,
+        "transport out": (row["t_recv"] - fr["t_published"]) * ms,
+    }
+    # transport in: everything before the completing callback that is not our own callback work
+    st["transport in"] = (last["t_entry"] - sent["t0"]) * ms - publish_call * ms - (own_inputs - (last["t_done"] - last["t_entry"])) * ms
+    st["e2e"] = e2e
+    st["overhead"] = e2e - st["model"]
+    st["rgb hop"] = (next(r for r in ins if r["stream"] == "rgb")["t_entry"] - sent["t_rgb_send"]) * ms
+    st["cpu callbacks"] = sum(r.get("cpu", 0.0) for r in ins) * ms
+    if "cpu_thread" in fr:
+        st["cpu worker thread"] = fr["cpu_thread"] * ms
+        st["cpu node process (taken->published)"] = fr["cpu_process"] * ms
+    return st
+
+
+def summarise(setup_out: dict) -> dict:
+    rows = setup_out["rows"]
+    s = setup_out["setup"]
+    res = {"name": s["name"], "setup": s, "frames": setup_out["frames"], "delivered": len(rows), "lost": setup_out["lost"]}
+    if not rows:
+        res["log_tail"] = setup_out.get("log_tail", "")
+        return res
+    per = [frame_stages(r) for r in rows]
+    keys = per[0].keys()
+    arr = {k: np.array([p.get(k, np.nan) for p in per]) for k in keys}
+    res["p50_ms"] = {k: float(np.nanmedian(v)) for k, v in arr.items()}
+    res["p95_ms"] = {k: float(np.nanpercentile(v, 95)) for k, v in arr.items()}
+    res["mean_ms"] = {k: float(np.nanmean(v)) for k, v in arr.items()}
+    return res
+
+
+def conversion_micro(n: int = 200) -> dict:
+    """rclpy deserialisation vs sensors.image_from_cdr (+ the same conversion), thread CPU time,
+    with glibc's default allocator and then tuned (in this process, same bytes)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from utptrack_ros.ros.main import tune_allocator
+    from utptrack_ros.sensors import aux_to_array, fill_image, image_from_cdr, image_to_rgb
+    from utptrack_ros.types import Modality
+
+    rgb, depth = scene(0)
+    cases = {"rgb8": (fill_image(Image(), rgb), image_to_rgb), "16UC1 depth": (fill_image(Image(), depth), lambda m: aux_to_array(m, Modality.DEPTH))}
+    out: dict = {}
+
+    def cpu_ms(fn) -> float:
+        ts = []
+        for _ in range(n):
+            c = time.thread_time()
+            fn()
+            ts.append(time.thread_time() - c)
+        return float(np.median(ts) * 1e3)
+
+    for alloc in ("glibc default", "tuned"):
+        if alloc == "tuned":
+            tune_allocator()
+        for name, (msg, conv) in cases.items():
+            raw = serialize_message(msg)
+            out[f"{name}, {alloc} allocator"] = {
+                "rclpy deserialize + convert": cpu_ms(lambda: conv(deserialize_message(raw, Image))),
+                "CDR read + convert": cpu_ms(lambda: conv(image_from_cdr(raw))),
+            }
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20, help="tracking frames per setup before measuring")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads in the node")
-    ap.add_argument("--json", type=Path, default=REPO / "artifacts" / "bench_node.json")
-    ap.add_argument("--quick", action="store_true", help="only the two large-SHM setups")
+    ap.add_argument("--json", type=Path, default=REPO / "artifacts" / "bench" / "bench_node.json")
+    ap.add_argument("--quick", action="store_true", help="shipped configuration, executor A/B and floors only, 60 frames")
+    ap.add_argument("--only", default="", help="comma-separated substrings: run the setups whose name contains one")
+    ap.add_argument("--echo", nargs=3, metavar=("MODALITY", "EXECUTOR", "QOS"), help=argparse.SUPPRESS)
+    ap.add_argument("--group", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    setups = [
-        ("rgb 640x480, large-SHM profile, reliable", "rgb", True, "reliable"),
-        ("rgb-d 640x480, large-SHM profile, reliable", "depth", True, "reliable"),
-        ("rgb 640x480, large-SHM profile, best effort", "rgb", True, "best_effort"),
-        ("rgb 640x480, default transports, reliable", "rgb", False, "reliable"),
-        ("rgb 640x480, default transports, best effort", "rgb", False, "best_effort"),
-    ]
-    if args.quick:
-        setups = setups[:2]
-    base = 100 + os.getpid() % 120
-    results = []
-    for k, (name, modality, profile, qos) in enumerate(setups):
-        r = run_setup(name, modality, profile, qos, args.frames, args.threads, base + k)
-        results.append(r)
-        if r.get("e2e_ms_p50") is None:
-            print(f"{name}: delivered {r['delivered']}/{r['frames']} frames")
+    if args.echo:
+        return echo_main(*args.echo)
+    if args.group:
+        return run_group(args.group)
+    frames = 60 if args.quick and args.frames == 200 else args.frames
+    chosen = setups(args.quick)
+    if args.only:
+        keys = [k.strip() for k in args.only.split(",") if k.strip()]
+        chosen = [s for s in chosen if any(k in s["name"] for k in keys)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_node_groups_"))
+    base = 100 + os.getpid() % 100
+    results, machine = [], {}
+    for g, profile in enumerate((True, False)):
+        group = [s for s in chosen if s["profile"] == profile]
+        if not group:
             continue
-        print(f"{name}: e2e p50 {r['e2e_ms_p50']:.2f} ms (p90 {r['e2e_ms_p90']:.2f}), model {r['model_ms_p50']:.2f} ms, "
-              f"overhead p50 {r['overhead_ms_p50']:.2f} ms (p90 {r['overhead_ms_p90']:.2f}), "
-              f"overhead/e2e {r['overhead_over_e2e']:.3f}, delivered {r['delivered']}/{r['frames']}")
-        print("    " + ", ".join(f"{k} {v:.2f}" for k, v in r["breakdown_ms_p50"].items() if v is not None))
+        label = "large-SHM profile" if profile else "default transports"
+        print(f"== {len(group)} setups over {label}, {frames} frames each, round robin", flush=True)
+        spec = {"setups": group, "frames": frames, "warmup": args.warmup, "threads": args.threads,
+                "domain_base": base + 20 * g, "out": str(tmp / f"group{g}.json")}
+        (tmp / f"group{g}.spec.json").write_text(json.dumps(spec))
+        env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        if profile:
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+        rc = subprocess.call([sys.executable, str(Path(__file__).resolve()), "--group", str(tmp / f"group{g}.spec.json")], env=env)
+        if rc != 0:
+            print(f"group over {label} failed (rc {rc})")
+            continue
+        data = json.loads(Path(spec["out"]).read_text())
+        machine[label] = data.get("machine", {})
+        results += [summarise(s) for s in data["setups"]]
+    micro = conversion_micro()
+    report(results, machine, micro)
     import torch
 
     meta = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "node_torch_threads": args.threads, "machine": platform.machine()}
+            "node_torch_threads": args.threads, "machine": platform.machine(), "frames": frames, "warmup": args.warmup}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    args.json.write_text(json.dumps({"meta": meta, "machine_load": machine, "conversion_cpu_ms": micro, "results": results}, indent=2))
     print(f"wrote {args.json}")
     return 0
+
+
+def report(results: list[dict], machine: dict, micro: dict) -> None:
+    for label, m in machine.items():
+        if m:
+            print(f"machine during the {label} group: {m['cores_busy_others']:.2f} of {m['cpus']} cores busy with other "
+                  f"processes, ours {m['cores_busy_ours']:.2f}, steal {100 * m['steal_fraction']:.1f} %, load1 "
+                  f"{m['load1_start']:.1f} -> {m['load1_end']:.1f}")
+    by_name = {r["name"]: r for r in results}
+    print("\nms per frame, median (p95)   e2e = first publish() -> ~/target received; overhead = e2e - model (per frame)")
+    for r in results:
+        if "p50_ms" not in r:
+            print(f"{r['name']}: delivered {r['delivered']}/{r['frames']}  {r.get('log_tail', '')[-300:]}")
+            continue
+        p50, p95 = r["p50_ms"], r["p95_ms"]
+        print(f"{r['name']}: e2e {p50['e2e']:.2f} ({p95['e2e']:.2f}), model {p50['model']:.2f}, overhead {p50['overhead']:.2f} "
+              f"({p95['overhead']:.2f}), delivered {r['delivered']}/{r['frames']}")
+        print("    " + ", ".join(f"{k} {p50[k]:.2f}" for k in STAGES if k in p50 and k != "model"))
+        cpu = [k for k in p50 if k.startswith("cpu")]
+        print("    CPU: " + ", ".join(f"{k[4:]} {p50[k]:.2f}" for k in cpu) + f"; rgb hop alone {p50['rgb hop']:.2f}")
+    print("\nA/B (overhead median, this run):")
+    for r in results:
+        s = r["setup"]
+        if s.get("base") or "p50_ms" not in r:
+            continue
+        tag = "RGB-D" if s["modality"] != "rgb" else "RGB"
+        base = by_name.get(f"{tag} shipped")
+        if base and "p50_ms" in base:
+            b, v = base["p50_ms"]["overhead"], r["p50_ms"]["overhead"]
+            print(f"  {r['name']}: {v:.2f} ms vs shipped {b:.2f} ms (x{v / b:.2f})")
+    print("\nmessage read + conversion, thread CPU ms per frame (this process):")
+    for case, v in micro.items():
+        print(f"  {case}: " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
 
 
 if __name__ == "__main__":

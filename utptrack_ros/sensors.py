@@ -17,6 +17,11 @@ What each modality accepts (ros-conventions.md 2.2, REP 118):
 
 Bad input raises :class:`SensorError` (an :class:`~utptrack_ros.errors.InputError`) naming
 what arrived and what is accepted.
+
+Serialized messages: :func:`image_from_cdr` / :func:`compressed_from_cdr` read the CDR bytes a
+raw subscription (``create_subscription(..., raw=True)``) or a bag hands over into light
+objects with the same fields (``data`` is a zero-copy, read-only view of those bytes), so the
+node skips rclpy's deserialisation and the conversions above stay the one home of encoding logic.
 """
 from __future__ import annotations
 
@@ -39,6 +44,10 @@ __all__ = [
     "fill_image",
     "fill_compressed",
     "stamp_to_ns",
+    "image_from_cdr",
+    "compressed_from_cdr",
+    "CdrImage",
+    "CdrCompressedImage",
     "RGB_ENCODINGS",
     "AUX_ENCODINGS",
 ]
@@ -232,6 +241,134 @@ def compressed_to_aux(msg: Any, modality: Modality) -> np.ndarray:
     if img.ndim == 3:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return img
+
+
+# -- serialized (CDR) messages -> light message objects ----------------------------------------
+
+class CdrStamp:
+    """``builtin_interfaces/Time`` fields."""
+
+    __slots__ = ("sec", "nanosec")
+
+    def __init__(self, sec: int, nanosec: int) -> None:
+        self.sec, self.nanosec = sec, nanosec
+
+
+class CdrHeader:
+    """``std_msgs/Header`` fields."""
+
+    __slots__ = ("stamp", "frame_id")
+
+    def __init__(self, stamp: CdrStamp, frame_id: str) -> None:
+        self.stamp, self.frame_id = stamp, frame_id
+
+
+class CdrImage:
+    """``sensor_msgs/Image`` fields read from CDR; ``data`` views the serialized bytes."""
+
+    __slots__ = ("header", "height", "width", "encoding", "is_bigendian", "step", "data")
+
+
+class CdrCompressedImage:
+    """``sensor_msgs/CompressedImage`` fields read from CDR; ``data`` views the serialized bytes."""
+
+    __slots__ = ("header", "format", "data")
+
+
+# Encapsulation kinds whose layout for these (final, no 8-byte member) types is plain CDR with
+# 4-byte alignment: CDR / XCDR2 PLAIN, big and little endian (DDS-XTypes 7.6.3.1.2).
+_CDR_KINDS = {0x0000: ">", 0x0001: "<", 0x0010: ">", 0x0011: "<"}
+
+
+class _CdrReader:
+    __slots__ = ("buf", "pos", "end", "u32", "i32", "what")
+
+    def __init__(self, buf: Any, what: str) -> None:
+        self.buf = memoryview(buf).cast("B")
+        self.what = what
+        self.end = len(self.buf)
+        if self.end < 4:
+            raise SensorError(f"{what}: {self.end} bytes, too short for a CDR message")
+        kind = (self.buf[0] << 8) | self.buf[1]
+        order = _CDR_KINDS.get(kind)
+        if order is None:
+            raise SensorError(f"{what}: unsupported CDR encapsulation 0x{kind:04x}")
+        self.u32, self.i32 = struct.Struct(order + "I"), struct.Struct(order + "i")
+        self.pos = 4  # alignment counts from the end of the encapsulation header
+
+    def _need(self, n: int, field: str) -> None:
+        if self.pos + n > self.end:
+            raise SensorError(f"{self.what}: truncated at {field} (needs {n} bytes at offset {self.pos}, message has {self.end})")
+
+    def _align4(self) -> None:
+        self.pos += (-(self.pos - 4)) % 4
+
+    def uint32(self, field: str) -> int:
+        self._align4()
+        self._need(4, field)
+        v = self.u32.unpack_from(self.buf, self.pos)[0]
+        self.pos += 4
+        return v
+
+    def int32(self, field: str) -> int:
+        self._align4()
+        self._need(4, field)
+        v = self.i32.unpack_from(self.buf, self.pos)[0]
+        self.pos += 4
+        return v
+
+    def uint8(self, field: str) -> int:
+        self._need(1, field)
+        v = self.buf[self.pos]
+        self.pos += 1
+        return v
+
+    def string(self, field: str) -> str:
+        n = self.uint32(field)
+        self._need(n, field)
+        raw = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        if n and raw[n - 1] == 0:  # the length counts the terminating NUL
+            raw = raw[: n - 1]
+        return bytes(raw).decode("utf-8", errors="replace")
+
+    def octets(self, field: str) -> np.ndarray:
+        n = self.uint32(field)
+        self._need(n, field)
+        out = np.frombuffer(self.buf, dtype=np.uint8, count=n, offset=self.pos)
+        self.pos += n
+        return out
+
+    def header(self) -> CdrHeader:
+        sec = self.int32("header.stamp.sec")
+        nanosec = self.uint32("header.stamp.nanosec")
+        return CdrHeader(CdrStamp(sec, nanosec), self.string("header.frame_id"))
+
+
+def image_from_cdr(buf: Any) -> CdrImage:
+    """Serialized ``sensor_msgs/Image`` (bytes with the 4-byte CDR encapsulation header, as a raw
+    subscription delivers it) -> :class:`CdrImage`. ``data`` is a read-only view of ``buf``, no
+    copy. Truncated or unknown encodings of the bytes raise :class:`SensorError`."""
+    r = _CdrReader(buf, "serialized sensor_msgs/Image")
+    msg = CdrImage()
+    msg.header = r.header()
+    msg.height = r.uint32("height")
+    msg.width = r.uint32("width")
+    msg.encoding = r.string("encoding")
+    msg.is_bigendian = r.uint8("is_bigendian")
+    msg.step = r.uint32("step")
+    msg.data = r.octets("data")
+    return msg
+
+
+def compressed_from_cdr(buf: Any) -> CdrCompressedImage:
+    """Serialized ``sensor_msgs/CompressedImage`` -> :class:`CdrCompressedImage` (``data`` a view)."""
+    r = _CdrReader(buf, "serialized sensor_msgs/CompressedImage")
+    msg = CdrCompressedImage()
+    msg.header = r.header()
+    msg.format = r.string("format")
+    msg.data = r.octets("data")
+    return msg
 
 
 # -- arrays -> messages (publishers, tests, benchmarks, bag writers) ------------------------

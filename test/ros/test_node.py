@@ -45,6 +45,7 @@ def node(ros_tmp):
     params = ros_tmp / "params.yaml"
     params.write_text(PARAMS)
     env = ros_env(TAG)
+    env["UTPTRACK_TRACE_FILE"] = str(ros_tmp / "trace.jsonl")  # per-frame stage stamps (ros/trace.py)
     saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")}
     os.environ.update({k: env[k] for k in saved})
     proc = NodeProcess(params, env, ros_tmp / "node.log")
@@ -323,6 +324,38 @@ def test_diagnostics_content(node):
     for key in ("matched", "unmatched_rgb", "unmatched_aux", "rgb_only", "dropped_stale", "zero_stamp", "bad_input"):
         assert int(inp[key]) >= 0, (key, d)
     assert int(inp["matched"]) > 20, d
+
+
+def test_stage_trace_orders_every_stage(node, ros_tmp):
+    """UTPTRACK_TRACE_FILE: each processed frame has its input callbacks' and the worker's stamps,
+    in data-flow order, on the clock this process reads too (bench/bench_node.py relies on it)."""
+    import json
+
+    _, client = node
+    frames = take(3)
+    sent = {}
+    for i in frames:
+        before = time.perf_counter()
+        sent[client.publish(i)] = before
+        client.target_for(stamp_of(i))
+    received = time.perf_counter()
+    path = ros_tmp / "trace.jsonl"
+    client.wait_for(lambda: path.exists() and all(f'"stamp": {stamp_of(i)}, "t_taken"' in path.read_text() for i in frames),
+                    what="trace records flushed")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for stamp, before in sent.items():
+        inputs = [r for r in records if r["ev"] == "input" and r["stamp"] == stamp]
+        work = [r for r in records if r["ev"] == "frame" and r["stamp"] == stamp]
+        assert sorted(r["stream"] for r in inputs) == ["aux", "rgb"] and len(work) == 1, (inputs, work)
+        w = work[0]
+        for r in inputs:
+            assert before < r["t_entry"] <= r["t_parsed"] <= r["t_converted"] <= r["t_done"] <= w["t_taken"], r
+            assert r["cpu"] >= 0.0
+        assert w["t_taken"] <= w["t_tracked"] <= w["t_published"] < received
+        tm = w["timings_ms"]
+        assert tm["total"] >= tm["model"] > 0.0 and tm["preprocess"] > 0.0
+        assert (w["t_tracked"] - w["t_taken"]) * 1e3 >= tm["total"]
+        assert w["cpu_process"] >= w["cpu_thread"] > 0.0
 
 
 def test_reset_goes_idle(node):

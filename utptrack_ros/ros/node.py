@@ -8,10 +8,14 @@ loads the model on the CPU (a load error -> FAILURE, logged and on /diagnostics)
 warms it up, starts the worker thread and subscribes; ``on_deactivate`` unsubscribes, stops the
 worker, drops the target and frees device memory; ``on_cleanup`` drops the model.
 
-Data path: subscription callbacks only convert (sensors.py) and hand the frame to the
+Data path: image subscriptions are raw (serialized CDR bytes; rclpy's deserialisation into
+Python objects costs more than the rest of the callback), read by sensors.py into light
+messages with zero-copy data; callbacks only convert (sensors.py) and hand the frame to the
 synchroniser (sync.py) and the init history; synchronised sets go to a one-slot mailbox; the
 worker thread runs ``Tracker.track`` on the newest set and publishes with the input's header.
-Services run in their own callback group, so they answer while the model runs.
+Tracking runs in that worker, never in an executor callback, so the services answer while the
+model runs, whatever executor spins the node (main.py). ``UTPTRACK_TRACE_FILE`` turns on
+per-frame stage timestamps (trace.py) for the benchmark.
 """
 from __future__ import annotations
 
@@ -27,18 +31,24 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.serialization import deserialize_message
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
 from ..errors import ConfigError, InputError
-from ..sensors import SensorError, aux_to_array, compressed_to_aux, compressed_to_rgb, fill_image, image_to_rgb, stamp_to_ns
+from ..sensors import (
+    SensorError, aux_to_array, compressed_from_cdr, compressed_to_aux, compressed_to_rgb, fill_image, image_from_cdr,
+    image_to_rgb, stamp_to_ns,
+)
 from ..types import Modality, TrackResult, TrackState
 from . import diagnostics as diag
 from . import messages
 from .params import LIVE_PREFIXES, NodeSettings, build_settings, effective_core_values, parameter_defaults, settings_summary
 from .qos import describe, qos_profile
 from .sync import ApproximateSync, FrameHistory, NewestSetMailbox, Stamped, SyncedSet
+from .trace import StageTrace
 
 __all__ = ["TrackerNode", "Frame"]
 
@@ -116,6 +126,7 @@ class TrackerNode(LifecycleNode):
         self._prev_counts: dict = {}
         self._rates = {k: diag.RateMeter() for k in ("rgb_hz", "aux_hz", "output_hz")}
         self._stages = {k: diag.Window() for k in ("latency", "convert", "wait", "preprocess", "model", "postprocess", "publish")}
+        self._trace = StageTrace.from_env()
         # The services answer in every state (an init while unconfigured gets success=false and
         # the reason), and /diagnostics reports every state, including a failed configure.
         from utptrack_ros.srv import InitTarget
@@ -255,6 +266,8 @@ class TrackerNode(LifecycleNode):
         """Stop the worker and inputs outside the lifecycle (process exit)."""
         if self._worker is not None:
             self._stop_inputs()
+        if self._trace is not None:
+            self._trace.flush()
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         for pub in (self._target_pub, self._debug_pub, self._detections_pub):
@@ -294,42 +307,64 @@ class TrackerNode(LifecycleNode):
                 )
             return SubscriptionEventCallbacks(incompatible_qos=cb)
 
+        # raw: the callbacks get the serialized bytes and read them with sensors.*_from_cdr
         rgb_type = CompressedImage if s.input.compressed else Image
         self._subs.append(self.create_subscription(
             rgb_type, self._rgb_topic(), self._on_rgb, self._qos("image"),
-            callback_group=self._inputs_group, event_callbacks=incompatible(self._rgb_topic())))
+            callback_group=self._inputs_group, event_callbacks=incompatible(self._rgb_topic()), raw=True))
         if s.modality is not Modality.RGB:
             aux_type = CompressedImage if s.input.aux_compressed else Image
             self._subs.append(self.create_subscription(
                 aux_type, self._aux_topic(), self._on_aux, self._qos("aux"),
-                callback_group=self._inputs_group, event_callbacks=incompatible(self._aux_topic())))
+                callback_group=self._inputs_group, event_callbacks=incompatible(self._aux_topic()), raw=True))
         self._subs.append(self.create_subscription(
             String, "prompt", self._on_prompt, 10, callback_group=self._services_group))
 
-    def _stamp(self, msg: Any, now_ns: int, stream: str) -> Optional[int]:
-        stamp = stamp_to_ns(msg.header.stamp)
+    @staticmethod
+    def _read(raw: bytes, compressed: bool) -> tuple[Any, Header]:
+        """Serialized image -> (light message whose ``data`` views ``raw``, std_msgs/Header).
+
+        Bytes in an encapsulation sensors.py does not read go through rclpy's deserialiser."""
+        try:
+            msg = compressed_from_cdr(raw) if compressed else image_from_cdr(raw)
+        except SensorError:
+            msg = deserialize_message(raw, CompressedImage if compressed else Image)
+            return msg, msg.header
+        h = msg.header
+        return msg, Header(stamp=Time(sec=h.stamp.sec, nanosec=h.stamp.nanosec), frame_id=h.frame_id)
+
+    def _stamp(self, header: Header, now_ns: int, stream: str) -> Optional[int]:
+        stamp = stamp_to_ns(header.stamp)
         if stamp != 0:
             return stamp
         if self.settings.input.zero_stamp == "now":
-            msg.header.stamp = self.get_clock().now().to_msg()
+            header.stamp = self.get_clock().now().to_msg()
             return now_ns
         self._problem(
             f"{stream} frame with header.stamp == 0 dropped: stamps are needed to synchronise and are "
             "copied into ~/target (fix the driver, or set input.zero_stamp:=now)", "zero_stamp")
         return None
 
-    def _on_rgb(self, msg: Any) -> None:
-        received, now = time.perf_counter(), self._now_ns()
+    def _on_rgb(self, raw: bytes) -> None:
+        received, cpu, now = time.perf_counter(), time.thread_time(), self._now_ns()
         self._rates["rgb_hz"].tick(now)
-        stamp = self._stamp(msg, now, "RGB")
+        compressed = self.settings.input.compressed
+        try:
+            msg, header = self._read(raw, compressed)
+        except Exception as err:  # noqa: BLE001 - bytes neither reader understands
+            self._problem(f"RGB frame dropped: unreadable message ({type(err).__name__}: {err})")
+            return
+        parsed = time.perf_counter()
+        stamp = self._stamp(header, now, "RGB")
         if stamp is None:
             return
         try:
-            rgb = compressed_to_rgb(msg) if self.settings.input.compressed else image_to_rgb(msg)
+            rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
         except SensorError as err:
             self._problem(f"RGB frame dropped: {err}")
             return
-        item = Stamped(stamp, now, Frame(msg.header, rgb, received, (time.perf_counter() - received) * 1e3))
+        converted = time.perf_counter()
+        item = Stamped(stamp, now, Frame(header, rgb, received, (converted - received) * 1e3))
         with self._input_lock:
             if self._sync is None:
                 return
@@ -337,16 +372,25 @@ class TrackerNode(LifecycleNode):
             ready = self._sync.add_rgb(item, now)
         if ready is not None:
             self._mailbox.put(ready)
+        if self._trace is not None:
+            self._trace_input("rgb", stamp, received, parsed, converted, cpu)
 
-    def _on_aux(self, msg: Any) -> None:
-        received, now = time.perf_counter(), self._now_ns()
+    def _on_aux(self, raw: bytes) -> None:
+        received, cpu, now = time.perf_counter(), time.thread_time(), self._now_ns()
         self._rates["aux_hz"].tick(now)
-        stamp = self._stamp(msg, now, self.settings.modality.value)
+        modality = self.settings.modality
+        compressed = self.settings.input.aux_compressed
+        try:
+            msg, header = self._read(raw, compressed)
+        except Exception as err:  # noqa: BLE001 - bytes neither reader understands
+            self._problem(f"{modality.value} frame dropped: unreadable message ({type(err).__name__}: {err})")
+            return
+        parsed = time.perf_counter()
+        stamp = self._stamp(header, now, modality.value)
         if stamp is None:
             return
-        modality = self.settings.modality
         try:
-            arr = compressed_to_aux(msg, modality) if self.settings.input.aux_compressed else aux_to_array(msg, modality)
+            arr = compressed_to_aux(msg, modality) if compressed else aux_to_array(msg, modality)
         except SensorError as err:
             self._problem(f"{modality.value} frame dropped: {err}")
             return
@@ -354,7 +398,8 @@ class TrackerNode(LifecycleNode):
         if modality is Modality.DEPTH:
             valid = float(np.count_nonzero(arr > 0) / arr.size)  # NaN > 0 is False
             self._depth_valid = valid
-        item = Stamped(stamp, now, Frame(msg.header, arr, received, (time.perf_counter() - received) * 1e3, valid))
+        converted = time.perf_counter()
+        item = Stamped(stamp, now, Frame(header, arr, received, (converted - received) * 1e3, valid))
         with self._input_lock:
             if self._sync is None:
                 return
@@ -362,6 +407,12 @@ class TrackerNode(LifecycleNode):
             ready = self._sync.add_aux(item, now)
         if ready is not None:
             self._mailbox.put(ready)
+        if self._trace is not None:
+            self._trace_input("aux", stamp, received, parsed, converted, cpu)
+
+    def _trace_input(self, stream: str, stamp: int, received: float, parsed: float, converted: float, cpu: float) -> None:
+        self._trace.add({"ev": "input", "stream": stream, "stamp": stamp, "t_entry": received, "t_parsed": parsed,
+                         "t_converted": converted, "t_done": time.perf_counter(), "cpu": time.thread_time() - cpu})
 
     def _on_prompt(self, msg: String) -> None:
         text = " ".join(str(msg.data).split())
@@ -394,6 +445,8 @@ class TrackerNode(LifecycleNode):
     def _process(self, item: SyncedSet) -> None:
         frame: Frame = item.rgb.payload
         taken = time.perf_counter()
+        if self._trace is not None:
+            cpu_thread, cpu_process = time.thread_time(), time.process_time()
         modality = self.settings.modality
         h, w = frame.array.shape[:2]
         with self._tracker_lock:
@@ -425,6 +478,10 @@ class TrackerNode(LifecycleNode):
             msg = messages.target_msg(TrackedTarget(), result, frame.header, target_id, (w, h), modality.value, fallback, latency)
         self._target_pub.publish(msg)
         done = time.perf_counter()
+        if self._trace is not None:
+            self._trace.add({"ev": "frame", "stamp": item.stamp_ns, "t_taken": taken, "t_tracked": t_pub, "t_published": done,
+                             "timings_ms": dict(result.timings_ms) if result is not None else {},
+                             "cpu_thread": time.thread_time() - cpu_thread, "cpu_process": time.process_time() - cpu_process})
         self._rates["output_hz"].tick(self._now_ns())
         self._counts["processed"] += 1
         self._record_stages(frame, taken, result, (done - t_pub) * 1e3, (done - frame.received) * 1e3)
@@ -567,6 +624,8 @@ class TrackerNode(LifecycleNode):
 
     # -- diagnostics -----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        if self._trace is not None:
+            self._trace.flush()
         now = self._now_ns()
         s = self.settings
         with self._input_lock:

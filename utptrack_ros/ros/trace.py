@@ -1,0 +1,61 @@
+"""Per-frame stage timestamps of the node's data path, for ``bench/bench_node.py``.
+
+Off unless the environment variable ``UTPTRACK_TRACE_FILE`` names a file. Then every input
+callback and every processed frame adds one record (a dict) in memory; the diagnostics timer
+and process exit append them to the file as JSON lines, so nothing is written on the hot path.
+
+Times are ``time.perf_counter()`` seconds: CLOCK_MONOTONIC on Linux, the same clock in every
+process on the host, so a benchmark can subtract its own publish time from the node's callback
+time. CPU times are ``time.thread_time()`` (this thread) and ``time.process_time()`` (all of the
+node's threads: torch's intra-op threads, DDS threads) in seconds.
+
+Records (``ev`` names the kind):
+
+* ``input``: ``stream`` (rgb/aux), ``stamp``, ``t_entry`` (callback entry), ``t_parsed`` (CDR
+  read), ``t_converted`` (array ready), ``t_done`` (paired and in the mailbox, or stored),
+  ``cpu`` (thread CPU of the callback).
+* ``frame``: ``stamp``, ``t_taken`` (worker took the set), ``t_tracked`` (``Tracker.track``
+  returned), ``t_published`` (``~/target`` publish returned), ``timings_ms`` (the tracker's own
+  preprocess / model / postprocess / total), ``cpu_thread`` and ``cpu_process`` deltas over
+  taken -> published.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Optional
+
+__all__ = ["StageTrace", "ENV"]
+
+ENV = "UTPTRACK_TRACE_FILE"
+
+
+class StageTrace:
+    """Collects records; :meth:`flush` appends them to the file."""
+
+    def __init__(self, path: str, limit: int = 200_000) -> None:
+        self.path = path
+        self._limit = limit
+        self._records: list = []
+        self._written = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> Optional["StageTrace"]:
+        path = os.environ.get(ENV, "")
+        return cls(path) if path else None
+
+    def add(self, record: dict) -> None:
+        if self._written + len(self._records) < self._limit:
+            self._records.append(record)  # list.append is atomic under the GIL
+
+    def flush(self) -> None:
+        with self._lock:
+            records, self._records = self._records, []
+            if not records:
+                return
+            with open(self.path, "a", encoding="utf-8") as f:
+                for r in records:
+                    f.write(json.dumps(r) + "\n")
+            self._written += len(records)
