@@ -199,10 +199,10 @@ _O_PRUNE = PruneConfig(
     tta_mode="all",
 )
 
-_TINY_PRUNE = PruneConfig(
-    ce=((1, 0.7), (2, 0.7), (3, 0.7)),
-    dte=((2, 0.7), (3, 0.7), (4, 0.7)),
-    ste=((2, 0.7), (3, 0.7), (4, 0.7)),
+_TINY_PRUNE = PruneConfig(  # O256's 3/6/9 and 4/7/10 of 12 blocks, scaled to 6 (64 % removed at the end)
+    ce=((2, 0.7), (3, 0.7), (4, 0.7)),
+    dte=((3, 0.7), (4, 0.7), (5, 0.7)),
+    ste=((3, 0.7), (4, 0.7), (5, 0.7)),
     tta_mode="soft",
     text_guided="D",
 )
