@@ -239,3 +239,28 @@ def test_train_runs_logs_resumes_and_writes_a_loadable_model(tmp_path):
     tracker.init(seq.rgb(0), Box.from_sequence(seq.gt[0]), aux=seq.aux(Modality.DEPTH, 0), modality="depth")
     res = tracker.track(seq.rgb(1), aux=seq.aux(Modality.DEPTH, 1))
     assert res.box.is_finite()
+
+
+def test_fast_frozen_stem_computes_the_same_tokens():
+    """The folded, channels-last copy of the frozen blocks gives the stem's own output."""
+    from utptrack_ros.train.loop import FastFrozenStem
+
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    stem = model.backbone.patch_embed
+    for m in stem.modules():  # non-trivial BatchNorm statistics, so folding matters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 6, 96, 96)
+    stem.eval()
+    with torch.no_grad():
+        reference = stem(x)
+    FastFrozenStem.install(model, 7)
+    stem.eval()
+    with torch.no_grad():
+        assert torch.equal(stem(x), reference)  # eval mode: the original forward
+        stem.train()
+        stem.features[7:].eval()  # same BatchNorm mode as the reference for the trainable part
+        fast = stem(x)
+    assert torch.allclose(fast, reference, atol=1e-4, rtol=1e-4)

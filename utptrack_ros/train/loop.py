@@ -106,6 +106,53 @@ def init_for_training(model: UTPTrack, score_prior: float) -> None:
             model.box_head.conv5_ctr.bias.fill_(math.log(score_prior / (1 - score_prior)))
 
 
+class FastFrozenStem:
+    """Training-time shortcut for a MobileNetV2 stem whose first blocks are frozen.
+
+    The frozen blocks ``features[:k]`` run as a separate BatchNorm-folded, channels-last copy
+    under ``no_grad`` (``models.inference.fold_batchnorm``): the same function (they never
+    change), ~1.7x less CPU per training step measured on the 2-core machine. The model's own
+    modules and state dict are untouched (checkpoints stay standard); in eval mode (the
+    tracker, validation) the stem's original forward runs.
+    """
+
+    def __init__(self, model: UTPTrack, trainable_from: int) -> None:
+        import copy
+        import types
+
+        from ..models.inference import fold_batchnorm
+
+        stem = model.backbone.patch_embed
+        self.k = trainable_from
+        frozen = copy.deepcopy(nn.Sequential(*stem.features[:trainable_from])).eval()
+        fold_batchnorm(frozen)
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        self.frozen = frozen.to(memory_format=torch.channels_last)
+        original = type(stem).forward
+        k, holder = trainable_from, self
+
+        def forward(self_stem: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            if not self_stem.training:
+                return original(self_stem, x)
+            with torch.no_grad():
+                y = holder.frozen(x.contiguous(memory_format=torch.channels_last))
+            return self_stem.proj(self_stem.features[k:](y)).flatten(2).transpose(1, 2)
+
+        stem.forward = types.MethodType(forward, stem)
+
+    def to(self, device: torch.device) -> "FastFrozenStem":
+        self.frozen.to(device)
+        return self
+
+    @classmethod
+    def install(cls, model: UTPTrack, trainable_from: int) -> Optional["FastFrozenStem"]:
+        stem = model.backbone.patch_embed
+        if getattr(stem, "features", None) is None or trainable_from <= 0:
+            return None
+        return cls(model, trainable_from)
+
+
 def freeze(modules: list[nn.Module]) -> None:
     for m in modules:
         m.eval()
@@ -283,6 +330,11 @@ def train(
         start_step = int(state["step"])
         log.info("resuming from %s at step %d", state_path, start_step)
     model.to(dev)
+    fast_stem = FastFrozenStem.install(model, recipe.optim.stem_trainable_from)
+    if fast_stem is not None:
+        fast_stem.to(dev)
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(
         param_groups(model, recipe.optim.lr, recipe.optim.stem_lr_scale, recipe.optim.weight_decay),
         lr=recipe.optim.lr,

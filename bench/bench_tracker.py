@@ -1,0 +1,159 @@
+"""Tracker frames/s with the shipped model at batch 1 on the CPU: RGB and each modality.
+
+For each input kind (RGB, RGB-D, RGB-T, RGB-E, RGB + language prompt) it runs the real
+``Tracker`` (``Tracker.from_pretrained("tiny")``: pruned, and ``"tiny_base"``: the same weights
+unpruned) over a pre-rendered test-split sequence (frames held in memory, so only the tracker is
+timed: aux conversion, crops, network, decoding, template updates) and reports frames/s from the
+median per-frame time of ``track()`` (plus mean and 90th-percentile fps), the pruned/unpruned
+speed ratio, and whether the target (>= 30 frames/s pruned) is met. Pruned and unpruned runs are
+interleaved round by round so both see the same machine load; the 1-minute load average is
+recorded because other jobs on a shared 2-core machine slow every number down.
+
+    .venv/bin/python bench/bench_tracker.py [--threads 2] [--size 640x480] [--frames 100] [--rounds 3]
+
+Results: ``artifacts/bench/bench_tracker.json`` (device, threads, versions, per-config timings).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_FPS = 30.0
+CONFIGS = (  # name, modality, prompt
+    ("rgb", "rgb", False),
+    ("rgb-d", "depth", False),
+    ("rgb-t", "thermal", False),
+    ("rgb-e", "event", False),
+    ("rgb+prompt", "rgb", True),
+)
+
+
+def load_frames(size: tuple[int, int], frames: int, seed_index: int) -> Any:
+    from utptrack_ros.data.generator import generate
+    from utptrack_ros.data.spec import spec_for
+
+    seq = generate(spec_for("test", seed_index, challenges={}, length=frames, size=size))
+    return seq.materialize()
+
+
+def make_tracker(name: str, weights: Optional[Path], random_init: bool) -> Any:
+    from utptrack_ros.models import create_model
+    from utptrack_ros.tracker import Tracker
+
+    if random_init:
+        return Tracker(create_model(name))
+    if weights is not None:
+        tracker = Tracker.from_pretrained(name, weights=weights)
+        if name.endswith("_base"):
+            tracker.set_prune(tracker.model.prune.off())
+        return tracker
+    return Tracker.from_pretrained(name)
+
+
+def run_once(tracker: Any, seq: Any, modality: str, prompt: bool) -> list[float]:
+    from utptrack_ros.types import Box
+
+    aux = (lambda i: None) if modality == "rgb" else (lambda i: seq.aux(modality, i))
+    tracker.init(seq.rgb(0), Box.from_sequence(seq.gt[0]), aux=aux(0), modality=modality,
+                 prompt=seq.prompt if prompt else None)
+    times = []
+    for i in range(1, seq.length):
+        image, aux_frame = seq.rgb(i), aux(i)
+        t0 = time.perf_counter()
+        tracker.track(image, aux=aux_frame)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def summarise(times: list[float]) -> dict[str, float]:
+    t = np.asarray(times)
+    return {
+        "frames": int(t.size),
+        "median_ms": float(np.median(t) * 1e3),
+        "fps_median": float(1.0 / np.median(t)),
+        "fps_mean": float(t.size / t.sum()),
+        "fps_p90": float(1.0 / np.percentile(t, 90)),
+        "fps_best_decile": float(1.0 / np.percentile(t, 10)),
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the target is for 2 cores)")
+    parser.add_argument("--size", default="640x480", help="frame size WxH (a VGA camera by default)")
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved pruned/unpruned rounds per config")
+    parser.add_argument("--seed-index", type=int, default=0, help="test-split sequence index to render")
+    parser.add_argument("--weights", type=Path, default=None, help="weights file instead of the shipped model")
+    parser.add_argument("--random-init", action="store_true", help="random weights (pipeline check only)")
+    parser.add_argument("--configs", nargs="*", default=[c[0] for c in CONFIGS])
+    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench" / "bench_tracker.json")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    import cv2
+
+    cv2.setNumThreads(1)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    seq = load_frames((w, h), args.frames, args.seed_index)
+    trackers = {name: make_tracker(name, args.weights, args.random_init) for name in ("tiny", "tiny_base")}
+    load_before = os.getloadavg()[0]
+    results: dict[str, Any] = {}
+    for cname, modality, prompt in CONFIGS:
+        if cname not in args.configs:
+            continue
+        times: dict[str, list[float]] = {"tiny": [], "tiny_base": []}
+        for name in trackers:  # warm-up (and the text encoder's first load)
+            run_once(trackers[name], seq, modality, prompt)
+        for _ in range(args.rounds):
+            for name, tracker in trackers.items():
+                times[name] += run_once(tracker, seq, modality, prompt)
+        pruned, unpruned = summarise(times["tiny"]), summarise(times["tiny_base"])
+        results[cname] = {
+            "pruned": pruned,
+            "unpruned": unpruned,
+            "speedup_median": pruned["fps_median"] / unpruned["fps_median"],
+            "target_fps": TARGET_FPS,
+            "met": pruned["fps_median"] >= TARGET_FPS,
+        }
+    load_after = os.getloadavg()[0]
+
+    print(f"tracker frames/s at batch 1, {args.threads} threads, {w}x{h} frames, "
+          f"load average {load_before:.1f} -> {load_after:.1f} (other jobs slow every number down)")
+    print("input      | pruned fps median (mean, p90) | unpruned fps median | pruned/unpruned | >= 30 fps")
+    for cname, r in results.items():
+        p, u = r["pruned"], r["unpruned"]
+        print(f"{cname:<10} | {p['fps_median']:6.1f} ({p['fps_mean']:5.1f}, {p['fps_p90']:5.1f})"
+              f"          | {u['fps_median']:6.1f}              | {r['speedup_median']:.2f}x"
+              f"           | {'MET' if r['met'] else 'MISSED'}")
+    out = {
+        "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "frame_size": [w, h],
+        "weights": str(args.weights) if args.weights else ("random" if args.random_init else "shipped"),
+        "load_average_1min": [load_before, load_after],
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Held-out evaluation of a trained model: the acceptance suites and tracker-setting sweeps.
+
+Thin driver over ``eval.offline.run_offline`` (the project's evaluation runner: OTB/LaSOT
+success AUC, precision@20 px, normalised precision@0.2, with OpenCV CSRT/KCF/MIL on the same
+sequences). Sequences come from ``data.generate`` with **test-split seeds** (200 000 + index),
+which training never uses (it draws train-split seeds 0 .. 99 999 only); each suite uses its own
+index range so no seed is reused between suites:
+
+==========  ==========  =====================  ===============================================
+suite       indices     challenges             rows
+==========  ==========  =====================  ===============================================
+rgb         0 .. n-1    random (seed-drawn)    pruned, unpruned, csrt, kcf, mil (RGB input)
+dark        300 ..      darkness               pruned with aux none / depth / thermal / event
+camouflage  400 ..      camouflage             pruned with aux none / depth / thermal / event
+distractor  500 ..      distractors            pruned with and without the language prompt
+==========  ==========  =====================  ===============================================
+
+``--sweep-lost`` instead scores ``TrackerConfig.lost_threshold`` values on **val-split**
+sequences (for tuning; test seeds are not touched).
+
+    python -m utptrack_ros.train.evaluate --weights utptrack_ros/weights/tiny.safetensors --out results/accept
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+SUITES = ("rgb", "dark", "camouflage", "distractor")
+SUITE_START = {"rgb": 0, "dark": 300, "camouflage": 400, "distractor": 500}
+SUITE_CHALLENGES: dict[str, Optional[dict[str, float]]] = {
+    "rgb": None,  # drawn from the seed, like the training mix
+    "dark": {"darkness": 1.0},
+    "camouflage": {"camouflage": 1.0},
+    "distractor": {"distractors": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class TrainedTrackerFactory:
+    """Picklable factory of a ``Tracker`` over a weights file (for ``eval.offline`` workers).
+
+    Attributes:
+        weights: project safetensors file.
+        unpruned: every keep ratio 1.0 (the ``tiny_base`` view of the same weights).
+        keep: one keep ratio for CE/DTE/STE (None = the file's own ratios).
+        lost_threshold: override ``TrackerConfig.lost_threshold`` (None = the variant default).
+    """
+
+    weights: str
+    unpruned: bool = False
+    keep: Optional[float] = None
+    lost_threshold: Optional[float] = None
+
+    def __call__(self) -> Any:
+        import torch
+
+        from ..checkpoint import load_model
+        from ..models import default_tracker_config
+        from ..tracker import Tracker
+
+        torch.set_num_threads(1)
+        model = load_model(self.weights)
+        if self.unpruned:
+            model.set_prune(model.prune.off())
+        elif self.keep is not None:
+            model.set_prune(model.prune.with_keep_ratio(self.keep, self.keep, self.keep))
+        config = default_tracker_config(model.config.name if not model.config.name.endswith("_base") else "tiny")
+        if self.lost_threshold is not None:
+            config = replace(config, lost_threshold=self.lost_threshold)
+        return Tracker(model, config=config)
+
+
+def suite_sources(suite: str, count: int, length: int, size: tuple[int, int], split: str = "test") -> list[Any]:
+    """Picklable openers of the suite's generated sequences."""
+    from ..data.generator import generate
+    from ..data.spec import spec_for
+
+    start = SUITE_START[suite] if split == "test" else 0
+    sources = []
+    for i in range(start, start + count):
+        kwargs: dict[str, Any] = {"length": length, "size": size}
+        if SUITE_CHALLENGES[suite] is not None:
+            kwargs["challenges"] = SUITE_CHALLENGES[suite]
+        if suite == "rgb":
+            kwargs["modalities"] = ()
+        sources.append(functools.partial(generate, spec_for(split, i, **kwargs)))
+    return sources
+
+
+def suite_trackers(suite: str, weights: str, lost_threshold: Optional[float]) -> list[Any]:
+    from ..eval.offline import TrackerSpec, peer_spec
+
+    pruned = TrainedTrackerFactory(weights, lost_threshold=lost_threshold)
+    if suite == "rgb":
+        return [
+            TrackerSpec("tiny", pruned, aux="none", description="shipped model, pruned (tiny)"),
+            TrackerSpec("tiny_base", TrainedTrackerFactory(weights, unpruned=True, lost_threshold=lost_threshold),
+                        aux="none", description="same weights, unpruned (tiny_base)"),
+            peer_spec("csrt"),
+            peer_spec("kcf"),
+            peer_spec("mil"),
+        ]
+    if suite in ("dark", "camouflage"):
+        return [TrackerSpec(f"tiny/{aux}", pruned, aux=aux, description=f"pruned, aux {aux}")
+                for aux in ("none", "depth", "thermal", "event")]
+    return [
+        TrackerSpec("tiny", pruned, aux="none", description="pruned, no prompt"),
+        TrackerSpec("tiny+prompt", pruned, aux="none", use_prompt=True, description="pruned, language prompt"),
+    ]
+
+
+def summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{row: {auc, precision, norm_precision, fps}}`` from a results dict."""
+    out = {}
+    for name, r in results["results"].items():
+        o = r["overall"]
+        lat = r["latency"]
+        out[name] = {
+            "auc": o["auc"],
+            "precision": o["precision"],
+            "norm_precision": o["norm_precision"],
+            "op50": o.get("op50"),
+            "kept_fraction": r.get("kept_fraction_mean"),
+            "fps": lat.get("MEAN_FRAME_RATE") if isinstance(lat, dict) else None,
+        }
+    return out
+
+
+def run_suite(suite: str, weights: str, out: Path, count: int, length: int, size: tuple[int, int],
+              workers: int, lost_threshold: Optional[float], force: bool) -> dict[str, Any]:
+    from ..eval.offline import run_offline
+
+    results = run_offline(
+        suite_trackers(suite, weights, lost_threshold),
+        suite_sources(suite, count, length, size),
+        out / suite,
+        workers=workers,
+        force=force,
+        report=True,
+    )
+    return summary(results)
+
+
+def sweep_lost(weights: str, out: Path, thresholds: list[float], count: int, length: int,
+               size: tuple[int, int], workers: int, force: bool) -> dict[str, Any]:
+    """Val-split sweep of the lost threshold (random challenge mix + occlusion-heavy sequences)."""
+    from ..data.generator import generate
+    from ..data.spec import spec_for
+    from ..eval.offline import TrackerSpec, run_offline
+
+    sources = []
+    for i in range(count):
+        challenges = None if i % 2 == 0 else {"full_occlusion": 1.0, "out_of_view": 0.7}
+        kwargs: dict[str, Any] = {"length": length, "size": size, "modalities": ()}
+        if challenges is not None:
+            kwargs["challenges"] = challenges
+        sources.append(functools.partial(generate, spec_for("val", 500 + i, **kwargs)))
+    specs = [TrackerSpec(f"lost{t:g}", TrainedTrackerFactory(weights, lost_threshold=t), aux="none") for t in thresholds]
+    results = run_offline(specs, sources, out / "sweep_lost", workers=workers, force=force, report=False)
+    return summary(results)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--suites", nargs="*", default=list(SUITES), choices=SUITES)
+    parser.add_argument("--count", type=int, default=30, help="sequences per suite")
+    parser.add_argument("--length", type=int, default=100)
+    parser.add_argument("--size", default="320x240")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--lost-threshold", type=float, default=None)
+    parser.add_argument("--sweep-lost", type=str, default=None, help="comma list of thresholds (val split)")
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    weights = str(args.weights.resolve())
+    table: dict[str, Any] = {}
+    if args.sweep_lost:
+        thresholds = [float(t) for t in args.sweep_lost.split(",")]
+        table["sweep_lost"] = sweep_lost(weights, args.out, thresholds, args.count, args.length, size,
+                                         args.workers, args.force)
+    else:
+        for suite in args.suites:
+            table[suite] = run_suite(suite, weights, args.out, args.count, args.length, size, args.workers,
+                                     args.lost_threshold, args.force)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "sweep_lost.json" if args.sweep_lost else "summary.json"
+    (args.out / name).write_text(json.dumps(table, indent=1))
+    for suite, rows in table.items():
+        print(f"\n== {suite}")
+        print("row                  |   AUC |  P@20 | NP@0.2 | kept  | fps")
+        for row, m in rows.items():
+            kept = m["kept_fraction"]
+            fps = m["fps"]
+            print(f"{row:<20} | {m['auc']:5.1f} | {m['precision']:5.1f} | {m['norm_precision']:6.1f} | "
+                  f"{kept if kept is None else round(kept, 3)!s:<5} | {fps if fps is None else round(fps, 1)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
