@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
     from .data.errors import SequenceError
     from .errors import UTPTrackError
+    from .eval.report import format_replay_table
     from .models import shipped_weights
     from .ros import replay as R
     from .ros.replay_cli import _compare, random_weights_file
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[3/3] done in {time.time() - t0:.0f} s\n")
     print(format_demo_table(results))
     print()
-    print(R.format_replay_table(results))
+    print(format_replay_table(results))
     print("\nScores in %: AUC (OTB success, IoU > t, 21 thresholds), P@20px, NP@0.2, AO (GOT-10k); FPS = 1000 / mean "
           "latency (node rows: publish -> ~/target through DDS); Missed = frames without an answer.")
     print(f"report:  {report_dir / 'report.html'}  (and report.md, report.json, plots/)")

@@ -27,7 +27,7 @@ from got10k.utils.metrics import center_error, rect_iou  # noqa: E402
 
 from replay_helpers import SIZE, domain_id, make_bag  # noqa: E402
 from utptrack_ros.data import BagTopics  # noqa: E402
-from utptrack_ros.eval.report import format_cell  # noqa: E402
+from utptrack_ros.eval.report import format_cell, format_replay_table  # noqa: E402
 from utptrack_ros.ros import replay as R  # noqa: E402
 from utptrack_ros.ros import replay_cli  # noqa: E402
 
@@ -212,7 +212,7 @@ def test_report_has_plots_and_matches_the_json(lockstep):
     for plot in ["curves.png", "latency_hist.png"] + [f"{k}_{b.name}.png" for b in bags for k in ("iou", "strip")]:
         data = (out / "plots" / plot).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, plot
-    table = R.format_replay_table(results)
+    table = format_replay_table(results)
     for bag in bags:
         line = next(l for l in table.splitlines() if l.startswith(bag.name))
         assert line.split()[1:7] == ["depth", str(LENGTH), str(LENGTH - 1), "0", "0", "0"]

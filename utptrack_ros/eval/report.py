@@ -54,11 +54,34 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("fps", "FPS", 1),
     Column("out_rate_hz", "Out Hz", 1),
     Column("latency_mean_ms", "Lat mean ms", 1),
+    Column("latency_p50_ms", "Lat p50 ms", 1),
     Column("latency_p95_ms", "Lat p95 ms", 1),
     Column("latency_max_ms", "Lat max ms", 1),
     Column("kept_tokens_pct", "Kept tok %", 1),
     Column("missed_frames", "Missed", 0),
+    Column("dropped_frames", "Dropped", 0),
     Column("failed_updates", "Failed upd", 0),
+)
+
+# The live replay's per-bag view (``settings.bags`` of a replay's results.json).
+REPLAY_COLUMNS: tuple[Column, ...] = (
+    Column("sequence", "Sequence"),
+    Column("modality", "Aux"),
+    Column("frames", "Frames", 0),
+    Column("answered", "Answered", 0),
+    Column("missed", "Missed", 0),
+    Column("late", "Late", 0),
+    Column("dropped", "Node dropped", 0),
+    Column("init", "Init"),
+    Column("e2e_p50", "E2E p50 ms", 1),
+    Column("e2e_p95", "E2E p95 ms", 1),
+    Column("node_p50", "Node p50 ms", 1),
+    Column("model_p50", "Model p50 ms", 1),
+)
+
+TRACKER_COLUMNS: tuple[Column, ...] = (
+    Column("tracker", "Tracker"),
+    Column("description", "What it is"),
 )
 
 
@@ -102,14 +125,52 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "fps": lat["mean_processing_rate_hz"],
                 "out_rate_hz": lat["mean_frame_rate_hz"],
                 "latency_mean_ms": lat["latency_mean_ms"],
+                "latency_p50_ms": lat["latency_p50_ms"],
                 "latency_p95_ms": lat["latency_p95_ms"],
                 "latency_max_ms": lat["latency_max_ms"],
                 "kept_tokens_pct": _pct(res.get("kept_fraction_mean")),
                 "missed_frames": overall["num_missed_frames"],
+                "dropped_frames": lat.get("num_dropped_frames"),
                 "failed_updates": res.get("num_failed_updates", 0),
             }
         )
     return rows
+
+
+def _median(values: Any) -> Optional[float]:
+    arr = np.array([v for v in (values or []) if v is not None], dtype=np.float64)
+    return float(np.median(arr)) if arr.size else None
+
+
+def replay_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per replayed bag: frames answered / missed / late, the node's drop counters (stale +
+    unmatched RGB), the init result and latencies (``REPLAY_COLUMNS`` keys); [] offline."""
+    live = next((n for n, t in results["trackers"].items() if t.get("live")), None)
+    rows = []
+    for name, info in (results.get("settings", {}).get("bags") or {}).items():
+        lat = results["results"][live]["per_sequence"][name]["latency"] if live else {}
+        counters = info.get("node_counters") or {}
+        rows.append(
+            {
+                "sequence": name,
+                "modality": info.get("modality"),
+                "frames": info.get("frames"),
+                "answered": info.get("answered"),
+                "missed": info.get("missed"),
+                "late": info.get("late_answers"),
+                "dropped": (counters.get("dropped_stale", 0) + counters.get("unmatched_rgb", 0)) if counters else None,
+                "init": "ok" if (info.get("init") or {}).get("success") else "refused",
+                "e2e_p50": lat.get("latency_p50_ms"),
+                "e2e_p95": lat.get("latency_p95_ms"),
+                "node_p50": _median(info.get("node_latency_ms")),
+                "model_p50": _median(info.get("node_model_ms")),
+            }
+        )
+    return rows
+
+
+def tracker_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"tracker": n, "description": t.get("description", "")} for n, t in results["trackers"].items()]
 
 
 def attribute_table(results: Mapping[str, Any], metric: str = "auc") -> dict[str, Any]:
@@ -155,8 +216,11 @@ def build_report_data(results: Mapping[str, Any], plots: Optional[Mapping[str, A
         "created_utc": results.get("created_utc"),
         "conventions": dict(results.get("conventions", {})),
         "trackers": dict(results["trackers"]),
+        "mode": results.get("settings", {}).get("mode", "offline"),
         "tables": {
             "summary": _table(SUMMARY_COLUMNS, summary_rows(results)),
+            "trackers": _table(TRACKER_COLUMNS, tracker_rows(results)),
+            "replay": _table(REPLAY_COLUMNS, replay_rows(results)),
             "attributes_auc": attribute_table(results, "auc"),
             "sequences_auc": sequence_table(results, "auc"),
         },
@@ -195,9 +259,18 @@ def html_table(table: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def format_replay_table(results: Mapping[str, Any]) -> str:
+    """Fixed-width terminal table of :func:`replay_rows`."""
+    return _fixed_width(_table(REPLAY_COLUMNS, replay_rows(results)))
+
+
 def format_summary_table(results: Mapping[str, Any]) -> str:
     """Fixed-width terminal table of the summary rows (same cells as the Markdown)."""
-    header, body = _cells(_table(SUMMARY_COLUMNS, summary_rows(results)))
+    return _fixed_width(_table(SUMMARY_COLUMNS, summary_rows(results)))
+
+
+def _fixed_width(table: Mapping[str, Any]) -> str:
+    header, body = _cells(table)
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
 
     def fmt(cells: list[str]) -> str:  # first column left-aligned, numbers right-aligned
@@ -412,14 +485,23 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         f"Generated {data.get('created_utc') or ''}. Scores in percent; every number below is in "
         "`report.json` (and the raw per-frame data in `results.json`).",
         "",
+        f"Mode: **{data.get('mode', 'offline')}**.",
+        "",
         "## Summary",
         "",
         markdown_table(t["summary"]),
         "",
         "FPS = 1000 / mean tracker latency; Out Hz = rate of outputs (ros2_benchmark MEAN_FRAME_RATE); "
-        "Missed = frames without output; Failed upd = OpenCV updates that reported failure.",
+        "Missed = frames without output; Dropped = frames the node reported dropping (live replay only); "
+        "Failed upd = OpenCV updates that reported failure.",
+        "",
+        markdown_table(t["trackers"]),
         "",
     ]
+    if t["replay"]["rows"]:
+        parts += ["## Live replay through the node (per bag)", "", markdown_table(t["replay"]), "",
+                  "E2E = colour publish -> ~/target received; Node = the node's own latency field; "
+                  "Model = the network's time inside the node.", ""]
     if p.get("curves"):
         parts += [f"![success and precision curves]({p['curves']})", ""]
     if p.get("latency"):
@@ -456,10 +538,15 @@ def render_html(data: Mapping[str, Any]) -> str:
         "<h1>Tracking evaluation</h1>",
         f"<p>Generated {esc(str(data.get('created_utc') or ''))}. Scores in percent; every number is in "
         "<code>report.json</code>.</p>",
+        f"<p>Mode: <b>{esc(str(data.get('mode', 'offline')))}</b>.</p>",
         "<h2>Summary</h2>",
         html_table(t["summary"]),
-        "<p>FPS = 1000 / mean tracker latency; Out Hz = rate of outputs (ros2_benchmark MEAN_FRAME_RATE).</p>",
+        "<p>FPS = 1000 / mean tracker latency; Out Hz = rate of outputs (ros2_benchmark MEAN_FRAME_RATE); "
+        "Dropped = frames the node reported dropping (live replay only).</p>",
+        html_table(t["trackers"]),
     ]
+    if t["replay"]["rows"]:
+        parts += ["<h2>Live replay through the node (per bag)</h2>", html_table(t["replay"])]
     if p.get("curves"):
         parts.append(f"<img src='{esc(p['curves'])}' alt='curves'>")
     if p.get("latency"):

@@ -74,7 +74,7 @@ __all__ = [
     "MODES", "ReplayOptions", "NodeOptions", "ReplayBag", "PlayFrame", "BagRecord", "ReplayError",
     "open_bag", "read_play_frames", "NodeProcess", "Player", "replay_bags", "comparison_specs", "evaluate",
     "find_share_file", "private_domain_id", "check_new_dir", "bag_topic_types", "write_output_bag",
-    "replay_rows", "format_replay_table", "COMPARE_CHOICES",
+    "COMPARE_CHOICES",
 ]
 
 MODES = ("lockstep", "realtime", "rate")
@@ -1366,47 +1366,3 @@ def _write(records: Sequence[BagRecord], runs: list[Any], specs: Sequence[Any], 
                          sequences=sequences)
 
 
-REPLAY_COLUMNS = (
-    ("sequence", "Sequence"), ("modality", "Aux"), ("frames", "Frames"), ("answered", "Answered"),
-    ("missed", "Missed"), ("late", "Late"), ("dropped", "Node dropped"), ("init", "Init"),
-    ("e2e_p50", "E2E p50 ms"), ("e2e_p95", "E2E p95 ms"), ("node_p50", "Node p50 ms"), ("model_p50", "Model p50 ms"),
-)
-
-
-def replay_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per bag: frames answered / missed, the node's drop counters, init, latencies (from the JSON)."""
-    live = next((n for n, t in results["trackers"].items() if t.get("live")), None)
-    rows = []
-    for name, info in (results.get("settings", {}).get("bags") or {}).items():
-        lat = results["results"][live]["per_sequence"][name]["latency"] if live else {}
-        counters = info.get("node_counters") or {}
-
-        def p50(values: Any) -> Optional[float]:
-            arr = np.array([v for v in (values or []) if v is not None], dtype=np.float64)
-            return float(np.median(arr)) if arr.size else None
-
-        rows.append({
-            "sequence": name, "modality": info.get("modality"), "frames": info.get("frames"),
-            "answered": info.get("answered"), "missed": info.get("missed"), "late": info.get("late_answers"),
-            "dropped": (counters.get("dropped_stale", 0) + counters.get("unmatched_rgb", 0)) if counters else None,
-            "init": "ok" if (info.get("init") or {}).get("success") else "refused",
-            "e2e_p50": lat.get("latency_p50_ms"), "e2e_p95": lat.get("latency_p95_ms"),
-            "node_p50": p50(info.get("node_latency_ms")), "model_p50": p50(info.get("node_model_ms")),
-        })
-    return rows
-
-
-def format_replay_table(results: Mapping[str, Any]) -> str:
-    """Fixed-width table of ``replay_rows`` (the live replay's per-bag view)."""
-    from ..eval.report import format_cell
-
-    rows = replay_rows(results)
-    header = [h for _, h in REPLAY_COLUMNS]
-    body = [[format_cell(r.get(k), 1 if isinstance(r.get(k), float) else None) for k, _ in REPLAY_COLUMNS]
-            for r in rows]
-    widths = [max([len(h)] + [len(b[i]) for b in body]) for i, h in enumerate(header)]
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body])

@@ -190,7 +190,7 @@ def _run_offline_mode(args: argparse.Namespace, node: R.NodeOptions, random_note
 
 def run(args: argparse.Namespace) -> int:
     """Run ``eval``; returns the exit code (0 ok, 1 bad input, existing results or a failed replay)."""
-    from ..eval.report import format_summary_table
+    from ..eval.report import format_replay_table, format_summary_table
 
     try:
         options = replay_options(args)
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary_table(results))
     if args.mode != "offline":
         print()
-        print(R.format_replay_table(results))
+        print(format_replay_table(results))
     print(f"\nresults: {args.out / 'results.json'}")
     if not args.no_report:
         print(f"report:  {args.out / 'report.html'}")
