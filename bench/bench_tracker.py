@@ -8,6 +8,7 @@ median per-frame time of ``track()`` (plus mean and 90th-percentile fps), the pr
 speed ratio, and whether the target (>= 30 frames/s pruned) is met. Pruned and unpruned runs are
 interleaved round by round so both see the same machine load; the 1-minute load average is
 recorded because other jobs on a shared 2-core machine slow every number down.
+``OMP_WAIT_POLICY=PASSIVE`` is set unless the environment sets it (recorded in the JSON).
 
     .venv/bin/python bench/bench_tracker.py [--threads 2] [--size 640x480] [--frames 100] [--rounds 3]
 
@@ -15,9 +16,14 @@ Results: ``artifacts/bench/bench_tracker.json`` (device, threads, versions, per-
 """
 from __future__ import annotations
 
+import os
+
+# Must precede the torch import (libgomp reads it at load): idle OpenMP threads sleep instead of
+# spinning, which keeps 2 threads fast while other jobs share the 2 cores (docs/training.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -141,6 +147,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "frame_size": [w, h],
         "weights": str(args.weights) if args.weights else ("random" if args.random_init else "shipped"),
         "load_average_1min": [load_before, load_after],
