@@ -12,6 +12,9 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 PKG_STAMP := $(VENV)/.pkg-stamp
 IFACE_STAMP := install/.interfaces-stamp
 INTERFACES := $(wildcard msg/*.msg srv/*.srv)
+# Several torch processes share the CPU in tests and the demo (node + player + offline rows):
+# OpenMP threads that spin while waiting starve each other on a 2-core machine.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup demo test bench clean-interfaces
 
