@@ -1,19 +1,22 @@
 """Node overhead: end-to-end latency through real DDS minus the model's own time, per stage.
 
 Setups (640x480 RGB and RGB-D; each runs the real entry point ``python -m utptrack_ros.ros.main``
-in its own process and ROS domain: tiny model, seeded random weights, CPU, 2 torch threads):
+in its own process and ROS domain: tiny model, seeded random weights, CPU, 1 torch thread by
+default, ``tracker.lost_threshold: 1.0`` so the search region stays on the 60x60 px init box
+as it would while following a 60 px target; random weights otherwise let the box grow to the
+whole image and the crop to 2200 px, which is not what a tracker does):
 
-* the shipped configuration (single-threaded executor, raw CDR input, tuned allocator,
-  ``config/fastdds_large_shm.xml``, reliable QoS) for RGB and RGB-D;
-* A/B variants, one change each: rclpy's MultiThreadedExecutor (the previous default), glibc's
-  default allocator, best-effort QoS, frames published as Python message objects instead of
-  serialized bytes, and (separately, a process has one FastDDS profile) default transports;
-* a transport floor: an echo node (same executor, raw input, allocator) that answers each
-  image (set) with a ``TrackedTarget`` carrying its header and does nothing else.
+* the shipped configuration (EventsExecutor, raw CDR input, ``config/fastdds_large_shm.xml``,
+  reliable QoS) for RGB and RGB-D;
+* A/B variants, one change each: rclpy's Python SingleThreadedExecutor, its MultiThreadedExecutor
+  (the first version's), best-effort QoS, frames published as Python message objects instead
+  of serialized bytes, and (separately: a process has one FastDDS profile) default transports;
+* a transport floor: an echo node (same executor, raw input) that answers each image (set)
+  with a ``TrackedTarget`` carrying its header and does nothing else.
 
 All setups of one transport profile run at once and take turns frame by frame (round robin,
 lock-step: the next frame after the previous ``~/target`` arrived), so load from other jobs on the
-shared machine hits them alike. Each frame is published from this process as serialized bytes
+shared machine hits them alike. Frames are published from this process as serialized bytes
 (like ``ros2 bag play`` or a C++ driver; ``publish objects`` shows the Python-message cost).
 
 Per frame, with ``UTPTRACK_TRACE_FILE`` the node records CLOCK_MONOTONIC stamps (the same clock
@@ -23,24 +26,26 @@ preprocess / model / postprocess times and thread / process CPU (ros/trace.py). 
 
   publish call   this process's publish() calls (the driver's cost)
   transport in   the rest until the set-completing callback is entered: DDS + executor dispatch
-  read (CDR)     sensors.image_from_cdr (all input callbacks of the set)
-  conversion     ndarray conversion (sensors.py), depth valid fraction
-  sync+mailbox   pairing, history, mailbox put
+  read (CDR)     callback entry -> sensors.image_from_cdr done (clock, rates, header)
+  conversion     ndarray conversion (sensors.py)
+  sync+mailbox   pairing, init history, mailbox put
   hand-off       mailbox put -> worker running (thread wake-up, GIL)
-  preprocessing  the tracker's (crop, aux colour map, tensors)
-  postprocessing the tracker's (decode, map back, template update)
-  track other    Tracker.track wall time not in its own three stages (tracker lock, ...)
-  publish        TrackedTarget build + publish()
-  transport out  ~/target publish() returned -> our callback entered
+  preprocessing  the tracker's own (crop, aux colour map, tensors)
+  postprocessing the tracker's own (decode, map back, template update)
+  track other    Tracker.track wall time outside its three stages (tracker lock, ...)
+  publish        TrackedTarget build + publish() (returns after the reader was notified)
+  transport out  publish() returned -> our callback entered (negative when our callback ran
+                 before the node's publish() returned: add the two for the output hop)
 
 overhead = e2e - model, per frame (e2e: first publish() call -> ~/target callback entry). The
-machine's load (other processes' CPU, steal) is recorded per group; CPU seconds per stage are
-reported alongside the wall times because wall times on a busy 2-core machine include waiting
-for a core.
+machine's load (other processes' CPU, steal) is recorded per group; CPU per stage and the node
+process's CPU and page faults per frame are reported beside the wall times, because wall times
+on a busy 2-core machine include waiting for a core.
 
-    .venv/bin/python bench/bench_node.py [--frames 200] [--quick] [--json artifacts/bench/bench_node.json]
+    .venv/bin/python bench/bench_node.py [--frames 200] [--threads 1] [--quick] [--only NAMES]
+        [--json artifacts/bench/bench_node.json]
 
-``--quick``: only the shipped configuration, the executor A/B and the echo floors (60 frames).
+``--quick``: the shipped configuration, the executor A/B and the echo floors, 60 frames.
 """
 from __future__ import annotations
 
@@ -71,9 +76,10 @@ PARAMS = """
     model: {{name: tiny, weights: random, seed: 0, device: cpu, num_threads: {threads}}}
     input: {{modality: {modality}, qos_image: {qos}, qos_aux: {qos}, qos_depth: 2}}
     output: {{diagnostics_period_s: 1.0, debug_image: true}}
+    tracker: {{lost_threshold: 1.0}}
 """
 
-SHIPPED = dict(kind="node", executor="single", malloc=True, profile=True, qos="reliable", publish="serialized")
+SHIPPED = dict(kind="node", executor="events", profile=True, qos="reliable", publish="serialized")
 
 
 def setups(quick: bool) -> list[dict]:
@@ -82,13 +88,12 @@ def setups(quick: bool) -> list[dict]:
     for mod, tag in (("rgb", "RGB"), ("depth", "RGB-D")):
         out.append(dict(SHIPPED, name=f"{tag} shipped", modality=mod, base=True))
         out.append(dict(SHIPPED, name=f"{tag} echo floor", modality=mod, kind="echo"))
+        out.append(dict(SHIPPED, name=f"{tag} single-threaded executor", modality=mod, executor="single"))
         out.append(dict(SHIPPED, name=f"{tag} multi-threaded executor", modality=mod, executor="multi"))
         if not quick:
-            out.append(dict(SHIPPED, name=f"{tag} glibc default allocator", modality=mod, malloc=False))
             out.append(dict(SHIPPED, name=f"{tag} publish objects", modality=mod, publish="objects"))
     if not quick:
         out.append(dict(SHIPPED, name="RGB best effort", modality="rgb", qos="best_effort"))
-        out.append(dict(SHIPPED, name="RGB events executor", modality="rgb", executor="events"))
         out.append(dict(SHIPPED, name="RGB default transports", modality="rgb", profile=False))
         out.append(dict(SHIPPED, name="RGB-D default transports", modality="depth", profile=False))
         out.append(dict(SHIPPED, name="RGB default transports, echo floor", modality="rgb", profile=False, kind="echo"))
@@ -114,9 +119,8 @@ def stamp_of(i: int) -> int:
 def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
     """Answer each image (RGB-D: each pair with equal stamps) with a TrackedTarget carrying its
     header: DDS + rclpy + CDR read + one small publish, no conversion and no tracking."""
-    from utptrack_ros.ros.main import _make_executor, _spin, tune_allocator
+    from utptrack_ros.ros.main import make_executor, spin
 
-    tune_allocator()
     import rclpy
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image
@@ -157,10 +161,10 @@ def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
     if modality != "rgb":
         node.create_subscription(Image, "aux/image", on_image("aux"), qos, raw=True)
     node.create_timer(1.0, trace.flush)
-    ex = _make_executor(executor_kind)
+    ex, kind = make_executor(executor_kind)
     ex.add_node(node)
     try:
-        _spin(ex, executor_kind)
+        spin(ex, kind)
     except BaseException:  # noqa: BLE001 - SIGINT / external shutdown end the echo
         pass
     finally:
@@ -186,7 +190,7 @@ class Target:
         self.setup, self.domain = setup, domain
         self.trace_path = tmp / f"trace_{domain}.jsonl"
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", UTPTRACK_TRACE_FILE=str(self.trace_path),
-                   UTPTRACK_MALLOC_TUNE="1" if setup["malloc"] else "0", UTPTRACK_EXECUTOR=setup["executor"])
+                   UTPTRACK_EXECUTOR=setup["executor"])
         if setup["kind"] == "node":
             params = tmp / f"params_{domain}.yaml"
             params.write_text(PARAMS.format(modality=setup["modality"], qos=setup["qos"], threads=threads))
@@ -271,11 +275,15 @@ class Target:
         self._log.close()
 
     def cpu_seconds(self) -> float:
+        return self.proc_stat()[0]
+
+    def proc_stat(self) -> tuple[float, int]:
+        """(CPU seconds, minor page faults) of the node process so far."""
         try:
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
         except (OSError, IndexError):
-            return 0.0
+            return 0.0, 0
 
 
 def _proc_stat() -> tuple[float, float, float]:
@@ -289,9 +297,6 @@ def _proc_stat() -> tuple[float, float, float]:
 def run_group(spec_path: Path) -> int:
     """Child process: start every setup of one profile, warm up, measure round robin, write JSON."""
     spec = json.loads(spec_path.read_text())
-    from utptrack_ros.ros.main import tune_allocator
-
-    tune_allocator()  # the publishing side keeps its buffers too (a C++ driver reuses its own)
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image
 
@@ -326,7 +331,7 @@ def run_group(spec_path: Path) -> int:
             for t in targets:
                 t.wait(t.send(i, frames))
                 time.sleep(0.005)
-        cpu0 = {t.domain: t.cpu_seconds() for t in targets}
+        cpu0 = {t.domain: t.proc_stat() for t in targets}
         own0 = time.process_time()
         busy0, total0, steal0 = _proc_stat()
         wall0 = time.monotonic()
@@ -342,7 +347,10 @@ def run_group(spec_path: Path) -> int:
                 time.sleep(0.01)
         wall = time.monotonic() - wall0
         busy1, total1, steal1 = _proc_stat()
-        ours = sum(t.cpu_seconds() - cpu0[t.domain] for t in targets) + (time.process_time() - own0)
+        cpu1 = {t.domain: t.proc_stat() for t in targets}
+        node_use = {d: {"cpu_ms_per_frame": 1e3 * (cpu1[d][0] - cpu0[d][0]) / n_frames,
+                        "page_faults_per_frame": (cpu1[d][1] - cpu0[d][1]) / n_frames} for d in cpu0}
+        ours = sum(cpu1[d][0] - cpu0[d][0] for d in cpu0) + (time.process_time() - own0)
         tick = os.sysconf("SC_CLK_TCK")
         ncpu = os.cpu_count() or 1
         out["machine"] = {
@@ -376,6 +384,7 @@ def run_group(spec_path: Path) -> int:
             t_recv, msg = t.received[st]
             rows.append({"sent": t.sent[st], "t_recv": t_recv, "model_ms_msg": msg.model_ms, "inputs": inputs[st], "frame": work[st]})
         out["setups"].append({"setup": t.setup, "rows": rows, "lost": lost.get(t.domain, 0), "frames": n_frames,
+                              "node_process": node_use.get(t.domain, {}),
                               "log_tail": t.log_path.read_text(errors="replace")[-1500:] if not rows else ""})
     Path(spec["out"]).write_text(json.dumps(out))
     return 0
@@ -425,7 +434,8 @@ def frame_stages(row: dict) -> dict[str, float]:
 def summarise(setup_out: dict) -> dict:
     rows = setup_out["rows"]
     s = setup_out["setup"]
-    res = {"name": s["name"], "setup": s, "frames": setup_out["frames"], "delivered": len(rows), "lost": setup_out["lost"]}
+    res = {"name": s["name"], "setup": s, "frames": setup_out["frames"], "delivered": len(rows), "lost": setup_out["lost"],
+           "node_process": setup_out.get("node_process", {})}
     if not rows:
         res["log_tail"] = setup_out.get("log_tail", "")
         return res
@@ -439,12 +449,13 @@ def summarise(setup_out: dict) -> dict:
 
 
 def conversion_micro(n: int = 200) -> dict:
-    """rclpy deserialisation vs sensors.image_from_cdr (+ the same conversion), thread CPU time,
-    with glibc's default allocator and then tuned (in this process, same bytes)."""
+    """rclpy deserialisation vs sensors.image_from_cdr (+ the same conversion): median wall and
+    thread CPU time, and page faults, per message (this process, same bytes)."""
+    import resource
+
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
-    from utptrack_ros.ros.main import tune_allocator
     from utptrack_ros.sensors import aux_to_array, fill_image, image_from_cdr, image_to_rgb
     from utptrack_ros.types import Modality
 
@@ -452,23 +463,21 @@ def conversion_micro(n: int = 200) -> dict:
     cases = {"rgb8": (fill_image(Image(), rgb), image_to_rgb), "16UC1 depth": (fill_image(Image(), depth), lambda m: aux_to_array(m, Modality.DEPTH))}
     out: dict = {}
 
-    def cpu_ms(fn) -> float:
-        ts = []
+    def measure(fn) -> dict:
+        wall, cpu = [], []
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(n):
-            c = time.thread_time()
+            t, c = time.perf_counter(), time.thread_time()
             fn()
-            ts.append(time.thread_time() - c)
-        return float(np.median(ts) * 1e3)
+            cpu.append(time.thread_time() - c)
+            wall.append(time.perf_counter() - t)
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n
+        return {"wall_ms": float(np.median(wall) * 1e3), "cpu_ms": float(np.median(cpu) * 1e3), "page_faults": faults}
 
-    for alloc in ("glibc default", "tuned"):
-        if alloc == "tuned":
-            tune_allocator()
-        for name, (msg, conv) in cases.items():
-            raw = serialize_message(msg)
-            out[f"{name}, {alloc} allocator"] = {
-                "rclpy deserialize + convert": cpu_ms(lambda: conv(deserialize_message(raw, Image))),
-                "CDR read + convert": cpu_ms(lambda: conv(image_from_cdr(raw))),
-            }
+    for name, (msg, conv) in cases.items():
+        raw = serialize_message(msg)
+        out[name] = {"rclpy deserialize + convert": measure(lambda: conv(deserialize_message(raw, Image))),
+                     "CDR read + convert": measure(lambda: conv(image_from_cdr(raw)))}
     return out
 
 
@@ -476,7 +485,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20, help="tracking frames per setup before measuring")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads in the node")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads in the node (model.num_threads)")
     ap.add_argument("--json", type=Path, default=REPO / "artifacts" / "bench" / "bench_node.json")
     ap.add_argument("--quick", action="store_true", help="shipped configuration, executor A/B and floors only, 60 frames")
     ap.add_argument("--only", default="", help="comma-separated substrings: run the setups whose name contains one")
@@ -544,7 +553,9 @@ def report(results: list[dict], machine: dict, micro: dict) -> None:
               f"({p95['overhead']:.2f}), delivered {r['delivered']}/{r['frames']}")
         print("    " + ", ".join(f"{k} {p50[k]:.2f}" for k in STAGES if k in p50 and k != "model"))
         cpu = [k for k in p50 if k.startswith("cpu")]
-        print("    CPU: " + ", ".join(f"{k[4:]} {p50[k]:.2f}" for k in cpu) + f"; rgb hop alone {p50['rgb hop']:.2f}")
+        proc = r.get("node_process", {})
+        print("    CPU: " + ", ".join(f"{k[4:]} {p50[k]:.2f}" for k in cpu) + f"; rgb hop alone {p50['rgb hop']:.2f}; node process "
+              f"{proc.get('cpu_ms_per_frame', float('nan')):.1f} ms CPU and {proc.get('page_faults_per_frame', float('nan')):.0f} page faults per frame")
     print("\nA/B (overhead median, this run):")
     for r in results:
         s = r["setup"]
@@ -555,9 +566,10 @@ def report(results: list[dict], machine: dict, micro: dict) -> None:
         if base and "p50_ms" in base:
             b, v = base["p50_ms"]["overhead"], r["p50_ms"]["overhead"]
             print(f"  {r['name']}: {v:.2f} ms vs shipped {b:.2f} ms (x{v / b:.2f})")
-    print("\nmessage read + conversion, thread CPU ms per frame (this process):")
+    print("\nmessage read + conversion per 640x480 message (this process, median):")
     for case, v in micro.items():
-        print(f"  {case}: " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
+        print(f"  {case}: " + "; ".join(f"{k} {x['wall_ms']:.3f} ms ({x['cpu_ms']:.3f} CPU, {x['page_faults']:.0f} page faults)"
+                                        for k, x in v.items()))
 
 
 if __name__ == "__main__":

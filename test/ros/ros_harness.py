@@ -98,8 +98,9 @@ def stamp_of(i: int) -> int:
 class NodeProcess:
     """``python -m utptrack_ros.ros.main --ros-args --params-file <yaml> ...`` in a subprocess."""
 
-    def __init__(self, params_file: Path, env: dict[str, str], log_path: Path, extra: tuple[str, ...] = ()) -> None:
-        cmd = [sys.executable, "-m", "utptrack_ros.ros.main", "--ros-args", "--params-file", str(params_file), *extra]
+    def __init__(self, params_file: Path, env: dict[str, str], log_path: Path, extra: tuple[str, ...] = (),
+                 pre: tuple[str, ...] = ()) -> None:
+        cmd = [sys.executable, "-m", "utptrack_ros.ros.main", *pre, "--ros-args", "--params-file", str(params_file), *extra]
         self.log_path = log_path
         self._log = open(log_path, "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))

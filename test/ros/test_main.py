@@ -1,61 +1,78 @@
-"""The entry point's options and allocator setting (utptrack_ros/ros/main.py)."""
+"""The entry point's options (utptrack_ros/ros/main.py) and the node under each executor: frames
+in, ~/target out, services (ours, lifecycle, parameters) answered, clean exit on SIGINT."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
 pytest.importorskip("rclpy")
+from ros_harness import Client, NodeProcess, domain_id, ros_env  # noqa: E402
 from utptrack_ros.ros.main import EXECUTORS, parse_args  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
 
-def test_executor_option_outside_ros_args():
-    assert parse_args(["utptrack_node"]).executor == "single"
+def test_executor_option_outside_ros_args(monkeypatch):
+    monkeypatch.delenv("UTPTRACK_EXECUTOR", raising=False)
+    assert parse_args(["utptrack_node"]).executor == "events"
     assert parse_args(["utptrack_node", "--executor", "multi", "--ros-args", "-r", "image:=/cam"]).executor == "multi"
     # ROS arguments (even ones that look like ours) are not ours; `--` ends the ROS block
-    assert parse_args(["n", "--ros-args", "-p", "--executor:=x", "--", "--executor", "events"]).executor == "events"
-    assert parse_args(["n", "--ros-args", "--params-file", "/nonexistent.yaml"]).executor == "single"
+    assert parse_args(["n", "--ros-args", "-p", "--executor:=x", "--", "--executor", "single"]).executor == "single"
+    assert parse_args(["n", "--ros-args", "--params-file", "/nonexistent.yaml"]).executor == "events"
+    monkeypatch.setenv("UTPTRACK_EXECUTOR", "multi")
+    assert parse_args(["n"]).executor == "multi"
     assert set(EXECUTORS) == {"single", "multi", "events"}
     with pytest.raises(SystemExit):
         parse_args(["n", "--executor", "threads"])
 
 
-_FAULTS = """
-import resource
-from utptrack_ros.ros.main import tune_allocator
-print(tune_allocator())
-def frame():
-    a = b"\\x01" * (1 << 20)  # e.g. a received message and its converted copy, alive together
-    b = b"\\x02" * (1 << 20)
-    del a, b
-frame()
-f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(50):
-    frame()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 50)
+def test_events_falls_back_to_single_without_rclpy_events_executor():
+    code = ("import sys; sys.modules['rclpy.experimental'] = None\n"
+            "from utptrack_ros.ros.main import make_executor\n"
+            "import rclpy; rclpy.init(); ex, kind = make_executor('events'); print(type(ex).__name__, kind)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["SingleThreadedExecutor", "single"]
+
+
+PARAMS = """
+/**:
+  ros__parameters:
+    autostart: true
+    model: {name: tiny, weights: random, seed: 0, device: cpu, num_threads: 1}
+    output: {diagnostics_period_s: 0.25}
 """
 
 
-def _run(env_extra: dict) -> tuple[str, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "UTPTRACK_MALLOC_TUNE"}
-    env.update(env_extra)
-    out = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    applied, per_iter = out.stdout.split()
-    return applied, float(per_iter)
+@pytest.mark.parametrize("executor", ["single", "multi", "events"])
+def test_node_serves_everything_under_each_executor(executor, ros_tmp):
+    from lifecycle_msgs.msg import Transition
 
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
-def test_tuned_allocator_reuses_pages_for_frame_sized_buffers():
-    applied, faults = _run({})
-    assert applied == "True"
-    assert faults < 20, f"{faults} page faults per frame with the tuned allocator"  # 512 pages if mapped afresh
-    applied, faults = _run({"UTPTRACK_MALLOC_TUNE": "0"})
-    assert applied == "False"
-    print(f"glibc defaults: {faults:.0f} page faults per frame")  # 480 here (glibc 2.36): trimmed and re-mapped
-    applied, _ = _run({"MALLOC_ARENA_MAX": "2"})  # the user's own malloc settings win
-    assert applied == "False"
+    tag = f"test_main_{executor}"
+    params = ros_tmp / f"{executor}.yaml"
+    params.write_text(PARAMS)
+    env = ros_env(tag)
+    env.pop("UTPTRACK_EXECUTOR", None)
+    proc = NodeProcess(params, env, ros_tmp / f"{executor}.log", pre=("--executor", executor))
+    client = Client(domain_id(tag))
+    try:
+        try:
+            client.log_containing("active on cpu", timeout=90)
+        except AssertionError:
+            raise AssertionError(f"node did not come up; its log:\n{proc.log()[-3000:]}")
+        assert f"executor: {executor}" in client.log_containing("executor:").msg
+        t = client.target_for(client.publish(0, aux=False))
+        assert t.state == 0 and t.header.frame_id == "cam"
+        assert client.init((60.0, 50.0, 40.0, 40.0)).success
+        assert client.target_for(client.publish(1, aux=False)).frame_index == 1
+        assert client.set_params(tracker__lost_threshold=0.5)[0].successful
+        assert client.reset().success
+        client.wait_diagnostics(lambda d: int(d["input"][2]["processed"]) >= 2, what="diagnostics timer")
+        assert client.state() == "active"
+        assert client.transition(Transition.TRANSITION_DEACTIVATE) and client.state() == "inactive"
+    finally:
+        client.close()
+        rc = proc.stop()
+    assert rc == 0, f"node exited with {rc}; log:\n{proc.log()[-3000:]}"

@@ -1,30 +1,29 @@
 """Entry point ``utptrack_node``: the TrackerNode in an executor.
 
-    utptrack_node [--executor single|multi|events] --ros-args --params-file config/rgb_cpu.yaml \
+    utptrack_node [--executor events|single|multi] --ros-args --params-file config/rgb_cpu.yaml \
         -r image:=/camera/color/image_raw
 
 ``autostart:=true`` (parameter) configures and activates the node at start for systems without
 a lifecycle manager; a failed configure is logged and reported on /diagnostics, and the node
 keeps running so it can be reconfigured (``ros2 lifecycle set /utptrack configure``).
 
-Executor (``--executor``, default ``single``): the tracking runs in the node's own worker
-thread, so every callback is short and one thread serves them all (services answer between
-frames, never behind a running model). rclpy's Python ``MultiThreadedExecutor`` (``multi``)
-adds a thread-pool hand-off and GIL traffic to every callback (docs/ros.md "Latency
-overhead" has the A/B); ``events`` is rclpy's experimental C++ EventsExecutor (spun with
-``spin_once``: its ``spin()`` delivered nothing here, rclpy kilted 9.1.2).
+Executor (``--executor``, default ``events``; environment ``UTPTRACK_EXECUTOR``): the tracking
+runs in the node's own worker thread, so every callback is short and one executor thread serves
+them all (services answer between frames, never behind a running model).
 
-Allocator: image-sized buffers (each received message, rclpy's and numpy's temporaries) are
-above glibc's default mmap threshold, so every frame mapped fresh pages and paid a page fault
-per 4 KiB (~1 ms per 640x480 frame on this VM). :func:`tune_allocator` keeps such buffers in
-the heap; ``UTPTRACK_MALLOC_TUNE=0`` (or any ``MALLOC_*`` variable set by the user) leaves
-glibc's defaults.
+* ``events``: rclpy's C++ EventsExecutor (``rclpy.experimental``, rclpy >= 9 / Kilted): no
+  Python wait-set rebuild per callback and the GIL is free for the worker as soon as a callback
+  returns. Spun with ``spin_once`` in a loop: its ``spin()`` delivered no messages here (rclpy
+  9.1.2). Falls back to ``single`` where rclpy has no EventsExecutor (Jazzy).
+* ``single``: rclpy's Python SingleThreadedExecutor.
+* ``multi``: rclpy's MultiThreadedExecutor (4 threads), the first version's choice: a
+  thread-pool hand-off and GIL traffic per callback.
+
+docs/ros.md "Latency overhead" has the A/B of the three.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import os
 import sys
 from typing import Optional, Sequence
@@ -35,22 +34,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from .node import TrackerNode
 
-EXECUTORS = ("single", "multi", "events")
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
-
-
-def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 128 << 20) -> bool:
-    """glibc only: serve allocations below ``mmap_threshold`` from the heap and keep up to
-    ``trim_threshold`` of freed heap, so per-frame buffers reuse mapped pages. Returns True when
-    applied (False: not glibc, opted out, or the user set MALLOC_* variables)."""
-    if os.environ.get("UTPTRACK_MALLOC_TUNE", "1") == "0" or any(k.startswith("MALLOC_") for k in os.environ):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+EXECUTORS = ("events", "single", "multi")
 
 
 def autostart(node: TrackerNode) -> bool:
@@ -64,17 +48,20 @@ def autostart(node: TrackerNode) -> bool:
     return True
 
 
-def _make_executor(kind: str):
+def make_executor(kind: str) -> tuple[object, str]:
+    """(executor, the kind actually made): ``events`` falls back to ``single`` without rclpy's."""
     if kind == "multi":
-        return MultiThreadedExecutor(num_threads=4)
+        return MultiThreadedExecutor(num_threads=4), kind
     if kind == "events":
-        from rclpy.experimental import EventsExecutor
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            return SingleThreadedExecutor(), "single"
+        return EventsExecutor(), kind
+    return SingleThreadedExecutor(), "single"
 
-        return EventsExecutor()
-    return SingleThreadedExecutor()
 
-
-def _spin(executor, kind: str) -> None:
+def spin(executor, kind: str) -> None:
     if kind == "events":
         while rclpy.ok():
             executor.spin_once(timeout_sec=0.5)
@@ -84,8 +71,8 @@ def _spin(executor, kind: str) -> None:
 
 def parse_args(args: Sequence[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="utptrack_node", description="UTPTrack lifecycle node (ROS arguments after --ros-args)")
-    ap.add_argument("--executor", choices=EXECUTORS, default=os.environ.get("UTPTRACK_EXECUTOR", "single"),
-                    help="rclpy executor spinning the node (default single; env UTPTRACK_EXECUTOR)")
+    ap.add_argument("--executor", choices=EXECUTORS, default=os.environ.get("UTPTRACK_EXECUTOR", "events"),
+                    help="rclpy executor spinning the node (default events; environment UTPTRACK_EXECUTOR)")
     return ap.parse_known_args(_user_args(args))[0]  # other arguments were ignored before: still are
 
 
@@ -105,17 +92,16 @@ def _user_args(args: Sequence[str]) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv if argv is None else argv)
     opts = parse_args(args)
-    tuned = tune_allocator()
     try:
         with rclpy.init(args=args):
             node = TrackerNode()
-            node.get_logger().info(f"executor {opts.executor}; allocator tuned: {tuned}")
-            executor = _make_executor(opts.executor)
+            executor, kind = make_executor(opts.executor)
+            node.get_logger().info(f"executor: {kind}" + ("" if kind == opts.executor else f" ({opts.executor} unavailable)"))
             executor.add_node(node)
             if node.get_parameter("autostart").value:
                 autostart(node)
             try:
-                _spin(executor, opts.executor)
+                spin(executor, kind)
             finally:
                 node.release()  # stop the worker; no lifecycle transition once the context is down
                 executor.shutdown()

@@ -61,7 +61,6 @@ class Frame:
     array: np.ndarray  # RGB (H, W, 3) uint8, or the aux array
     received: float  # time.perf_counter() at callback entry (latency is a steady-clock duration)
     convert_ms: float
-    valid_fraction: Optional[float] = None  # depth only: fraction of valid pixels
 
 
 def _variant_tracker_config(name: str):
@@ -121,7 +120,7 @@ class TrackerNode(LifecycleNode):
         self._last: Optional[TrackResult] = None
         self._last_problem = ""
         self._logged: dict[str, float] = {}
-        self._depth_valid: Optional[float] = None
+        self._last_depth: Optional[np.ndarray] = None  # its valid fraction is computed for /diagnostics only
         self._counts = {"processed": 0, "zero_stamp": 0, "bad_input": 0, "skipped_before_init": 0, "errors": 0}
         self._prev_counts: dict = {}
         self._rates = {k: diag.RateMeter() for k in ("rgb_hz", "aux_hz", "output_hz")}
@@ -394,12 +393,10 @@ class TrackerNode(LifecycleNode):
         except SensorError as err:
             self._problem(f"{modality.value} frame dropped: {err}")
             return
-        valid = None
         if modality is Modality.DEPTH:
-            valid = float(np.count_nonzero(arr > 0) / arr.size)  # NaN > 0 is False
-            self._depth_valid = valid
+            self._last_depth = arr
         converted = time.perf_counter()
-        item = Stamped(stamp, now, Frame(header, arr, received, (converted - received) * 1e3, valid))
+        item = Stamped(stamp, now, Frame(header, arr, received, (converted - received) * 1e3))
         with self._input_lock:
             if self._sync is None:
                 return
@@ -668,9 +665,16 @@ class TrackerNode(LifecycleNode):
             frame_index=int(last.frame_index) if last is not None else -1,
             prompt=self._prompt,
             latency=stages,
-            depth_valid_fraction=self._depth_valid if s is not None and s.modality is Modality.DEPTH else None,
+            depth_valid_fraction=self._depth_valid_fraction() if s is not None and s.modality is Modality.DEPTH else None,
         )
         self._diag_pub.publish(diag.to_msg(diag.build_statuses(snap), self.get_clock().now().to_msg()))
+
+
+    def _depth_valid_fraction(self) -> Optional[float]:
+        """Fraction of valid pixels (> 0; NaN is not) of the latest depth frame: computed here, at
+        the diagnostics period, not per frame in the callback."""
+        depth = self._last_depth
+        return None if depth is None else float(np.count_nonzero(depth > 0) / depth.size)
 
 
 def settings_with_live(old: NodeSettings, new: NodeSettings) -> NodeSettings:
