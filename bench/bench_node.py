@@ -118,7 +118,13 @@ def stamp_of(i: int) -> int:
 
 def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
     """Answer each image (RGB-D: each pair with equal stamps) with a TrackedTarget carrying its
-    header: DDS + rclpy + CDR read + one small publish, no conversion and no tracking."""
+    header: DDS + rclpy + CDR read + one small publish, no conversion and no tracking.
+
+    It keeps the last 30 messages, as the node's init history does: an echo that freed each
+    0.9 MB message at once would make glibc trim and re-map its heap every frame (~640 page
+    faults, ~1.5 ms per frame measured here), which is allocator behaviour, not transport."""
+    from collections import deque
+
     from utptrack_ros.ros.main import make_executor, spin
 
     import rclpy
@@ -136,12 +142,14 @@ def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
     node = rclpy.create_node("utptrack")
     pub = node.create_publisher(TrackedTarget, "~/target", 10)
     pending: dict[int, int] = {}
+    kept: deque = deque(maxlen=30)
     need = 2 if modality != "rgb" else 1
 
     def on_image(stream: str):
         def cb(raw: bytes) -> None:
             t0 = time.perf_counter()
             msg = image_from_cdr(raw)
+            kept.append(raw)
             stamp = stamp_to_ns(msg.header.stamp)
             t1 = time.perf_counter()
             trace.add({"ev": "input", "stream": stream, "stamp": stamp, "t_entry": t0, "t_parsed": t1, "t_converted": t1, "t_done": t1, "cpu": 0.0})
@@ -177,9 +185,8 @@ def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
 class Target:
     """One setup: its process, and this side's rclpy context, publishers and ~/target subscriber."""
 
-    def __init__(self, setup: dict, domain: int, tmp: Path, threads: int) -> None:
+    def __init__(self, setup: dict, domain: int, tmp: Path, threads: int, consumer: str) -> None:
         import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
@@ -217,9 +224,17 @@ class Target:
 
         self.node.create_subscription(TrackedTarget, "/utptrack/target", on_target, 10)
         self.init = self.node.create_client(InitTarget, "/utptrack/init_target") if setup["kind"] == "node" else None
-        self.ex = SingleThreadedExecutor(context=self.ctx)
+        from utptrack_ros.ros.main import make_executor, spin
+
+        self.ex, kind = make_executor(consumer, self.ctx)
         self.ex.add_node(self.node)
-        self.spin = threading.Thread(target=self.ex.spin, daemon=True)
+        def run() -> None:
+            try:
+                spin(self.ex, kind, self.ctx)
+            except BaseException:  # noqa: BLE001 - the context shutting down ends the spin
+                pass
+
+        self.spin = threading.Thread(target=run, daemon=True)
         self.spin.start()
         self.sent: dict[int, dict] = {}
 
@@ -262,9 +277,10 @@ class Target:
     def stop(self) -> None:
         import rclpy
 
+        rclpy.shutdown(context=self.ctx)
+        self.spin.join(timeout=3)
         self.ex.shutdown()
         self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -316,7 +332,7 @@ def run_group(spec_path: Path) -> int:
     out: dict = {"setups": []}
     try:
         for k, s in enumerate(spec["setups"]):
-            targets.append(Target(s, spec["domain_base"] + k, tmp, spec["threads"]))
+            targets.append(Target(s, spec["domain_base"] + k, tmp, spec["threads"], spec["consumer"]))
         end = time.monotonic() + 240
         while not all(t.ready() for t in targets):
             if time.monotonic() > end:
@@ -428,6 +444,7 @@ def frame_stages(row: dict) -> dict[str, float]:
     if "cpu_thread" in fr:
         st["cpu worker thread"] = fr["cpu_thread"] * ms
         st["cpu node process (taken->published)"] = fr["cpu_process"] * ms
+        st["cpu publish"] = fr.get("cpu_publish", np.nan) * ms
     return st
 
 
@@ -486,6 +503,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20, help="tracking frames per setup before measuring")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads in the node (model.num_threads)")
+    ap.add_argument("--consumer", choices=("single", "events"), default="single",
+                    help="executor of this process's ~/target subscriber (the downstream consumer)")
     ap.add_argument("--json", type=Path, default=REPO / "artifacts" / "bench" / "bench_node.json")
     ap.add_argument("--quick", action="store_true", help="shipped configuration, executor A/B and floors only, 60 frames")
     ap.add_argument("--only", default="", help="comma-separated substrings: run the setups whose name contains one")
@@ -510,7 +529,7 @@ def main() -> int:
             continue
         label = "large-SHM profile" if profile else "default transports"
         print(f"== {len(group)} setups over {label}, {frames} frames each, round robin", flush=True)
-        spec = {"setups": group, "frames": frames, "warmup": args.warmup, "threads": args.threads,
+        spec = {"setups": group, "frames": frames, "warmup": args.warmup, "threads": args.threads, "consumer": args.consumer,
                 "domain_base": base + 20 * g, "out": str(tmp / f"group{g}.json")}
         (tmp / f"group{g}.spec.json").write_text(json.dumps(spec))
         env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
@@ -529,7 +548,8 @@ def main() -> int:
     import torch
 
     meta = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "node_torch_threads": args.threads, "machine": platform.machine(), "frames": frames, "warmup": args.warmup}
+            "node_torch_threads": args.threads, "machine": platform.machine(), "frames": frames, "warmup": args.warmup,
+            "consumer_executor": args.consumer}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "machine_load": machine, "conversion_cpu_ms": micro, "results": results}, indent=2))
     print(f"wrote {args.json}")

@@ -48,22 +48,23 @@ def autostart(node: TrackerNode) -> bool:
     return True
 
 
-def make_executor(kind: str) -> tuple[object, str]:
+def make_executor(kind: str, context=None) -> tuple[object, str]:
     """(executor, the kind actually made): ``events`` falls back to ``single`` without rclpy's."""
     if kind == "multi":
-        return MultiThreadedExecutor(num_threads=4), kind
+        return MultiThreadedExecutor(num_threads=4, context=context), kind
     if kind == "events":
         try:
             from rclpy.experimental import EventsExecutor
         except ImportError:
-            return SingleThreadedExecutor(), "single"
-        return EventsExecutor(), kind
-    return SingleThreadedExecutor(), "single"
+            return SingleThreadedExecutor(context=context), "single"
+        return EventsExecutor(context=context), kind
+    return SingleThreadedExecutor(context=context), "single"
 
 
-def spin(executor, kind: str) -> None:
+def spin(executor, kind: str, context=None) -> None:
+    """Until the context shuts down (SIGINT/SIGTERM, rclpy.shutdown)."""
     if kind == "events":
-        while rclpy.ok():
+        while rclpy.ok(context=context):
             executor.spin_once(timeout_sec=0.5)
     else:
         executor.spin()

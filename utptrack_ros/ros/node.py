@@ -466,6 +466,8 @@ class TrackerNode(LifecycleNode):
                 self._last = result
             target_id = self._target_id
         t_pub = time.perf_counter()
+        if self._trace is not None:
+            cpu_publish = time.thread_time()
         from utptrack_ros.msg import TrackedTarget
 
         latency = (t_pub - frame.received) * 1e3
@@ -478,7 +480,8 @@ class TrackerNode(LifecycleNode):
         if self._trace is not None:
             self._trace.add({"ev": "frame", "stamp": item.stamp_ns, "t_taken": taken, "t_tracked": t_pub, "t_published": done,
                              "timings_ms": dict(result.timings_ms) if result is not None else {},
-                             "cpu_thread": time.thread_time() - cpu_thread, "cpu_process": time.process_time() - cpu_process})
+                             "cpu_thread": time.thread_time() - cpu_thread, "cpu_process": time.process_time() - cpu_process,
+                             "cpu_publish": time.thread_time() - cpu_publish})
         self._rates["output_hz"].tick(self._now_ns())
         self._counts["processed"] += 1
         self._record_stages(frame, taken, result, (done - t_pub) * 1e3, (done - frame.received) * 1e3)

@@ -17,7 +17,7 @@ Records (``ev`` names the kind):
 * ``frame``: ``stamp``, ``t_taken`` (worker took the set), ``t_tracked`` (``Tracker.track``
   returned), ``t_published`` (``~/target`` publish returned), ``timings_ms`` (the tracker's own
   preprocess / model / postprocess / total), ``cpu_thread`` and ``cpu_process`` deltas over
-  taken -> published.
+  taken -> published, ``cpu_publish`` (thread CPU of tracked -> published).
 """
 from __future__ import annotations
 
