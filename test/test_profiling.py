@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from utptrack_ros.cli import main as cli_main
 from utptrack_ros.config import PruneConfig
 from utptrack_ros.models import create_model
 from utptrack_ros.models.encoder import Attention
-from utptrack_ros.profiling import count_macs, example_inputs, expected_ledger, main, profile_model
+from utptrack_ros.profiling import count_macs, example_inputs, expected_ledger, profile_model
 from utptrack_ros.types import Task
 
 
@@ -144,7 +145,7 @@ def test_run_time_keep_ratio_equals_a_fresh_model(name, prompt):
 
 def test_profile_verb_prints_the_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "profile.json"
-    assert main(["--config", "tiny", "--keep", "0.5", "--runs", "2", "--warmup", "0", "--threads", "1",
+    assert cli_main(["profile", "--config", "tiny", "--keep", "0.5", "--runs", "2", "--warmup", "0", "--threads", "1",
                  "--json", str(out)]) == 0
     text = capsys.readouterr().out
     data = json.loads(out.read_text())

@@ -183,15 +183,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Stand-alone entry (``python -m utptrack_ros.demo``)."""
-    import logging
+if __name__ == "__main__":  # python -m, same as `utptrack demo`
+    from utptrack_ros.cli import main
 
-    parser = argparse.ArgumentParser(prog="utptrack demo", description=HELP)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -31,6 +31,7 @@ import json
 import logging
 import platform
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -557,12 +558,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Stand-alone entry point (``python -m utptrack_ros.profiling``)."""
-    parser = argparse.ArgumentParser(prog="utptrack profile", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+if __name__ == "__main__":  # python -m, same as `utptrack profile`
+    from utptrack_ros.cli import main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main(["profile", *sys.argv[1:]]))

@@ -140,11 +140,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="utptrack generate", description=HELP)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+if __name__ == "__main__":  # python -m, same as `utptrack generate`
+    from utptrack_ros.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["generate", *sys.argv[1:]]))

@@ -233,13 +233,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Stand-alone entry (``python -m utptrack_ros.eval.cli``)."""
-    parser = argparse.ArgumentParser(prog="utptrack eval-offline", description=HELP)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
+if __name__ == "__main__":  # python -m, same as `utptrack eval-offline`
+    from utptrack_ros.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["eval-offline", *sys.argv[1:]]))

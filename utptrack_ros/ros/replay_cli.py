@@ -237,15 +237,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Stand-alone entry (``python -m utptrack_ros.ros.replay_cli``)."""
-    import logging
+if __name__ == "__main__":  # python -m, same as `utptrack eval`
+    from utptrack_ros.cli import main
 
-    parser = argparse.ArgumentParser(prog="utptrack eval", description=HELP)
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["eval", *sys.argv[1:]]))

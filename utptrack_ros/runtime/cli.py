@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m utptrack_ros.runtime.cli``)."""
-    parser = argparse.ArgumentParser(prog="utptrack export")
-    add_arguments(parser)
-    torch.manual_seed(0)
-    return run(parser.parse_args(argv))
+if __name__ == "__main__":  # python -m, same as `utptrack export`
+    from utptrack_ros.cli import main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main(["export", *sys.argv[1:]]))
