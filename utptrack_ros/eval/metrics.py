@@ -215,8 +215,39 @@ def _mean_pct(mask: np.ndarray) -> float:
     return float(np.mean(mask) * 100.0) if mask.size else float("nan")
 
 
+class _CurveScores:
+    """Scores read off the OTB curves (percent), shared by sequence and aggregate results."""
+
+    success_curve: np.ndarray
+    precision_curve: np.ndarray
+    norm_precision_curve: np.ndarray
+
+    @property
+    def auc(self) -> float:
+        """Success AUC: plain mean of the 21-threshold success curve."""
+        return float(np.mean(self.success_curve) * 100.0)
+
+    @property
+    def precision(self) -> float:
+        """Precision at 20 px."""
+        return float(self.precision_curve[PRECISION_INDEX] * 100.0)
+
+    @property
+    def norm_precision(self) -> float:
+        """Normalised precision at 0.20."""
+        return float(self.norm_precision_curve[PRECISION_INDEX] * 100.0)
+
+    @property
+    def op50(self) -> float:
+        return float(self.success_curve[10] * 100.0)
+
+    @property
+    def op75(self) -> float:
+        return float(self.success_curve[15] * 100.0)
+
+
 @dataclass(frozen=True)
-class SequenceMetrics:
+class SequenceMetrics(_CurveScores):
     """Metrics of one tracker on one sequence (module docstring for the rules).
 
     Attributes:
@@ -253,29 +284,6 @@ class SequenceMetrics:
     got10k_iou: np.ndarray
     image_size: Optional[tuple[int, int]] = None
     convention: str = field(default=CONVENTION_OTB + " | " + CONVENTION_GOT10K)
-
-    @property
-    def auc(self) -> float:
-        """Success AUC in percent."""
-        return float(np.mean(self.success_curve) * 100.0)
-
-    @property
-    def precision(self) -> float:
-        """Precision at 20 px in percent."""
-        return float(self.precision_curve[PRECISION_INDEX] * 100.0)
-
-    @property
-    def norm_precision(self) -> float:
-        """Normalised precision at 0.20 in percent."""
-        return float(self.norm_precision_curve[PRECISION_INDEX] * 100.0)
-
-    @property
-    def op50(self) -> float:
-        return float(self.success_curve[10] * 100.0)
-
-    @property
-    def op75(self) -> float:
-        return float(self.success_curve[15] * 100.0)
 
     @property
     def ao(self) -> float:
@@ -323,7 +331,7 @@ class SequenceMetrics:
 
 
 @dataclass(frozen=True)
-class AggregateMetrics:
+class AggregateMetrics(_CurveScores):
     """Metrics pooled over several sequences (all of them, or those with one attribute).
 
     OTB-style curves are averaged over sequences; GOT-10k numbers pool all scored frames.
@@ -355,26 +363,6 @@ class AggregateMetrics:
     @property
     def num_sequences(self) -> int:
         return len(self.sequences)
-
-    @property
-    def auc(self) -> float:
-        return float(np.mean(self.success_curve) * 100.0)
-
-    @property
-    def precision(self) -> float:
-        return float(self.precision_curve[PRECISION_INDEX] * 100.0)
-
-    @property
-    def norm_precision(self) -> float:
-        return float(self.norm_precision_curve[PRECISION_INDEX] * 100.0)
-
-    @property
-    def op50(self) -> float:
-        return float(self.success_curve[10] * 100.0)
-
-    @property
-    def op75(self) -> float:
-        return float(self.success_curve[15] * 100.0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of scores (percent), counts and curves."""
