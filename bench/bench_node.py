@@ -9,8 +9,9 @@ whole image and the crop to 2200 px, which is not what a tracker does):
 * the shipped configuration (EventsExecutor, raw CDR input, ``config/fastdds_large_shm.xml``,
   reliable QoS) for RGB and RGB-D;
 * A/B variants, one change each: rclpy's Python SingleThreadedExecutor, its MultiThreadedExecutor
-  (the first version's), best-effort QoS, frames published as Python message objects instead
-  of serialized bytes, and (separately: a process has one FastDDS profile) default transports;
+  (the first version's), rclpy's deserialisation instead of raw CDR input, best-effort QoS, frames published as Python message objects instead
+  of serialized bytes, 2 torch threads, and (separately: a process has one FastDDS profile)
+  default transports;
 * a transport floor: an echo node (same executor, raw input) that answers each image (set)
   with a ``TrackedTarget`` carrying its header and does nothing else.
 
@@ -45,7 +46,7 @@ on a busy 2-core machine include waiting for a core.
     .venv/bin/python bench/bench_node.py [--frames 200] [--threads 1] [--quick] [--only NAMES]
         [--json artifacts/bench/bench_node.json]
 
-``--quick``: the shipped configuration, the executor A/B and the echo floors, 60 frames.
+``--quick``: the shipped configuration, the executor and input A/B and the echo floors, 60 frames.
 """
 from __future__ import annotations
 
@@ -90,8 +91,10 @@ def setups(quick: bool) -> list[dict]:
         out.append(dict(SHIPPED, name=f"{tag} echo floor", modality=mod, kind="echo"))
         out.append(dict(SHIPPED, name=f"{tag} single-threaded executor", modality=mod, executor="single"))
         out.append(dict(SHIPPED, name=f"{tag} multi-threaded executor", modality=mod, executor="multi"))
+        out.append(dict(SHIPPED, name=f"{tag} rclpy deserialisation", modality=mod, raw=False))
         if not quick:
             out.append(dict(SHIPPED, name=f"{tag} publish objects", modality=mod, publish="objects"))
+            out.append(dict(SHIPPED, name=f"{tag} 2 torch threads", modality=mod, threads=2))
     if not quick:
         out.append(dict(SHIPPED, name="RGB best effort", modality="rgb", qos="best_effort"))
         out.append(dict(SHIPPED, name="RGB default transports", modality="rgb", profile=False))
@@ -197,10 +200,10 @@ class Target:
         self.setup, self.domain = setup, domain
         self.trace_path = tmp / f"trace_{domain}.jsonl"
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", UTPTRACK_TRACE_FILE=str(self.trace_path),
-                   UTPTRACK_EXECUTOR=setup["executor"])
+                   UTPTRACK_EXECUTOR=setup["executor"], UTPTRACK_RAW_INPUT="1" if setup.get("raw", True) else "0")
         if setup["kind"] == "node":
             params = tmp / f"params_{domain}.yaml"
-            params.write_text(PARAMS.format(modality=setup["modality"], qos=setup["qos"], threads=threads))
+            params.write_text(PARAMS.format(modality=setup["modality"], qos=setup["qos"], threads=setup.get("threads", threads)))
             cmd = [sys.executable, "-m", "utptrack_ros.ros.main", "--executor", setup["executor"], "--ros-args", "--params-file", str(params)]
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--echo", setup["modality"], setup["executor"], setup["qos"]]
@@ -505,8 +508,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads in the node (model.num_threads)")
     ap.add_argument("--consumer", choices=("single", "events"), default="single",
                     help="executor of this process's ~/target subscriber (the downstream consumer)")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="run the nodes and this side at this nice value (negative = ahead of other jobs; needs root)")
     ap.add_argument("--json", type=Path, default=REPO / "artifacts" / "bench" / "bench_node.json")
-    ap.add_argument("--quick", action="store_true", help="shipped configuration, executor A/B and floors only, 60 frames")
+    ap.add_argument("--quick", action="store_true", help="shipped configuration, executor/input A/B and floors only, 60 frames")
     ap.add_argument("--only", default="", help="comma-separated substrings: run the setups whose name contains one")
     ap.add_argument("--echo", nargs=3, metavar=("MODALITY", "EXECUTOR", "QOS"), help=argparse.SUPPRESS)
     ap.add_argument("--group", type=Path, help=argparse.SUPPRESS)
@@ -536,7 +541,8 @@ def main() -> int:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
         if profile:
             env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
-        rc = subprocess.call([sys.executable, str(Path(__file__).resolve()), "--group", str(tmp / f"group{g}.spec.json")], env=env)
+        nice = ["nice", "-n", str(args.nice)] if args.nice else []
+        rc = subprocess.call(nice + [sys.executable, str(Path(__file__).resolve()), "--group", str(tmp / f"group{g}.spec.json")], env=env)
         if rc != 0:
             print(f"group over {label} failed (rc {rc})")
             continue
@@ -549,7 +555,7 @@ def main() -> int:
 
     meta = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "node_torch_threads": args.threads, "machine": platform.machine(), "frames": frames, "warmup": args.warmup,
-            "consumer_executor": args.consumer}
+            "consumer_executor": args.consumer, "nice": args.nice}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "machine_load": machine, "conversion_cpu_ms": micro, "results": results}, indent=2))
     print(f"wrote {args.json}")

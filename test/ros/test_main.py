@@ -8,7 +8,7 @@ import sys
 import pytest
 
 pytest.importorskip("rclpy")
-from ros_harness import Client, NodeProcess, domain_id, ros_env  # noqa: E402
+from ros_harness import Client, NodeProcess, W, H, domain_id, ros_env  # noqa: E402
 from utptrack_ros.ros.main import EXECUTORS, parse_args  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -46,16 +46,18 @@ PARAMS = """
 """
 
 
-@pytest.mark.parametrize("executor", ["single", "multi", "events"])
-def test_node_serves_everything_under_each_executor(executor, ros_tmp):
+@pytest.mark.parametrize("executor, raw", [("single", "1"), ("multi", "1"), ("events", "1"), ("events", "0")])
+def test_node_serves_everything_under_each_executor(executor, raw, ros_tmp):
+    """raw "0": UTPTRACK_RAW_INPUT=0, rclpy's deserialised messages instead of CDR bytes."""
     from lifecycle_msgs.msg import Transition
 
-    tag = f"test_main_{executor}"
+    tag = f"test_main_{executor}_{raw}"
     params = ros_tmp / f"{executor}.yaml"
     params.write_text(PARAMS)
     env = ros_env(tag)
     env.pop("UTPTRACK_EXECUTOR", None)
-    proc = NodeProcess(params, env, ros_tmp / f"{executor}.log", pre=("--executor", executor))
+    env["UTPTRACK_RAW_INPUT"] = raw
+    proc = NodeProcess(params, env, ros_tmp / f"{executor}_{raw}.log", pre=("--executor", executor))
     client = Client(domain_id(tag))
     try:
         try:
@@ -63,8 +65,8 @@ def test_node_serves_everything_under_each_executor(executor, ros_tmp):
         except AssertionError:
             raise AssertionError(f"node did not come up; its log:\n{proc.log()[-3000:]}")
         assert f"executor: {executor}" in client.log_containing("executor:").msg
-        t = client.target_for(client.publish(0, aux=False))
-        assert t.state == 0 and t.header.frame_id == "cam"
+        t = client.target_for(client.publish(0, aux=False, frame_id="cam_a"))
+        assert t.state == 0 and t.header.frame_id == "cam_a" and (t.image_width, t.image_height) == (W, H)
         assert client.init((60.0, 50.0, 40.0, 40.0)).success
         assert client.target_for(client.publish(1, aux=False)).frame_index == 1
         assert client.set_params(tracker__lost_threshold=0.5)[0].successful

@@ -15,10 +15,12 @@ synchroniser (sync.py) and the init history; synchronised sets go to a one-slot 
 worker thread runs ``Tracker.track`` on the newest set and publishes with the input's header.
 Tracking runs in that worker, never in an executor callback, so the services answer while the
 model runs, whatever executor spins the node (main.py). ``UTPTRACK_TRACE_FILE`` turns on
-per-frame stage timestamps (trace.py) for the benchmark.
+per-frame stage timestamps (trace.py) for the benchmark; ``UTPTRACK_RAW_INPUT=0`` subscribes to
+deserialised messages instead (rclpy's path; for A/B measurements and as an escape hatch).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -307,23 +309,27 @@ class TrackerNode(LifecycleNode):
             return SubscriptionEventCallbacks(incompatible_qos=cb)
 
         # raw: the callbacks get the serialized bytes and read them with sensors.*_from_cdr
+        raw = os.environ.get("UTPTRACK_RAW_INPUT", "1") != "0"
         rgb_type = CompressedImage if s.input.compressed else Image
         self._subs.append(self.create_subscription(
             rgb_type, self._rgb_topic(), self._on_rgb, self._qos("image"),
-            callback_group=self._inputs_group, event_callbacks=incompatible(self._rgb_topic()), raw=True))
+            callback_group=self._inputs_group, event_callbacks=incompatible(self._rgb_topic()), raw=raw))
         if s.modality is not Modality.RGB:
             aux_type = CompressedImage if s.input.aux_compressed else Image
             self._subs.append(self.create_subscription(
                 aux_type, self._aux_topic(), self._on_aux, self._qos("aux"),
-                callback_group=self._inputs_group, event_callbacks=incompatible(self._aux_topic()), raw=True))
+                callback_group=self._inputs_group, event_callbacks=incompatible(self._aux_topic()), raw=raw))
         self._subs.append(self.create_subscription(
             String, "prompt", self._on_prompt, 10, callback_group=self._services_group))
 
     @staticmethod
-    def _read(raw: bytes, compressed: bool) -> tuple[Any, Header]:
+    def _read(raw: Any, compressed: bool) -> tuple[Any, Header]:
         """Serialized image -> (light message whose ``data`` views ``raw``, std_msgs/Header).
 
-        Bytes in an encapsulation sensors.py does not read go through rclpy's deserialiser."""
+        Bytes in an encapsulation sensors.py does not read go through rclpy's deserialiser; a
+        message object (``UTPTRACK_RAW_INPUT=0``) is used as it is."""
+        if not isinstance(raw, bytes):
+            return raw, raw.header
         try:
             msg = compressed_from_cdr(raw) if compressed else image_from_cdr(raw)
         except SensorError:
