@@ -36,7 +36,7 @@ preprocess / model / postprocess times and thread / process CPU (ros/trace.py). 
   track other    Tracker.track wall time outside its three stages (tracker lock, ...)
   publish        TrackedTarget build + publish() (returns after the reader was notified)
   transport out  publish() returned -> our callback entered (negative when our callback ran
-                 before the node's publish() returned: add the two for the output hop)
+                 before the node's publish() returned: "output hop" is the two together)
 
 overhead = e2e - model, per frame (e2e: first publish() call -> ~/target callback entry). The
 machine's load (other processes' CPU, steal) is recorded per group; CPU per stage and the node
@@ -440,6 +440,7 @@ def frame_stages(row: dict) -> dict[str, float]:
     }
     # transport in: everything before the completing callback that is not our own callback work
     st["transport in"] = (last["t_entry"] - sent["t0"]) * ms - publish_call * ms - (own_inputs - (last["t_done"] - last["t_entry"])) * ms
+    st["output hop"] = (row["t_recv"] - fr["t_tracked"]) * ms  # publish + transport out, never negative
     st["e2e"] = e2e
     st["overhead"] = e2e - st["model"]
     st["rgb hop"] = (next(r for r in ins if r["stream"] == "rgb")["t_entry"] - sent["t_rgb_send"]) * ms
@@ -580,7 +581,8 @@ def report(results: list[dict], machine: dict, micro: dict) -> None:
         print("    " + ", ".join(f"{k} {p50[k]:.2f}" for k in STAGES if k in p50 and k != "model"))
         cpu = [k for k in p50 if k.startswith("cpu")]
         proc = r.get("node_process", {})
-        print("    CPU: " + ", ".join(f"{k[4:]} {p50[k]:.2f}" for k in cpu) + f"; rgb hop alone {p50['rgb hop']:.2f}; node process "
+        print("    CPU: " + ", ".join(f"{k[4:]} {p50[k]:.2f}" for k in cpu) + f"; rgb hop alone {p50['rgb hop']:.2f}, "
+              f"output hop {p50['output hop']:.2f}; node process "
               f"{proc.get('cpu_ms_per_frame', float('nan')):.1f} ms CPU and {proc.get('page_faults_per_frame', float('nan')):.0f} page faults per frame")
     print("\nA/B (overhead median, this run):")
     for r in results:
