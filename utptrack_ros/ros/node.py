@@ -351,7 +351,8 @@ class TrackerNode(LifecycleNode):
         return None
 
     def _on_rgb(self, raw: bytes) -> None:
-        received, cpu, now = time.perf_counter(), time.thread_time(), self._now_ns()
+        received, now = time.perf_counter(), self._now_ns()
+        cpu = time.thread_time() if self._trace is not None else 0.0
         self._rates["rgb_hz"].tick(now)
         compressed = self.settings.input.compressed
         try:
@@ -381,7 +382,8 @@ class TrackerNode(LifecycleNode):
             self._trace_input("rgb", stamp, received, parsed, converted, cpu)
 
     def _on_aux(self, raw: bytes) -> None:
-        received, cpu, now = time.perf_counter(), time.thread_time(), self._now_ns()
+        received, now = time.perf_counter(), self._now_ns()
+        cpu = time.thread_time() if self._trace is not None else 0.0
         self._rates["aux_hz"].tick(now)
         modality = self.settings.modality
         compressed = self.settings.input.aux_compressed
