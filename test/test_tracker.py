@@ -191,3 +191,15 @@ def test_from_pretrained_weights_file_and_base_name(tiny, tmp_path):
     assert not base.model.prune.enabled
     for a, b in zip(pruned.model.state_dict().values(), base.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_prepared_aux_frame_gives_the_same_result(tiny, frames):
+    from utptrack_ros.modalities import prepare_aux
+
+    img, depth = frames
+    a, b = Tracker(tiny), Tracker(tiny)
+    a.init(img, [40, 30, 20, 24], aux=depth, modality="depth")
+    b.init(img, [40, 30, 20, 24], aux=depth, modality="depth")
+    ra = a.track(img, depth)
+    rb = b.track(img, prepare_aux(depth, Modality.DEPTH, b.config.aux))
+    assert ra.box == rb.box and ra.confidence == rb.confidence

@@ -212,18 +212,20 @@ class MultiTracker:
         return text.to(self.device), task
 
     # -- inputs ------------------------------------------------------------------------
-    def _aux_frame(self, aux: Optional[np.ndarray], image: np.ndarray) -> Optional[AuxFrame]:
+    def _aux_frame(self, aux: Union[None, np.ndarray, AuxFrame], image: np.ndarray) -> Optional[AuxFrame]:
         if aux is None:
             return None
         if self.modality is Modality.RGB:
             raise InputError("an auxiliary frame was given but the tracker was initialised with modality=rgb")
-        if not isinstance(aux, np.ndarray):
+        if not isinstance(aux, (np.ndarray, AuxFrame)):
             raise InputError(f"auxiliary frame must be a numpy array, got {type(aux).__name__}")
         if aux.shape[:2] != image.shape[:2]:
             raise InputError(
                 f"{self.modality.value} frame is {aux.shape[1]}x{aux.shape[0]} but the RGB image is "
                 f"{image.shape[1]}x{image.shape[0]}; register/resize it to the RGB image first"
             )
+        if isinstance(aux, AuxFrame):  # prepared ahead (modalities.prepare_aux with this config)
+            return aux
         return prepare_aux(aux, self.modality, self.config.aux)
 
     def _crops(self, image: np.ndarray, aux: Optional[AuxFrame], geoms: list[CropGeometry]) -> torch.Tensor:
@@ -292,8 +294,12 @@ class MultiTracker:
             for b in boxes
         ]
 
-    def track(self, image: np.ndarray, aux: Optional[np.ndarray] = None) -> list[TrackResult]:
-        """Locate every target in the next frame. ``aux=None`` falls back to RGB-only input."""
+    def track(self, image: np.ndarray, aux: Union[None, np.ndarray, AuxFrame] = None) -> list[TrackResult]:
+        """Locate every target in the next frame. ``aux=None`` falls back to RGB-only input.
+
+        ``aux`` may also be an :class:`~utptrack_ros.modalities.AuxFrame` prepared ahead of time
+        (e.g. while the RGB frame is still in transit) with ``prepare_aux(aux, modality, config.aux)``.
+        """
         if self._targets is None:
             raise NotInitializedError("track() called before init()")
         t0 = time.perf_counter()
@@ -430,7 +436,7 @@ class Tracker:
     ) -> TrackResult:
         return self._multi.init(image, [box], aux, modality, [prompt])[0]
 
-    def track(self, image: np.ndarray, aux: Optional[np.ndarray] = None) -> TrackResult:
+    def track(self, image: np.ndarray, aux: Union[None, np.ndarray, AuxFrame] = None) -> TrackResult:
         return self._multi.track(image, aux)[0]
 
     def set_prompt(self, prompt: Optional[str]) -> None:
