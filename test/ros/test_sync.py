@@ -14,8 +14,8 @@ def S(t_ms: float, arrival_ms: float = 0.0, tag: str = "") -> Stamped:
     return Stamped(int(t_ms * MS), int(arrival_ms * MS), tag)
 
 
-def make(slop_ms=20, queue=5, timeout_ms=1000, aux=True) -> ApproximateSync:
-    return ApproximateSync(slop_ms * MS, queue, timeout_ms * MS, aux_enabled=aux, start_ns=0)
+def make(slop_ms=20, queue=5, timeout_ms=1000, aux=True, start_ms=1) -> ApproximateSync:
+    return ApproximateSync(slop_ms * MS, queue, timeout_ms * MS, aux_enabled=aux, start_ns=start_ms * MS)
 
 
 def test_pairs_within_slop_in_either_arrival_order():
@@ -73,9 +73,9 @@ def test_queue_bound_evicts_oldest():
 
 
 def test_aux_timeout_falls_back_to_rgb_only_and_resumes():
-    sync = make(timeout_ms=500)
+    sync = make(timeout_ms=500)  # started at 1 ms
     assert sync.add_rgb(S(0), 100 * MS) is None  # within the timeout since start: waits
-    assert not sync.aux_fallback(400 * MS) and sync.aux_fallback(501 * MS)
+    assert not sync.aux_fallback(501 * MS) and sync.aux_fallback(502 * MS)
     out = sync.add_rgb(S(533), 600 * MS)
     assert out is not None and out.aux is None
     assert sync.counters.rgb_only == 1 and sync.counters.unmatched_rgb == 1
@@ -86,6 +86,17 @@ def test_aux_timeout_falls_back_to_rgb_only_and_resumes():
     assert out.aux is not None and sync.counters.matched == 1
     # and stops again
     assert sync.add_rgb(S(2000), 1200 * MS).aux is None
+
+
+def test_aux_grace_period_starts_with_the_clock():
+    # activated under use_sim_time before any /clock: the node clock read 0
+    sync = make(timeout_ms=500, start_ms=0)
+    first = 1_700_000_000_000 * MS  # bag time
+    assert not sync.aux_fallback(first)  # not "silent since 1970"
+    assert not sync.aux_fallback(first + 400 * MS) and sync.aux_fallback(first + 501 * MS)
+    # the clock jumps back (bag loop): the grace period starts over
+    assert not sync.aux_fallback(first - 10_000 * MS)
+    assert sync.aux_fallback(first - 10_000 * MS + 501 * MS)
 
 
 def test_rgb_only_without_aux_stream():

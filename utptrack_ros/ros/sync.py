@@ -79,8 +79,15 @@ class ApproximateSync:
     under one lock from the subscription callbacks."""
 
     def __init__(
-        self, slop_ns: int, queue_size: int, aux_timeout_ns: int, aux_enabled: bool, start_ns: int = 0
+        self,
+        slop_ns: int,
+        queue_size: int,
+        aux_timeout_ns: int,
+        aux_enabled: bool,
+        start_ns: Optional[int] = None,
     ) -> None:
+        """``start_ns``: when the aux grace period starts (node clock); None or 0 = at the first
+        frame (a ROS clock reads 0 until /clock arrives under use_sim_time)."""
         self.aux_enabled = aux_enabled
         self.counters = SyncCounters()
         self._rgb: Deque[Stamped] = deque()
@@ -88,7 +95,7 @@ class ApproximateSync:
         self._last_rgb_stamp: Optional[int] = None
         self._last_aux_stamp: Optional[int] = None
         self._last_aux_arrival: Optional[int] = None
-        self._start_ns = start_ns
+        self._start_ns: Optional[int] = start_ns or None
         self.set_params(slop_ns, queue_size, aux_timeout_ns)
 
     def set_params(self, slop_ns: int, queue_size: int, aux_timeout_ns: int) -> None:
@@ -106,7 +113,7 @@ class ApproximateSync:
     def restart(self, now_ns: int) -> None:
         """Forget queued frames and restart the aux-timeout clock (e.g. on activation)."""
         self._clear()
-        self._start_ns = now_ns
+        self._start_ns = now_ns or None
         self._last_aux_arrival = None
         self._last_rgb_stamp = self._last_aux_stamp = None
 
@@ -114,7 +121,14 @@ class ApproximateSync:
         """True while the aux stream is enabled but silent for more than ``aux_timeout``."""
         if not self.aux_enabled:
             return False
+        if self._start_ns is None:
+            # started before the clock ran (use_sim_time, no /clock yet: ROS time 0): the aux
+            # stream's grace period starts with the first frame instead
+            self._start_ns = now_ns
         since = self._last_aux_arrival if self._last_aux_arrival is not None else self._start_ns
+        if now_ns < since:  # the clock went backwards (bag loop, replay restart): start over
+            self._last_aux_arrival, self._start_ns = None, now_ns
+            return False
         return now_ns - since > self.aux_timeout_ns
 
     def last_aux_arrival_ns(self) -> Optional[int]:
