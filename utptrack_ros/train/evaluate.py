@@ -15,8 +15,8 @@ camouflage  400 ..      camouflage             pruned with aux none / depth / th
 distractor  500 ..      distractors            pruned with and without the language prompt
 ==========  ==========  =====================  ===============================================
 
-``--sweep-lost`` instead scores ``TrackerConfig.lost_threshold`` values on **val-split**
-sequences (for tuning; test seeds are not touched).
+``--sweep-lost`` (and ``--sweep-update``) instead score ``TrackerConfig.lost_threshold`` x
+``update_threshold`` values on **val-split** sequences (tuning; test seeds are not touched).
 
     python -m utptrack_ros.train.evaluate --weights utptrack_ros/weights/tiny.safetensors --out results/accept
 """
@@ -49,12 +49,14 @@ class TrainedTrackerFactory:
         unpruned: every keep ratio 1.0 (the ``tiny_base`` view of the same weights).
         keep: one keep ratio for CE/DTE/STE (None = the file's own ratios).
         lost_threshold: override ``TrackerConfig.lost_threshold`` (None = the variant default).
+        update_threshold: override ``TrackerConfig.update_threshold`` (None = the variant default).
     """
 
     weights: str
     unpruned: bool = False
     keep: Optional[float] = None
     lost_threshold: Optional[float] = None
+    update_threshold: Optional[float] = None
 
     def __call__(self) -> Any:
         import torch
@@ -72,6 +74,8 @@ class TrainedTrackerFactory:
         config = default_tracker_config(model.config.name if not model.config.name.endswith("_base") else "tiny")
         if self.lost_threshold is not None:
             config = replace(config, lost_threshold=self.lost_threshold)
+        if self.update_threshold is not None:
+            config = replace(config, update_threshold=self.update_threshold)
         return Tracker(model, config=config)
 
 
@@ -126,7 +130,9 @@ def summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
             "norm_precision": o["norm_precision"],
             "op50": o.get("op50"),
             "kept_fraction": r.get("kept_fraction_mean"),
-            "fps": lat.get("MEAN_FRAME_RATE") if isinstance(lat, dict) else None,
+            # per-frame call time in an evaluation worker (1 thread, workers sharing the cores):
+            # not the speed benchmark (bench/bench_tracker.py)
+            "fps": 1000.0 / lat["latency_p50_ms"] if lat.get("latency_p50_ms") else None,
         }
     return out
 
@@ -146,22 +152,28 @@ def run_suite(suite: str, weights: str, out: Path, count: int, length: int, size
     return summary(results)
 
 
-def sweep_lost(weights: str, out: Path, thresholds: list[float], count: int, length: int,
-               size: tuple[int, int], workers: int, force: bool) -> dict[str, Any]:
-    """Val-split sweep of the lost threshold (random challenge mix + occlusion-heavy sequences)."""
+def sweep_settings(weights: str, out: Path, lost: list[float], update: list[Optional[float]], count: int,
+                   length: int, size: tuple[int, int], workers: int, force: bool) -> dict[str, Any]:
+    """Val-split grid over ``lost_threshold`` x ``update_threshold`` (RGB input): half the
+    sequences draw the training challenge mix, half have full occlusion + out-of-view (absent
+    frames, where holding on LOST matters). Test seeds are not touched."""
     from ..data.generator import generate
     from ..data.spec import spec_for
     from ..eval.offline import TrackerSpec, run_offline
 
     sources = []
     for i in range(count):
-        challenges = None if i % 2 == 0 else {"full_occlusion": 1.0, "out_of_view": 0.7}
         kwargs: dict[str, Any] = {"length": length, "size": size, "modalities": ()}
-        if challenges is not None:
-            kwargs["challenges"] = challenges
+        if i % 2:
+            kwargs["challenges"] = {"full_occlusion": 1.0, "out_of_view": 0.7}
         sources.append(functools.partial(generate, spec_for("val", 500 + i, **kwargs)))
-    specs = [TrackerSpec(f"lost{t:g}", TrainedTrackerFactory(weights, lost_threshold=t), aux="none") for t in thresholds]
-    results = run_offline(specs, sources, out / "sweep_lost", workers=workers, force=force, report=False)
+    specs = []
+    for t in lost:
+        for u in update:
+            name = f"lost{t:g}" + (f"_upd{u:g}" if u is not None else "")
+            specs.append(TrackerSpec(name, TrainedTrackerFactory(weights, lost_threshold=t, update_threshold=u),
+                                     aux="none"))
+    results = run_offline(specs, sources, out / "sweep", workers=workers, force=force, report=False)
     return summary(results)
 
 
@@ -175,26 +187,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lost-threshold", type=float, default=None)
-    parser.add_argument("--sweep-lost", type=str, default=None, help="comma list of thresholds (val split)")
+    parser.add_argument("--sweep-lost", type=str, default=None,
+                        help="comma list of lost thresholds to score on val-split sequences (instead of the suites)")
+    parser.add_argument("--sweep-update", type=str, default=None,
+                        help="comma list of update thresholds crossed with --sweep-lost")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     weights = str(args.weights.resolve())
     table: dict[str, Any] = {}
     if args.sweep_lost:
-        thresholds = [float(t) for t in args.sweep_lost.split(",")]
-        table["sweep_lost"] = sweep_lost(weights, args.out, thresholds, args.count, args.length, size,
-                                         args.workers, args.force)
+        lost = [float(t) for t in args.sweep_lost.split(",")]
+        update = [float(t) for t in args.sweep_update.split(",")] if args.sweep_update else [None]
+        table["sweep"] = sweep_settings(weights, args.out, lost, update, args.count, args.length, size,
+                                        args.workers, args.force)
     else:
         for suite in args.suites:
             table[suite] = run_suite(suite, weights, args.out, args.count, args.length, size, args.workers,
                                      args.lost_threshold, args.force)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "sweep_lost.json" if args.sweep_lost else "summary.json"
+    name = "sweep.json" if args.sweep_lost else "summary.json"
     (args.out / name).write_text(json.dumps(table, indent=1))
     for suite, rows in table.items():
         print(f"\n== {suite}")
-        print("row                  |   AUC |  P@20 | NP@0.2 | kept  | fps")
+        print("row                  |   AUC |  P@20 | NP@0.2 | kept  | fps (1 thread, eval worker)")
         for row, m in rows.items():
             kept = m["kept_fraction"]
             fps = m["fps"]
