@@ -191,6 +191,8 @@ def test_from_pretrained_weights_file_and_base_name(tiny, tmp_path):
     assert not base.model.prune.enabled
     for a, b in zip(pruned.model.state_dict().values(), base.model.state_dict().values()):
         assert torch.equal(a, b)
+    half = tiny.config.prune.with_keep_ratio(0.5, 0.5, 0.5)
+    assert Tracker.from_pretrained("tiny", weights=path, prune=half).model.prune == half
 
 
 def test_prepared_aux_frame_gives_the_same_result(tiny, frames):

@@ -6,13 +6,20 @@ only imports the ROS layer when it needs the live node.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
-import sys
-from typing import Optional, Sequence
+import os
 
-from .errors import UTPTrackError
+# Read by libgomp when torch loads it (every verb imports torch after this): idle OpenMP workers
+# sleep instead of spinning, which on a shared 2-core machine took a training step from 2-12 s to
+# ~1 s next to another process (docs/training.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from typing import Optional, Sequence  # noqa: E402
+
+from .errors import UTPTrackError  # noqa: E402
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {

@@ -132,7 +132,8 @@ class MultiTracker:
         ``weights`` may be a project checkpoint (safetensors with its config) or an official
         OSTrack / UTPTrack-O training checkpoint (o256 / o384 inferred from its shapes, loaded
         without executing pickled code); the file then decides the architecture. ``*_base``
-        names run the weights unpruned (every keep ratio 1.0). See ``utptrack_ros.checkpoint``.
+        names run the weights unpruned (every keep ratio 1.0); ``prune``, when given, replaces
+        the pruning settings after that. See ``utptrack_ros.checkpoint``.
         """
         from .checkpoint import load_model
         from .errors import CheckpointError
@@ -151,6 +152,8 @@ class MultiTracker:
             model = load_model(weights)
             if name.endswith("_base"):  # the unpruned face of whatever the file holds
                 model.set_prune(model.prune.off())
+        if prune is not None:
+            model.set_prune(prune)
         return cls(model, config=config, device=device)
 
     # -- state -------------------------------------------------------------------------

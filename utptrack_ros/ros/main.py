@@ -23,16 +23,21 @@ docs/ros.md "Latency overhead" has the A/B of the three.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from typing import Optional, Sequence
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
-from rclpy.lifecycle import TransitionCallbackReturn
+# Read by libgomp when torch loads it: idle OpenMP workers sleep instead of spinning on cores the
+# executor, DDS threads and other processes need (docs/training.md has the measurement).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .node import TrackerNode
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from typing import Optional, Sequence  # noqa: E402
+
+import rclpy  # noqa: E402
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+
+from .node import TrackerNode  # noqa: E402
 
 EXECUTORS = ("events", "single", "multi")
 
