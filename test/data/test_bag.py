@@ -114,6 +114,29 @@ def test_unsupported_encoding(tmp_path):
         load_bag(path)
 
 
+def test_driver_encodings_decode_like_the_node(tmp_path):
+    """bgr8 colour and 32FC1 depth (metres, NaN holes), as camera drivers publish them, load as
+    RGB and uint16 millimetres, decoded by the node's own decoders (utptrack_ros.sensors)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    ts = _typestore()
+    rgb = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    metres = np.full((4, 6), 1.2345, np.float32)
+    metres[0, 0] = np.nan
+    path = tmp_path / "b"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        color = writer.add_connection("/camera/color/image_raw", IMAGE, typestore=ts)
+        depth = writer.add_connection("/camera/depth/image_raw", IMAGE, typestore=ts)
+        for i in range(2):
+            stamp = 10**9 + i * 33_333_333
+            writer.write(color, stamp, ts.serialize_cdr(image_message(ts, rgb[:, :, ::-1].copy(), "bgr8", stamp), IMAGE))
+            writer.write(depth, stamp, ts.serialize_cdr(image_message(ts, metres, "32FC1", stamp), IMAGE))
+    seq = load_bag(path, topics={"groundtruth": None}, modalities=["depth"])
+    assert np.array_equal(seq.rgb(1), rgb)
+    mm = seq.aux(Modality.DEPTH, 1)
+    assert mm.dtype == np.uint16 and mm[0, 0] == 0 and mm[1, 1] == 1234
+
+
 def test_groundtruth_missing_for_some_frames(tmp_path):
     path = _write_raw_bag(tmp_path / "b", 4, gt_frames={0, 1, 3})
     with pytest.raises(FrameCountError, match=r"3 ground-truth messages for 4 frames; 1 frames have none "

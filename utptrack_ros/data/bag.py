@@ -19,9 +19,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
-import cv2
 import numpy as np
 
+from ..sensors import (AUX_ENCODINGS, RGB_ENCODINGS, SensorError, aux_to_array, compressed_to_aux, compressed_to_rgb,
+                       image_to_rgb, stamp_to_ns)
 from ..types import Modality
 from .errors import FrameCountError, MissingTopicError, SequenceError, SequenceFormatError, UnsupportedMessageError
 from .folder import _json_default
@@ -69,50 +70,27 @@ def _typestore() -> Any:
 
 
 # -- messages <-> arrays ----------------------------------------------------------------------
-_ENCODINGS = {  # encoding -> (dtype, channels)
-    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-    "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3),
-    "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),
-}
-
-
-def image_from_message(msg: Any, msgtype: str, topic: str) -> np.ndarray:
-    """Array from a decoded ``sensor_msgs`` Image/CompressedImage: RGB for colour encodings,
-    (H, W) for one channel; ``32FC1`` depth in metres becomes uint16 millimetres (NaN -> 0)."""
-    if msgtype == COMPRESSED:
-        image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise SequenceFormatError(f"{topic}: CompressedImage ({msg.format!r}) could not be decoded")
-        if image.ndim == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-        return image
-    if msg.encoding not in _ENCODINGS:
-        raise UnsupportedMessageError(f"{topic}: image encoding {msg.encoding!r} is not supported "
-                                      f"(supported: {sorted(_ENCODINGS)})")
-    dtype, channels = _ENCODINGS[msg.encoding]
-    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    row_bytes = msg.width * channels * dtype.itemsize
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    if msg.step < row_bytes or data.size < msg.step * msg.height:
-        raise SequenceFormatError(f"{topic}: image data too short ({data.size} bytes for {msg.height} rows of "
-                                  f"step {msg.step}, {msg.width}x{channels} {msg.encoding})")
-    rows = data[: msg.step * msg.height].reshape(msg.height, msg.step)[:, :row_bytes]
-    image = np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width, channels)
-    image = image.astype(dtype.newbyteorder("="), copy=False)
-    if channels == 1:
-        image = image[:, :, 0]
-    if msg.encoding in ("bgr8", "bgra8"):
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if channels == 4 else cv2.COLOR_BGR2RGB)
-    elif msg.encoding == "rgba8":
-        image = image[:, :, :3]
-    elif msg.encoding == "32FC1":
+def image_from_message(msg: Any, msgtype: str, topic: str, modality: Optional[Modality] = None) -> np.ndarray:
+    """Array from a decoded ``sensor_msgs`` Image/CompressedImage, decoded exactly as the node
+    decodes it (``utptrack_ros.sensors``): (H, W, 3) RGB for the colour topic (``modality`` None),
+    the tracker's aux array otherwise; ``32FC1`` depth in metres becomes uint16 millimetres
+    (NaN -> 0), the unit a Sequence stores."""
+    if msgtype != COMPRESSED:
+        allowed = RGB_ENCODINGS if modality is None else AUX_ENCODINGS[modality]
+        if msg.encoding not in allowed:
+            raise UnsupportedMessageError(f"{topic}: image encoding {msg.encoding!r} is not supported "
+                                          f"(supported: {list(allowed)})")
+    try:
+        if modality is None:
+            image = compressed_to_rgb(msg) if msgtype == COMPRESSED else image_to_rgb(msg)
+        else:
+            image = compressed_to_aux(msg, modality) if msgtype == COMPRESSED else aux_to_array(msg, modality)
+    except SensorError as err:
+        raise SequenceFormatError(f"{topic}: {err}") from err
+    if image.dtype == np.float32:
         mm = np.nan_to_num(image * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
         image = np.clip(np.round(mm), 0, 65535).astype(np.uint16)
     return np.ascontiguousarray(image)
-
-
-def _stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
 
 
 def _header(ts: Any, stamp_ns: int, frame_id: str) -> Any:
@@ -314,10 +292,11 @@ def _read(reader: Any, path: Path, topics: BagTopics, modalities: Optional[Itera
             if key == "prompt":
                 records[key].append((bag_time, str(msg.data)))
             elif key == "gt":
-                records[key].append((_stamp_ns(msg.header), [(p.x, p.y) for p in msg.polygon.points]))
+                records[key].append((stamp_to_ns(msg.header.stamp), [(p.x, p.y) for p in msg.polygon.points]))
             else:
-                records[key].append((_stamp_ns(msg.header),
-                                     image_from_message(msg, connection.msgtype, connection.topic)))
+                modality = None if key == "color" else key
+                records[key].append((stamp_to_ns(msg.header.stamp),
+                                     image_from_message(msg, connection.msgtype, connection.topic, modality)))
     except (SequenceFormatError, UnsupportedMessageError):
         raise
     except Exception as err:  # rosbags raises many types for truncated/corrupt storage
