@@ -249,7 +249,7 @@ def test_rate_mode_through_the_cli_with_a_gt_file(tmp_path, capsys):
     not_received = (20 - c["rgb_received"])
     assert info["answered"] + info["missed"] == 19 and info["answered"] >= 1
     assert info["missed"] == not_received + c["dropped_stale"] + c["unmatched_rgb"]
-    assert results["results"][f"tiny@node"]["latency"]["num_missed_frames"] == info["missed"]
+    assert results["results"]["tiny@node"]["latency"]["num_missed_frames"] == info["missed"]
     line = next(l for l in printed.splitlines() if l.startswith("tiny@node"))
     assert format_cell(results["results"]["tiny@node"]["overall"]["auc"], 1) == line.split()[1]
     assert (tmp_path / "rec" / seq.name / "metadata.yaml").is_file()
