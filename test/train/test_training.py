@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from utptrack_ros.errors import ConfigError
 from utptrack_ros.models import create_model
 from utptrack_ros.preprocess import crop_geometry, crop_image
 from utptrack_ros.train import losses
 from utptrack_ros.train.datasets import collate, stream_order, to_tensors
-from utptrack_ros.train.loop import final_keep_ratios, freeze, frozen_stem_modules, init_for_training, keep_rates, train
+from utptrack_ros.train.loop import (
+    final_keep_ratios,
+    freeze,
+    frozen_stem_modules,
+    init_for_training,
+    keep_rates,
+    train,
+)
 from utptrack_ros.train.recipe import load_recipe
 from utptrack_ros.train.sampling import SamplingConfig, draw_sample
 from utptrack_ros.types import Box, Modality, Task
@@ -239,6 +248,25 @@ def test_train_runs_logs_resumes_and_writes_a_loadable_model(tmp_path):
     tracker.init(seq.rgb(0), Box.from_sequence(seq.gt[0]), aux=seq.aux(Modality.DEPTH, 0), modality="depth")
     res = tracker.track(seq.rgb(1), aux=seq.aux(Modality.DEPTH, 1))
     assert res.box.is_finite()
+
+    # a fine-tuning stage starts from those weights (new optimiser, step 0)
+    final = str(out / "final.safetensors")
+    stage2 = train(replace(recipe, init_from=final), tmp_path / "ft", squares, progress=False, max_steps=1)
+    assert stage2["start_step"] == 0 and stage2["steps"] == 1
+    before = load_model(final).state_dict()
+    after = load_model(tmp_path / "ft" / "final.safetensors").state_dict()
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert moved and len(moved) < len(before)  # one step from the loaded weights, frozen stem untouched
+    with pytest.raises(ConfigError, match="holds 'tiny', the recipe trains 'tiny_base'"):
+        train(replace(recipe, init_from=final, model="tiny_base"), tmp_path / "bad", squares, progress=False)
+
+
+def test_generated_sequences_start_at_first_index():
+    from utptrack_ros.train.datasets import GeneratedSequences
+
+    shifted = GeneratedSequences("train", length=3, image_size=(64, 48), aux_weights=(), first_index=7, cache=False)
+    assert shifted(0).attributes["seed"] == GeneratedSequences("train", length=3, image_size=(64, 48),
+                                                               aux_weights=(), cache=False)(7).attributes["seed"]
 
 
 def test_fast_frozen_stem_computes_the_same_tokens():

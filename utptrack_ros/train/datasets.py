@@ -264,6 +264,7 @@ class GeneratedSequences:
             weights by its index (rendering one aux stream instead of three costs ~45 % less);
             empty = RGB only.
         cache: keep rendered frames (pool members are sampled many times).
+        first_index: added to every index (``data.first_sequence``).
     """
 
     split: str = "train"
@@ -272,6 +273,7 @@ class GeneratedSequences:
     challenge_probability: float = 0.22
     aux_weights: tuple[tuple[str, float], ...] = (("depth", 1.0), ("thermal", 1.0), ("event", 1.0))
     cache: bool = True
+    first_index: int = 0
 
     def modalities_for(self, index: int) -> tuple:
         from ..types import Modality
@@ -287,6 +289,7 @@ class GeneratedSequences:
         from ..data.generator import generate
         from ..data.spec import spec_for
 
+        index += self.first_index
         spec = spec_for(
             self.split,
             index,

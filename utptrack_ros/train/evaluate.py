@@ -50,6 +50,7 @@ class TrainedTrackerFactory:
         keep: one keep ratio for CE/DTE/STE (None = the file's own ratios).
         lost_threshold: override ``TrackerConfig.lost_threshold`` (None = the variant default).
         update_threshold: override ``TrackerConfig.update_threshold`` (None = the variant default).
+        settings: further ``TrackerConfig`` overrides as ``(field, value)`` pairs.
     """
 
     weights: str
@@ -57,6 +58,7 @@ class TrainedTrackerFactory:
     keep: Optional[float] = None
     lost_threshold: Optional[float] = None
     update_threshold: Optional[float] = None
+    settings: tuple[tuple[str, Any], ...] = ()
 
     def __call__(self) -> Any:
         import torch
@@ -76,6 +78,8 @@ class TrainedTrackerFactory:
             config = replace(config, lost_threshold=self.lost_threshold)
         if self.update_threshold is not None:
             config = replace(config, update_threshold=self.update_threshold)
+        if self.settings:
+            config = replace(config, **dict(self.settings))
         return Tracker(model, config=config)
 
 

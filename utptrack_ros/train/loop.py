@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..config import PruneConfig
+from ..errors import ConfigError
 from ..models import UTPTrack, create_model
 from ..models.pruning import keep_rate_schedule
 from .datasets import Batch, TripletStream, to_tensors
@@ -313,8 +314,16 @@ def train(
         (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_mapping(recipe), sort_keys=False))
 
     _seed_everything(recipe.seed)
-    model = create_model(recipe.model, pretrained_stem=recipe.pretrained_stem)
-    init_for_training(model, recipe.score_prior)
+    if recipe.init_from:
+        from ..checkpoint import load_model
+
+        model = load_model(recipe.init_from)
+        if model.config.name != recipe.model:
+            raise ConfigError(f"init_from {recipe.init_from!r} holds {model.config.name!r}, the recipe trains {recipe.model!r}")
+        log.info("starting from the weights in %s", recipe.init_from)
+    else:
+        model = create_model(recipe.model, pretrained_stem=recipe.pretrained_stem)
+        init_for_training(model, recipe.score_prior)
     frozen = frozen_stem_modules(model, recipe.optim.stem_trainable_from)
     freeze(frozen)
     cfg = model.config

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 from ..config import from_mapping, to_mapping
 from ..errors import ConfigError
@@ -22,8 +22,9 @@ class DataConfig:
     """Where training sequences come from (``utptrack_ros.data``, train split only).
 
     Attributes:
-        train_sequences: distinct training sequences (train-split indices ``0 .. n-1``, i.e.
-            seeds ``0 .. n-1``); the stream cycles through them in a seed-shuffled order.
+        train_sequences: distinct training sequences (train-split indices ``first_sequence ..
+            first_sequence + n - 1``); the stream cycles through them in a seed-shuffled order.
+        first_sequence: first train-split index (a fine-tuning stage can see new sequences).
         sequence_length: frames per generated sequence.
         image_size: (width, height) of generated frames.
         challenge_probability: chance that each challenge is on in a sequence (generator mix).
@@ -36,6 +37,7 @@ class DataConfig:
     """
 
     train_sequences: int = 2000
+    first_sequence: int = 0
     sequence_length: int = 100
     image_size: tuple[int, int] = (320, 240)
     challenge_probability: float = 0.22
@@ -104,6 +106,9 @@ class Recipe:
         pretrained_stem: initialise the MobileNetV2 stem from the offline ImageNet weights.
         seed: seeds torch, numpy and the data streams (sequences themselves are fixed by their
             own seeds from the train split).
+        init_from: start from the weights of this project ``.safetensors`` file (a fine-tuning
+            stage; relative paths are relative to the working directory) instead of the stem's
+            ImageNet weights and a fresh transformer; optimiser and step start anew.
         data / sampling / optim / prune / losses: see their classes.
         box_at: where the box losses read the size/offset maps (``losses.tracking_loss``).
         channels_last: run the convolutions channels-last (faster on CPU; same results).
@@ -117,6 +122,7 @@ class Recipe:
     model: str = "tiny"
     pretrained_stem: bool = True
     seed: int = 0
+    init_from: Optional[str] = None
     data: DataConfig = field(default_factory=DataConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
