@@ -205,3 +205,18 @@ def test_prepared_aux_frame_gives_the_same_result(tiny, frames):
     ra = a.track(img, depth)
     rb = b.track(img, prepare_aux(depth, Modality.DEPTH, b.config.aux))
     assert ra.box == rb.box and ra.confidence == rb.confidence
+
+
+def test_size_smoothing_moves_the_size_part_way_and_keeps_the_centre(tiny, frames):
+    img, _ = frames
+    init = Box(40, 30, 20, 24)
+    plain, smooth = Tracker(tiny, config=TrackerConfig(lost_threshold=0.0, clip_margin=0)), Tracker(
+        tiny, config=TrackerConfig(lost_threshold=0.0, clip_margin=0, size_smoothing=0.75))
+    plain.init(img, init)
+    smooth.init(img, init)
+    p, s = plain.track(img), smooth.track(img)  # same search region: the same prediction
+    assert p.box.cx == pytest.approx(s.box.cx) and p.box.cy == pytest.approx(s.box.cy)
+    assert s.box.w == pytest.approx(0.75 * init.w + 0.25 * p.box.w)
+    assert s.box.h == pytest.approx(0.75 * init.h + 0.25 * p.box.h)
+    with pytest.raises(ValueError, match="size_smoothing"):
+        TrackerConfig(size_smoothing=1.0)

@@ -208,6 +208,9 @@ class TrackerConfig:
         lost_threshold: confidence below this reports state LOST (the box is still returned).
         hann_window: multiply the centre map by a Hann window before the argmax.
         clip_margin: the box keeps at least this many pixels inside the image.
+        size_smoothing: fraction of the previous width/height kept on each confident frame
+            (``w = s * w_prev + (1 - s) * w_pred``; the centre is the prediction's). 0 = the
+            official procedure (no smoothing); a small model's noisy size estimates benefit.
     """
 
     template_factor: float = 2.0
@@ -217,6 +220,7 @@ class TrackerConfig:
     lost_threshold: float = 0.25
     hann_window: bool = True
     clip_margin: int = 10
+    size_smoothing: float = 0.0
     aux: AuxConfig = field(default_factory=AuxConfig)
 
     def __post_init__(self) -> None:
@@ -224,6 +228,8 @@ class TrackerConfig:
             raise ConfigError("template_factor and search_factor must be > 0")
         if self.update_interval < 0:
             raise ConfigError(f"update_interval must be >= 0, got {self.update_interval}")
+        if not 0.0 <= self.size_smoothing < 1.0:
+            raise ConfigError(f"size_smoothing must be in [0, 1), got {self.size_smoothing}")
         for name in ("update_threshold", "lost_threshold"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -40,3 +40,10 @@ def clip_box(box: Box, width: int, height: int, margin: float) -> Box:
 
 def window_tensor(size: int, device: torch.device) -> Tensor:
     return torch.from_numpy(hann_window(size)).float().to(device)
+
+
+def smooth_size(box: Box, previous: Box, keep: float) -> Box:
+    """``box`` with width and height moved only ``1 - keep`` of the way from ``previous``'s."""
+    w = keep * previous.w + (1.0 - keep) * box.w
+    h = keep * previous.h + (1.0 - keep) * box.h
+    return Box.from_cxcywh(box.cx, box.cy, w, h)

@@ -26,7 +26,7 @@ from .models.encoder import TemplateTokens
 from .models.inference import prepare_for_inference
 from .models.text import TextEncoder, create_text_encoder, normalise_prompt
 from .modalities import AuxFrame, prepare_aux
-from .postprocess import clip_box, decode_windowed, window_tensor
+from .postprocess import clip_box, decode_windowed, smooth_size, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
 
@@ -325,8 +325,11 @@ class MultiTracker:
         task_probs = out.task_logits.softmax(-1).cpu().numpy() if out.task_logits is not None else None
         results = []
         for i, geom in enumerate(geoms):
-            box = clip_box(geom.crop_to_box(boxes_norm[i]), width, height, cfg.clip_margin)
+            box = geom.crop_to_box(boxes_norm[i])
             lost = conf[i] < cfg.lost_threshold
+            if cfg.size_smoothing and not lost:
+                box = smooth_size(box, targets.states[i], cfg.size_smoothing)
+            box = clip_box(box, width, height, cfg.clip_margin)
             if not lost:
                 targets.states[i] = box
             results.append((box, float(conf[i]), TrackState.LOST if lost else TrackState.TRACKING))
