@@ -8,9 +8,12 @@ median per-frame time of ``track()`` (plus mean and 90th-percentile fps), the pr
 speed ratio, and whether the target (>= 30 frames/s pruned) is met. Pruned and unpruned runs are
 interleaved round by round so both see the same machine load; the 1-minute load average is
 recorded because other jobs on a shared 2-core machine slow every number down.
-``OMP_WAIT_POLICY=PASSIVE`` is set unless the environment sets it (recorded in the JSON).
+``OMP_WAIT_POLICY=PASSIVE`` is set unless the environment sets it (recorded in the JSON), as the
+node does; with it one torch thread is fastest for ``tiny`` on the 2-core CPU (measured 35.4
+frames/s vs 24.6 with two; with the policy unset two threads gave 40.5 on an idle machine), so
+the default is 1 thread, the node's ``model.num_threads`` default.
 
-    .venv/bin/python bench/bench_tracker.py [--threads 2] [--size 640x480] [--frames 100] [--rounds 3]
+    .venv/bin/python bench/bench_tracker.py [--threads 1] [--size 640x480] [--frames 100] [--rounds 3]
 
 Results: ``artifacts/bench/bench_tracker.json`` (device, threads, versions, per-config timings).
 """
@@ -95,7 +98,9 @@ def summarise(times: list[float]) -> dict[str, float]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (the target is for 2 cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, the node's model.num_threads: with OMP_WAIT_POLICY=PASSIVE "
+                             "a second thread slows tiny down on 2 cores)")
     parser.add_argument("--size", default="640x480", help="frame size WxH (a VGA camera by default)")
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved pruned/unpruned rounds per config")

@@ -60,9 +60,12 @@ def make_executor(kind: str, context=None) -> tuple[object, str]:
     if kind == "events":
         try:
             from rclpy.experimental import EventsExecutor
-        except ImportError:
+
+            return EventsExecutor(context=context), kind
+        except (ImportError, OSError):
+            # OSError: it calls faulthandler.enable(), which fails where sys.stderr is no file
+            # (pytest's capture, notebooks): io.UnsupportedOperation
             return SingleThreadedExecutor(context=context), "single"
-        return EventsExecutor(context=context), kind
     return SingleThreadedExecutor(context=context), "single"
 
 

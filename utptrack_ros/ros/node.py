@@ -40,7 +40,6 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
 from ..errors import ConfigError, InputError
-from ..modalities import AuxFrame, prepare_aux
 from ..sensors import (
     SensorError, aux_to_array, compressed_from_cdr, compressed_to_aux, compressed_to_rgb, fill_image, image_from_cdr,
     image_to_rgb, stamp_to_ns,
@@ -64,9 +63,6 @@ class Frame:
     array: np.ndarray  # RGB (H, W, 3) uint8, or the aux array
     received: float  # time.perf_counter() at callback entry (latency is a steady-clock duration)
     convert_ms: float
-    # aux only: the frame's statistics taken in its callback (modalities.prepare_aux), so the
-    # worker only crops and colour-maps; None when they could not be taken (the worker reports it)
-    prepared: Optional[AuxFrame] = None
 
 
 def _variant_tracker_config(name: str):
@@ -407,12 +403,8 @@ class TrackerNode(LifecycleNode):
             return
         if modality is Modality.DEPTH:
             self._last_depth = arr
-        try:  # the frame statistics now, while the RGB frame of the set may still be in transit
-            prepared = prepare_aux(arr, modality, self.settings.tracker.aux)
-        except InputError:
-            prepared = None  # tracked with the raw array: the worker reports what is wrong
         converted = time.perf_counter()
-        item = Stamped(stamp, now, Frame(header, arr, received, (converted - received) * 1e3, prepared))
+        item = Stamped(stamp, now, Frame(header, arr, received, (converted - received) * 1e3))
         with self._input_lock:
             if self._sync is None:
                 return
@@ -472,10 +464,7 @@ class TrackerNode(LifecycleNode):
                 self._counts["skipped_before_init"] += 1
                 return
             else:
-                aux = None
-                if item.aux is not None:
-                    aux_frame: Frame = item.aux.payload
-                    aux = aux_frame.prepared if aux_frame.prepared is not None else aux_frame.array
+                aux = item.aux.payload.array if item.aux is not None else None
                 fallback = modality is not Modality.RGB and aux is None
                 try:
                     result = tracker.track(frame.array, aux)

@@ -42,7 +42,10 @@ class ModelParams:
     weights: str = ""  # "" = the variant's shipped weights; a file path; "random" = random init (plumbing only)
     device: str = "cpu"  # cpu, cuda, cuda:N, auto
     seed: int = 0  # torch seed for weights == "random"
-    num_threads: int = 0  # torch CPU threads (0 = torch's default)
+    # torch CPU threads (0 = torch's default, one per core). 1 by default: utptrack_node runs with
+    # OMP_WAIT_POLICY=PASSIVE (sleeping OpenMP workers leave the cores to the other nodes), and
+    # with sleeping workers a second thread makes tiny slower (2-core CPU: 24.6 vs 35.4 frames/s)
+    num_threads: int = 1
 
 
 @dataclass(frozen=True)
