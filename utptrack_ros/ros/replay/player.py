@@ -75,7 +75,7 @@ class Player:
         self._init_type, self._get_state, self._change_state = InitTarget, GetState, ChangeState
         # rclpy's C++ EventsExecutor (single-threaded fallback): with the Python
         # MultiThreadedExecutor the ~/target callbacks lagged by up to 2.3 s (demo: end-to-end p50
-        # 51 ms, p95 670 ms against 31 / 34 ms with this one, node time 23-29 ms in both)
+        # 51 ms, p95 670 ms against 29 / 32 ms with this one, node time 23-27 ms in both; docs/replay.md)
         from ..main import make_executor
 
         self.executor, _ = make_executor("events", self.context)  # "single" where it cannot load
