@@ -13,6 +13,9 @@ node does; with it one torch thread is fastest for ``tiny`` on the 2-core CPU (m
 frames/s vs 24.6 with two; with the policy unset two threads gave 40.5 on an idle machine), so
 the default is 1 thread, the node's ``model.num_threads`` default.
 
+Each runs on both runtimes (``--backends torch onnxruntime``): the torch model and the same
+network exported to onnxruntime (``Tracker(..., backend="onnxruntime")``, the CPU presets' choice).
+
     .venv/bin/python bench/bench_tracker.py [--threads 1] [--size 640x480] [--frames 100] [--rounds 3]
 
 Results: ``artifacts/bench/bench_tracker.json`` (device, threads, versions, per-config timings).
@@ -55,18 +58,18 @@ def load_frames(size: tuple[int, int], frames: int, seed_index: int) -> Any:
     return seq.materialize()
 
 
-def make_tracker(name: str, weights: Optional[Path], random_init: bool) -> Any:
-    from utptrack_ros.models import create_model
+def make_tracker(name: str, weights: Optional[Path], random_init: bool, backend: str, threads: int) -> Any:
+    from utptrack_ros.checkpoint import load_model
+    from utptrack_ros.models import create_model, model_config, shipped_weights
     from utptrack_ros.tracker import Tracker
 
     if random_init:
-        return Tracker(create_model(name))
-    if weights is not None:
-        tracker = Tracker.from_pretrained(name, weights=weights)
-        if name.endswith("_base"):
-            tracker.set_prune(tracker.model.prune.off())
-        return tracker
-    return Tracker.from_pretrained(name)
+        torch.manual_seed(0)
+        model = create_model(name)
+    else:
+        model = load_model(weights if weights is not None else shipped_weights(name))
+        model.set_prune(model.prune.off() if name.endswith("_base") else model_config(name).prune)
+    return Tracker(model, backend=backend, threads=threads)
 
 
 def run_once(tracker: Any, seq: Any, modality: str, prompt: bool) -> list[float]:
@@ -108,6 +111,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--weights", type=Path, default=None, help="weights file instead of the shipped model")
     parser.add_argument("--random-init", action="store_true", help="random weights (pipeline check only)")
     parser.add_argument("--configs", nargs="*", default=[c[0] for c in CONFIGS])
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=("torch", "onnxruntime"),
+                        help="runtimes to time (onnxruntime exports into the cache once: ~20 s per model)")
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "bench" / "bench_tracker.json")
     args = parser.parse_args(argv)
 
@@ -117,41 +122,46 @@ def main(argv: Optional[list[str]] = None) -> int:
     cv2.setNumThreads(1)
     w, h = (int(v) for v in args.size.lower().split("x"))
     seq = load_frames((w, h), args.frames, args.seed_index)
-    trackers = {name: make_tracker(name, args.weights, args.random_init) for name in ("tiny", "tiny_base")}
+    names = ("tiny", "tiny_base")
+    trackers = {(b, n): make_tracker(n, args.weights, args.random_init, b, args.threads)
+                for b in args.backends for n in names}
     load_before = os.getloadavg()[0]
     results: dict[str, Any] = {}
     for cname, modality, prompt in CONFIGS:
         if cname not in args.configs:
             continue
-        times: dict[str, list[float]] = {"tiny": [], "tiny_base": []}
-        for name in trackers:  # warm-up (and the text encoder's first load)
-            run_once(trackers[name], seq, modality, prompt)
-        for _ in range(args.rounds):
-            for name, tracker in trackers.items():
-                times[name] += run_once(tracker, seq, modality, prompt)
-        pruned, unpruned = summarise(times["tiny"]), summarise(times["tiny_base"])
-        results[cname] = {
-            "pruned": pruned,
-            "unpruned": unpruned,
-            "speedup_median": pruned["fps_median"] / unpruned["fps_median"],
-            "target_fps": TARGET_FPS,
-            "met": pruned["fps_median"] >= TARGET_FPS,
-        }
+        times: dict[Any, list[float]] = {key: [] for key in trackers}
+        for tracker in trackers.values():  # warm-up (and the text encoder's first load)
+            run_once(tracker, seq, modality, prompt)
+        for _ in range(args.rounds):  # interleaved: load hits every runtime and pruning alike
+            for key, tracker in trackers.items():
+                times[key] += run_once(tracker, seq, modality, prompt)
+        for backend in args.backends:
+            pruned, unpruned = summarise(times[(backend, "tiny")]), summarise(times[(backend, "tiny_base")])
+            results.setdefault(backend, {})[cname] = {
+                "pruned": pruned,
+                "unpruned": unpruned,
+                "speedup_median": pruned["fps_median"] / unpruned["fps_median"],
+                "target_fps": TARGET_FPS,
+                "met": pruned["fps_median"] >= TARGET_FPS,
+            }
     load_after = os.getloadavg()[0]
 
     print(f"tracker frames/s at batch 1, {args.threads} threads, {w}x{h} frames, "
           f"load average {load_before:.1f} -> {load_after:.1f} (other jobs slow every number down)")
-    print("input      | pruned fps median (mean, p90) | unpruned fps median | pruned/unpruned | >= 30 fps")
-    for cname, r in results.items():
-        p, u = r["pruned"], r["unpruned"]
-        print(f"{cname:<10} | {p['fps_median']:6.1f} ({p['fps_mean']:5.1f}, {p['fps_p90']:5.1f})"
-              f"          | {u['fps_median']:6.1f}              | {r['speedup_median']:.2f}x"
-              f"           | {'MET' if r['met'] else 'MISSED'}")
+    print("backend     | input      | pruned fps median (mean, p90) | unpruned fps median | pruned/unpruned | >= 30 fps")
+    for backend, rows in results.items():
+        for cname, r in rows.items():
+            p, u = r["pruned"], r["unpruned"]
+            print(f"{backend:<11} | {cname:<10} | {p['fps_median']:6.1f} ({p['fps_mean']:5.1f}, {p['fps_p90']:5.1f})"
+                  f"          | {u['fps_median']:6.1f}              | {r['speedup_median']:.2f}x"
+                  f"           | {'MET' if r['met'] else 'MISSED'}")
     out = {
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "threads": args.threads,
+        "backends": args.backends,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "frame_size": [w, h],
         "weights": str(args.weights) if args.weights else ("random" if args.random_init else "shipped"),

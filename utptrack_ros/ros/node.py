@@ -209,8 +209,12 @@ class TrackerNode(LifecycleNode):
 
             if s.model.num_threads:
                 torch.set_num_threads(s.model.num_threads)
-            tracker = Tracker(self._model, s.tracker, s.model.device)
-            tracker.set_prune(s.prune_config(self._model.config.prune))
+            self._model.set_prune(s.prune_config(self._model.config.prune))
+            if s.model.backend == "onnxruntime":
+                self.get_logger().info("model.backend onnxruntime: loading graphs (exported first if not "
+                                       "cached for these weights and keep ratios: ~20 s for tiny)")
+            tracker = Tracker(self._model, s.tracker, s.model.device, backend=s.model.backend,
+                              onnx_cache=s.model.onnx_cache or None, threads=s.model.num_threads or None)
             self._warm_up(tracker)
         except Exception as err:  # noqa: BLE001 - e.g. CUDA requested but unavailable
             self.config_error = f"activate failed ({type(err).__name__}): {err}"
@@ -230,7 +234,8 @@ class TrackerNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="utptrack-worker", daemon=True)
         self._worker.start()
         self._subscribe()
-        self.get_logger().info(f"active on {tracker.device} ({s.model.name}, modality {s.modality.value})")
+        self.get_logger().info(
+            f"active on {tracker.device} ({s.model.name}, {tracker.backend}, modality {s.modality.value})")
         return super().on_activate(state)
 
     def _warm_up(self, tracker) -> None:
@@ -629,6 +634,10 @@ class TrackerNode(LifecycleNode):
                 self._sync.set_params(int(settings.sync.slop_s * 1e9), settings.sync.queue_size, int(settings.sync.aux_timeout_s * 1e9))
         if self._tracker is not None:
             self.get_logger().info(f"applied live: {', '.join(f'{p.name}={p.value}' for p in params if p.name in live)}")
+            if settings.model.backend != self._tracker.backend:
+                self.get_logger().warning(
+                    f"no {settings.model.backend} graphs for these keep ratios yet: tracking runs on "
+                    f"{self._tracker.backend} until the next activate exports them")
 
     # -- diagnostics -----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -659,6 +668,7 @@ class TrackerNode(LifecycleNode):
             config_error=self.config_error,
             model=s.model.name if s else str(self.get_parameter("model.name").value),
             device=str(tracker.device) if tracker is not None else (s.model.device if s else ""),
+            backend=tracker.backend if tracker is not None else (s.model.backend if s else "torch"),
             modality=s.modality.value if s else str(self.get_parameter("input.modality").value),
             aux_fallback=fallback,
             aux_silent_s=((now - (last_aux if last_aux is not None else (self._active_since or now))) / 1e9),

@@ -46,6 +46,10 @@ class ModelParams:
     # OMP_WAIT_POLICY=PASSIVE (sleeping OpenMP workers leave the cores to the other nodes), and
     # with sleeping workers a second thread makes tiny slower (2-core CPU: 24.6 vs 35.4 frames/s)
     num_threads: int = 1
+    # torch, or onnxruntime (CPU only): the same network exported once per weights and keep ratios
+    # into onnx_cache and run by onnxruntime, ~1.4x faster for tiny on 2 cores (runtime/network.py)
+    backend: str = "torch"
+    onnx_cache: str = ""  # "" = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,10 @@ def build_settings(values: Mapping[str, Any], variant_tracker: TrackerConfig) ->
     _check(model.device == "auto" or model.device == "cpu" or model.device.startswith("cuda"),
            f"model.device must be cpu, cuda, cuda:N or auto, got {model.device!r}")
     _check(model.num_threads >= 0, f"model.num_threads must be >= 0, got {model.num_threads}")
+    _check(model.backend in ("torch", "onnxruntime"),
+           f"model.backend must be torch or onnxruntime, got {model.backend!r}")
+    _check(model.backend == "torch" or model.device == "cpu",
+           f"model.backend onnxruntime runs on the CPU; model.device {model.device!r} needs model.backend torch")
     modalities = [m.value for m in Modality]
     _check(inp.modality in modalities, f"input.modality must be one of {modalities}, got {inp.modality!r}")
     for key in ("qos_image", "qos_aux"):
@@ -261,6 +269,7 @@ def settings_summary(settings: NodeSettings) -> str:
     """One line for the configure log."""
     return (
         f"model={settings.model.name} weights={settings.model.weights or '<shipped>'} device={settings.model.device} "
+        f"backend={settings.model.backend} "
         f"modality={settings.input.modality} slop={settings.sync.slop_s}s queue={settings.sync.queue_size} "
         f"lost_threshold={settings.tracker.lost_threshold} prune={'on' if settings.prune_enabled else 'off'}"
     )

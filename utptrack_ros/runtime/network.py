@@ -1,0 +1,212 @@
+"""The tracker's network run by onnxruntime, with torch tensors in and out (``backend="onnxruntime"``).
+
+:class:`OrtNetwork` has the three calls :class:`~utptrack_ros.tracker.MultiTracker` makes on a
+model (``embed_templates``, ``embed_template``, ``forward_search``) and ``set_prune``, so the
+tracker runs unchanged on either runtime. Graphs are static-shape (keep ratios baked in,
+batch 1; :mod:`.export`), so they are exported once per (weights, config, keep ratios) into a
+cache directory and loaded from there afterwards:
+
+* ``<cache>/onnx/<variant>-<fingerprint>/`` with ``fingerprint`` = SHA-256 over the weights,
+  the model config with its keep ratios, the opset and the torch / package versions;
+  ``<cache>`` = ``$UTPTRACK_CACHE_DIR``, else ``$XDG_CACHE_HOME/utptrack_ros``, else
+  ``~/.cache/utptrack_ros``. An export takes ~20 s for ``tiny`` on 2 cores; loading ~0.3 s.
+* A cache folder that onnxruntime cannot load (truncated or corrupt file) is exported again.
+* Keep ratios changed live (:meth:`OrtNetwork.set_prune`) use cached graphs when they exist and
+  otherwise run on the torch model (same outputs) until :meth:`OrtNetwork.prepare` exports them:
+  a 20 s export never stalls tracking (the node calls it on activate).
+* Several targets run one graph call each (the graphs have batch 1 for text guidance).
+
+Why: at width 128 torch pays a fixed per-operator cost that pruning cannot remove; onnxruntime
+runs the same graphs 1.4x faster per frame and its pruned / unpruned latency follows the MACs
+(docs/profiling.md). The task head is not exported: ``task_logits`` is None on this runtime.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..config import PruneConfig, to_mapping
+from ..errors import ConfigError
+from ..types import Task
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+CACHE_ENV = "UTPTRACK_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$UTPTRACK_CACHE_DIR``, else ``$XDG_CACHE_HOME/utptrack_ros``, else ``~/.cache/utptrack_ros``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "utptrack_ros"
+
+
+def fingerprint(model: nn.Module, prune: PruneConfig, opset: int) -> str:
+    """A hex digest naming one export: weights, config + keep ratios, opset, versions."""
+    from .. import __version__
+    from dataclasses import replace
+
+    h = hashlib.sha256()
+    config = replace(model.config, prune=prune)
+    h.update(json.dumps({"config": to_mapping(config), "opset": opset, "torch": torch.__version__,
+                         "utptrack_ros": __version__}, sort_keys=True).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+class OrtNetwork:
+    """``model``'s tracking calls run by onnxruntime; ``model`` stays the torch reference.
+
+    Args:
+        model: the UTPTrack the graphs are exported from (eval mode; CPU).
+        cache_dir: root of the export cache (default :func:`default_cache_dir`).
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        opset: ONNX opset of the exports.
+    Raises:
+        ModuleNotFoundError: onnxruntime is not installed.
+        ConfigError: the graphs cannot be exported or loaded.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cache_dir: Optional[PathLike] = None,
+        threads: Optional[int] = None,
+        opset: int = 17,
+    ) -> None:
+        import onnxruntime  # noqa: F401 - fail here, with the install hint of OrtBackend below
+
+        self.model = model.eval()
+        self.config = model.config
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.threads = threads
+        self.opset = opset
+        self._loaded: dict[str, Any] = {}  # fingerprint -> OrtBackend
+        self._active: Optional[Any] = None
+        self.prepare()
+
+    # -- graphs ------------------------------------------------------------------------------
+    @property
+    def prune(self) -> PruneConfig:
+        return self.model.prune
+
+    @property
+    def runtime(self) -> str:
+        """``onnxruntime``, or ``torch`` while no graphs exist for the current keep ratios."""
+        return "onnxruntime" if self._active is not None else "torch"
+
+    def export_dir(self, prune: Optional[PruneConfig] = None) -> Path:
+        prune = self.prune if prune is None else prune
+        return self.cache_dir / "onnx" / f"{self.config.name}-{fingerprint(self.model, prune, self.opset)}"
+
+    def prepare(self) -> Path:
+        """Export (unless cached) and load the graphs for the current keep ratios; returns their folder."""
+        key = fingerprint(self.model, self.prune, self.opset)
+        directory = self.cache_dir / "onnx" / f"{self.config.name}-{key}"
+        if key not in self._loaded:
+            backend = self._load(directory)
+            if backend is None:
+                self._export(directory)
+                backend = self._load(directory, strict=True)
+            self._loaded[key] = backend
+        self._active = self._loaded[key]
+        return directory
+
+    def set_prune(self, prune: PruneConfig) -> None:
+        """New keep ratios: cached graphs if they exist, else the torch model until :meth:`prepare`."""
+        self.model.set_prune(prune)
+        key = fingerprint(self.model, prune, self.opset)
+        directory = self.cache_dir / "onnx" / f"{self.config.name}-{key}"
+        if key not in self._loaded:
+            backend = self._load(directory)
+            if backend is not None:
+                self._loaded[key] = backend
+        self._active = self._loaded.get(key)
+        if self._active is None:
+            log.warning("no onnxruntime graphs for keep ratios %s yet: tracking runs on torch until "
+                        "prepare() exports them (~20 s; the node does on activate)", prune)
+
+    def _load(self, directory: Path, strict: bool = False) -> Optional[Any]:
+        from .backends import OrtBackend
+
+        if not (directory / "search.onnx").is_file():
+            if strict:
+                raise ConfigError(f"{directory}: export wrote no search.onnx")
+            return None
+        try:
+            return OrtBackend(directory, threads=self.threads)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for bad files
+            if strict:
+                raise ConfigError(f"{directory}: onnxruntime cannot load the exported graphs: {err}") from err
+            log.warning("cached graphs in %s do not load (%s: %s); exporting them again",
+                        directory, type(err).__name__, err)
+            shutil.rmtree(directory, ignore_errors=True)
+            return None
+
+    def _export(self, directory: Path) -> None:
+        from .export import export_onnx
+
+        log.info("exporting %s for onnxruntime into %s (once per weights and keep ratios)",
+                 self.config.name, directory)
+        tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            export_onnx(self.model, tmp, opset=self.opset)
+            shutil.rmtree(directory, ignore_errors=True)
+            os.replace(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- the tracker's calls -----------------------------------------------------------------
+    def embed_templates(self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor) -> Any:
+        from ..models.encoder import TemplateTokens
+
+        if self._active is None:
+            return self.model.embed_templates(static, dynamic, static_box, dynamic_box)
+        parts = [self._active.embed_templates(*(_np(x[i : i + 1]) for x in (static, dynamic, static_box, dynamic_box)))
+                 for i in range(static.shape[0])]
+        return TemplateTokens(*(torch.from_numpy(np.concatenate([getattr(p, k) for p in parts]))
+                                for k in ("st", "dt", "st_fg")))
+
+    def embed_template(self, crop: Tensor, box: Tensor) -> Tensor:
+        """Tokens of one template crop each (the dynamic-template update)."""
+        if self._active is None:
+            return self.model.embed_template(crop, box)
+        return self.embed_templates(crop, crop, box, box).dt
+
+    def forward_search(
+        self, search: Tensor, templates: Any, text: Optional[Tensor] = None, task: Optional[Tensor] = None
+    ) -> Any:
+        from ..models.utptrack import ModelOutput
+        from ..models.heads import decode_boxes
+        from .backends import TemplateArrays
+
+        if self._active is None:
+            return self.model.forward_search(search, templates, text, task)
+        maps = []
+        for i in range(search.shape[0]):
+            prompt = task is not None and text is not None and int(task[i]) == int(Task.LANGUAGE)
+            arrays = TemplateArrays(*(_np(getattr(templates, k)[i : i + 1]) for k in ("st", "dt", "st_fg")))
+            maps.append(self._active.forward_search(_np(search[i : i + 1]), arrays, _np(text[i : i + 1]) if prompt else None))
+        score, size, offset, keep = (torch.from_numpy(np.concatenate([getattr(m, k) for m in maps]))
+                                     for k in ("score_map", "size_map", "offset_map", "search_keep_mask"))
+        boxes, _ = decode_boxes(score, size, offset)
+        return ModelOutput(score, size, offset, boxes, None, maps[0].ledger, keep)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().contiguous().numpy()
