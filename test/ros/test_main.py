@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
@@ -74,6 +75,50 @@ def test_node_serves_everything_under_each_executor(executor, raw, ros_tmp):
         client.wait_diagnostics(lambda d: int(d["input"][2]["processed"]) >= 2, what="diagnostics timer")
         assert client.state() == "active"
         assert client.transition(Transition.TRANSITION_DEACTIVATE) and client.state() == "inactive"
+    finally:
+        client.close()
+        rc = proc.stop()
+    assert rc == 0, f"node exited with {rc}; log:\n{proc.log()[-3000:]}"
+
+
+def test_node_tracks_on_the_onnxruntime_backend(ros_tmp):
+    """model.backend onnxruntime: activate exports the graphs into model.onnx_cache, the node
+    tracks with them (outputs equal the framework-free onnxruntime Tracker on the same frames),
+    /diagnostics says so, and a live keep-ratio change without graphs runs on torch with a WARN."""
+    import torch
+    from ros_harness import box_xywh, scene, stamp_of, target_box
+    from utptrack_ros.models import create_model, default_tracker_config
+    from utptrack_ros.tracker import Tracker
+
+    tag = "test_main_onnxruntime"
+    cache = ros_tmp / "onnx-cache"
+    params = ros_tmp / "onnxruntime.yaml"
+    params.write_text(PARAMS.replace("num_threads: 1}", f"num_threads: 1, backend: onnxruntime, onnx_cache: '{cache}'}}"))
+    proc = NodeProcess(params, ros_env(tag), ros_tmp / "onnxruntime.log")
+    client = Client(domain_id(tag))
+    try:
+        try:
+            assert "onnxruntime" in client.log_containing("active on cpu", timeout=180).msg
+        except AssertionError:
+            raise AssertionError(f"node did not come up; its log:\n{proc.log()[-3000:]}")
+        assert list(cache.glob("onnx/tiny-*/search.onnx"))
+        client.target_for(client.publish(0, aux=False))
+        assert client.init(target_box(0)).success
+        outs = [client.target_for(client.publish(i, aux=False)) for i in range(1, 5)]
+        d = client.wait_diagnostics(lambda d: int(d["input"][2]["processed"]) >= 4, what="diagnostics")
+        assert d["tracker"][2]["backend"] == "onnxruntime", d
+
+        torch.manual_seed(0)
+        ref = Tracker(create_model("tiny"), default_tracker_config("tiny"), backend="onnxruntime", onnx_cache=cache)
+        ref.init(scene(0)[0], target_box(0))
+        for i, t in enumerate(outs, start=1):
+            np.testing.assert_allclose(box_xywh(t), ref.track(scene(i)[0]).box.as_xywh(), atol=0.05)
+            assert (t.header.stamp.sec, t.header.stamp.nanosec) == divmod(stamp_of(i), 1_000_000_000)
+
+        assert client.set_params(prune__keep_ratio_ce=0.5)[0].successful
+        assert "runs on torch until the next activate" in client.log_containing("graphs for these keep ratios").msg
+        client.target_for(client.publish(5, aux=False))
+        client.wait_diagnostics(lambda d: d["tracker"][2]["backend"] == "torch", what="torch fallback in diagnostics")
     finally:
         client.close()
         rc = proc.stop()

@@ -46,6 +46,8 @@ def test_defaults_come_from_the_dataclasses_and_unset_core_values_mean_the_varia
         ({"input__zero_stamp": "keep"}, "drop or now"),
         ({"input__prompt": "x" * 600}, "at most input.max_prompt_chars"),
         ({"model__device": "tpu"}, "model.device"),
+        ({"model__backend": "tensorrt"}, "model.backend must be torch or onnxruntime"),
+        ({"model__backend": "onnxruntime", "model__device": "cuda"}, "runs on the CPU"),
         ({"output__stale_s": 0.0}, "output.stale_s"),
     ],
 )
