@@ -74,13 +74,30 @@ PARAMS = """
 /**:
   ros__parameters:
     autostart: true
-    model: {{name: tiny, weights: random, seed: 0, device: cpu, num_threads: {threads}}}
+    model: {{name: tiny, weights: random, seed: 0, device: cpu, num_threads: {threads}, backend: {backend}}}
     input: {{modality: {modality}, qos_image: {qos}, qos_aux: {qos}, qos_depth: 2}}
     output: {{diagnostics_period_s: 1.0, debug_image: true}}
     tracker: {{lost_threshold: 1.0}}
 """
 
-SHIPPED = dict(kind="node", executor="events", profile=True, qos="reliable", publish="serialized")
+# the CPU presets' configuration (config/rgb_cpu.yaml, rgbd.yaml): onnxruntime, large-SHM profile
+SHIPPED = dict(kind="node", executor="events", profile=True, qos="reliable", publish="serialized", backend="onnxruntime")
+
+
+def export_node_graphs() -> None:
+    """Export the nodes' onnxruntime graphs once (the nodes' seeded random tiny, into the user's
+    cache) before the setups start, so they do not all export at once on activate."""
+    import torch
+
+    from utptrack_ros.models import create_model
+    from utptrack_ros.runtime.network import default_cache_dir
+    from utptrack_ros.tracker import Tracker
+
+    torch.manual_seed(0)  # as the node's model.weights: random, model.seed: 0
+    t0 = time.perf_counter()
+    tracker = Tracker(create_model("tiny"), backend="onnxruntime")
+    print(f"onnxruntime graphs for the nodes ready in {time.perf_counter() - t0:.1f} s "
+          f"({tracker.backend}; cache {default_cache_dir()})", flush=True)
 
 
 def setups(quick: bool) -> list[dict]:
@@ -94,7 +111,8 @@ def setups(quick: bool) -> list[dict]:
         out.append(dict(SHIPPED, name=f"{tag} rclpy deserialisation", modality=mod, raw=False))
         if not quick:
             out.append(dict(SHIPPED, name=f"{tag} publish objects", modality=mod, publish="objects"))
-            out.append(dict(SHIPPED, name=f"{tag} 2 torch threads", modality=mod, threads=2))
+            out.append(dict(SHIPPED, name=f"{tag} 2 torch threads", modality=mod, threads=2, backend="torch"))
+            out.append(dict(SHIPPED, name=f"{tag} torch backend", modality=mod, backend="torch"))
     if not quick:
         out.append(dict(SHIPPED, name="RGB best effort", modality="rgb", qos="best_effort"))
         out.append(dict(SHIPPED, name="RGB default transports", modality="rgb", profile=False))
@@ -203,7 +221,8 @@ class Target:
                    UTPTRACK_EXECUTOR=setup["executor"], UTPTRACK_RAW_INPUT="1" if setup.get("raw", True) else "0")
         if setup["kind"] == "node":
             params = tmp / f"params_{domain}.yaml"
-            params.write_text(PARAMS.format(modality=setup["modality"], qos=setup["qos"], threads=setup.get("threads", threads)))
+            params.write_text(PARAMS.format(modality=setup["modality"], qos=setup["qos"], threads=setup.get("threads", threads),
+                                          backend=setup.get("backend", "torch")))
             cmd = [sys.executable, "-m", "utptrack_ros.ros.main", "--executor", setup["executor"], "--ros-args", "--params-file", str(params)]
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--echo", setup["modality"], setup["executor"], setup["qos"]]
@@ -526,6 +545,8 @@ def main() -> int:
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
         chosen = [s for s in chosen if any(k in s["name"] for k in keys)]
+    if any(s["kind"] == "node" and s.get("backend") == "onnxruntime" for s in chosen):
+        export_node_graphs()
     tmp = Path(tempfile.mkdtemp(prefix="bench_node_groups_"))
     base = 100 + os.getpid() % 100
     results, machine = [], {}

@@ -33,7 +33,9 @@ class ModelOutput:
         score_map: (B, 1, F, F) centre probabilities (not windowed).
         size_map: (B, 2, F, F) w, h as fractions of the search crop.
         offset_map: (B, 2, F, F) sub-cell offsets x, y.
-        boxes: (B, 4) argmax-decoded normalised ``cx, cy, w, h`` in the search crop.
+        boxes: (B, 4) argmax-decoded normalised ``cx, cy, w, h`` in the search crop; None from
+            runtimes that leave decoding to the caller (``runtime.network``: the tracker decodes
+            the windowed maps itself).
         task_logits: (B, num_tasks) or None.
         ledger: token counts (identical for every sample of the batch).
         search_keep_mask: (B, F*F) bool, search tokens that survived every CE layer.
@@ -42,7 +44,7 @@ class ModelOutput:
     score_map: Tensor
     size_map: Tensor
     offset_map: Tensor
-    boxes: Tensor
+    boxes: Optional[Tensor]
     task_logits: Optional[Tensor]
     ledger: TokenLedger
     search_keep_mask: Tensor

@@ -166,8 +166,12 @@ class OrtNetwork:
         tmp.mkdir(parents=True)
         try:
             export_onnx(self.model, tmp, opset=self.opset)
-            shutil.rmtree(directory, ignore_errors=True)
-            os.replace(tmp, directory)
+            try:
+                os.rename(tmp, directory)
+            except OSError:
+                if not (directory / "search.onnx").is_file():
+                    raise
+                log.info("%s was written by another process meanwhile; using it", directory)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -192,7 +196,6 @@ class OrtNetwork:
         self, search: Tensor, templates: Any, text: Optional[Tensor] = None, task: Optional[Tensor] = None
     ) -> Any:
         from ..models.utptrack import ModelOutput
-        from ..models.heads import decode_boxes
         from .backends import TemplateArrays
 
         if self._active is None:
@@ -204,8 +207,7 @@ class OrtNetwork:
             maps.append(self._active.forward_search(_np(search[i : i + 1]), arrays, _np(text[i : i + 1]) if prompt else None))
         score, size, offset, keep = (torch.from_numpy(np.concatenate([getattr(m, k) for m in maps]))
                                      for k in ("score_map", "size_map", "offset_map", "search_keep_mask"))
-        boxes, _ = decode_boxes(score, size, offset)
-        return ModelOutput(score, size, offset, boxes, None, maps[0].ledger, keep)
+        return ModelOutput(score, size, offset, None, None, maps[0].ledger, keep)
 
 
 def _np(t: Tensor) -> np.ndarray:
