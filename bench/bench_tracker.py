@@ -59,17 +59,13 @@ def load_frames(size: tuple[int, int], frames: int, seed_index: int) -> Any:
 
 
 def make_tracker(name: str, weights: Optional[Path], random_init: bool, backend: str, threads: int) -> Any:
-    from utptrack_ros.checkpoint import load_model
-    from utptrack_ros.models import create_model, model_config, shipped_weights
+    from utptrack_ros.models import create_model
     from utptrack_ros.tracker import Tracker
 
     if random_init:
-        torch.manual_seed(0)
-        model = create_model(name)
-    else:
-        model = load_model(weights if weights is not None else shipped_weights(name))
-        model.set_prune(model.prune.off() if name.endswith("_base") else model_config(name).prune)
-    return Tracker(model, backend=backend, threads=threads)
+        torch.manual_seed(0)  # the same random weights for every runtime
+        return Tracker(create_model(name), backend=backend, threads=threads)
+    return Tracker.from_pretrained(name, weights=weights, backend=backend, threads=threads)
 
 
 def run_once(tracker: Any, seq: Any, modality: str, prompt: bool) -> list[float]:

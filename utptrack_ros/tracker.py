@@ -153,6 +153,7 @@ class MultiTracker:
         prune: Optional[PruneConfig] = None,
         backend: str = "torch",
         onnx_cache: Optional[Union[str, Path]] = None,
+        threads: Optional[int] = None,
     ) -> "MultiTracker":
         """Build a tracker from the shipped weights of ``name`` or from a weights file.
 
@@ -160,8 +161,8 @@ class MultiTracker:
         OSTrack / UTPTrack-O training checkpoint (o256 / o384 inferred from its shapes, loaded
         without executing pickled code); the file then decides the architecture. ``*_base``
         names run the weights unpruned (every keep ratio 1.0); ``prune``, when given, replaces
-        the pruning settings after that. See ``utptrack_ros.checkpoint``. ``backend`` and
-        ``onnx_cache`` as in the constructor.
+        the pruning settings after that. See ``utptrack_ros.checkpoint``. ``backend``,
+        ``onnx_cache`` and ``threads`` as in the constructor.
         """
         from .checkpoint import load_model
         from .errors import CheckpointError
@@ -182,7 +183,7 @@ class MultiTracker:
                 model.set_prune(model.prune.off())
         if prune is not None:
             model.set_prune(prune)
-        return cls(model, config=config, device=device, backend=backend, onnx_cache=onnx_cache)
+        return cls(model, config=config, device=device, backend=backend, onnx_cache=onnx_cache, threads=threads)
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -444,8 +445,9 @@ class Tracker:
         prune: Optional[PruneConfig] = None,
         backend: str = "torch",
         onnx_cache: Optional[Union[str, Path]] = None,
+        threads: Optional[int] = None,
     ) -> "Tracker":
-        multi = MultiTracker.from_pretrained(name, weights, device, config, prune, backend, onnx_cache)
+        multi = MultiTracker.from_pretrained(name, weights, device, config, prune, backend, onnx_cache, threads)
         tracker = cls.__new__(cls)
         tracker._multi = multi
         return tracker

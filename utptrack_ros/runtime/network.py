@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from ..config import PruneConfig, to_mapping
 from ..errors import ConfigError
 from ..types import Task
+from .export import SEARCH_FILE
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +53,24 @@ def default_cache_dir() -> Path:
     return Path(base) / "utptrack_ros"
 
 
-def fingerprint(model: nn.Module, prune: PruneConfig, opset: int) -> str:
-    """A hex digest naming one export: weights, config + keep ratios, opset, versions."""
-    from .. import __version__
-    from dataclasses import replace
-
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 over the model's state dict (names and bytes)."""
     h = hashlib.sha256()
-    config = replace(model.config, prune=prune)
-    h.update(json.dumps({"config": to_mapping(config), "opset": opset, "torch": torch.__version__,
-                         "utptrack_ros": __version__}, sort_keys=True).encode())
     for name, tensor in model.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:20]
+    return h.hexdigest()
+
+
+def fingerprint(weights: str, config: Any, prune: PruneConfig, opset: int) -> str:
+    """A hex digest naming one export: weights digest, config + keep ratios, opset, versions."""
+    from dataclasses import replace
+
+    from .. import __version__
+
+    meta = {"weights": weights, "config": to_mapping(replace(config, prune=prune)), "opset": opset,
+            "torch": torch.__version__, "utptrack_ros": __version__}
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
 
 
 class OrtNetwork:
@@ -87,14 +93,17 @@ class OrtNetwork:
         threads: Optional[int] = None,
         opset: int = 17,
     ) -> None:
-        import onnxruntime  # noqa: F401 - fail here, with the install hint of OrtBackend below
+        # fail before any cache handling when onnxruntime is absent (``_load`` treats load
+        # errors as a corrupt cache and deletes it)
+        import onnxruntime  # noqa: F401
 
         self.model = model.eval()
         self.config = model.config
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.threads = threads
         self.opset = opset
-        self._loaded: dict[str, Any] = {}  # fingerprint -> OrtBackend
+        self._weights = weights_digest(model)  # the weights never change; keep ratios do
+        self._loaded: dict[Path, Any] = {}  # export folder -> OrtBackend
         self._active: Optional[Any] = None
         self.prepare()
 
@@ -109,32 +118,32 @@ class OrtNetwork:
         return "onnxruntime" if self._active is not None else "torch"
 
     def export_dir(self, prune: Optional[PruneConfig] = None) -> Path:
+        """The cache folder of the graphs for ``prune`` (default: the current keep ratios)."""
         prune = self.prune if prune is None else prune
-        return self.cache_dir / "onnx" / f"{self.config.name}-{fingerprint(self.model, prune, self.opset)}"
+        key = fingerprint(self._weights, self.config, prune, self.opset)
+        return self.cache_dir / "onnx" / f"{self.config.name}-{key}"
+
+    def _activate(self, export: bool) -> Path:
+        """Use the graphs for the current keep ratios: loaded, cached on disk, or (``export``) new."""
+        directory = self.export_dir()
+        if directory not in self._loaded:
+            backend = self._load(directory)
+            if backend is None and export:
+                self._export(directory)
+                backend = self._load(directory, strict=True)
+            if backend is not None:
+                self._loaded[directory] = backend
+        self._active = self._loaded.get(directory)
+        return directory
 
     def prepare(self) -> Path:
         """Export (unless cached) and load the graphs for the current keep ratios; returns their folder."""
-        key = fingerprint(self.model, self.prune, self.opset)
-        directory = self.cache_dir / "onnx" / f"{self.config.name}-{key}"
-        if key not in self._loaded:
-            backend = self._load(directory)
-            if backend is None:
-                self._export(directory)
-                backend = self._load(directory, strict=True)
-            self._loaded[key] = backend
-        self._active = self._loaded[key]
-        return directory
+        return self._activate(export=True)
 
     def set_prune(self, prune: PruneConfig) -> None:
         """New keep ratios: cached graphs if they exist, else the torch model until :meth:`prepare`."""
         self.model.set_prune(prune)
-        key = fingerprint(self.model, prune, self.opset)
-        directory = self.cache_dir / "onnx" / f"{self.config.name}-{key}"
-        if key not in self._loaded:
-            backend = self._load(directory)
-            if backend is not None:
-                self._loaded[key] = backend
-        self._active = self._loaded.get(key)
+        self._activate(export=False)
         if self._active is None:
             log.warning("no onnxruntime graphs for keep ratios %s yet: tracking runs on torch until "
                         "prepare() exports them (~20 s; the node does on activate)", prune)
@@ -142,9 +151,9 @@ class OrtNetwork:
     def _load(self, directory: Path, strict: bool = False) -> Optional[Any]:
         from .backends import OrtBackend
 
-        if not (directory / "search.onnx").is_file():
+        if not (directory / SEARCH_FILE).is_file():
             if strict:
-                raise ConfigError(f"{directory}: export wrote no search.onnx")
+                raise ConfigError(f"{directory}: export wrote no {SEARCH_FILE}")
             return None
         try:
             return OrtBackend(directory, threads=self.threads)
@@ -169,7 +178,7 @@ class OrtNetwork:
             try:
                 os.rename(tmp, directory)
             except OSError:
-                if not (directory / "search.onnx").is_file():
+                if not (directory / SEARCH_FILE).is_file():
                     raise
                 log.info("%s was written by another process meanwhile; using it", directory)
         finally:
