@@ -92,7 +92,7 @@ def load_model(name: str, weights: str, seed: int):
 
 
 class TrackerNode(LifecycleNode):
-    """See the module docstring; topics, services and parameters are listed in docs/ros.md."""
+    """See the module docstring; topics, services, messages and parameters are listed in the README ("The ROS 2 node")."""
 
     def __init__(self, node_name: str = "utptrack", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)

@@ -1,0 +1,68 @@
+"""The README is the reference for the node's interfaces: its message blocks are the files in
+``msg/`` / ``srv/`` and its parameter table names every declared parameter (and nothing else).
+docs/ros.md links to these sections instead of copying them."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from utptrack_ros.ros.params import parameter_defaults
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text()
+
+
+def section(text: str, heading: str) -> str:
+    """The lines after ``heading`` up to the next heading of the same or a higher level (lines
+    inside fenced code blocks are not headings: message comments start with '#')."""
+    level = len(heading.split(" ")[0])
+    lines = text[text.index(heading) + len(heading):].splitlines(keepends=True)
+    out, fenced = [], False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(rf"#{{1,{level}}} ", line):
+            break
+        out.append(line)
+    return "".join(out)
+
+
+def table_parameter_names(cell: str) -> list[str]:
+    """Names in a parameter table's first cell: `a.b`, `c` (= a.c) and `a.x_y` / `_z` (= a.x_z)."""
+    names: list[str] = []
+    tokens = re.findall(r"`([^`]+)`", cell)
+    for tok in tokens:
+        if tok.startswith("_"):
+            names.append(names[-1].rsplit("_", 1)[0] + tok)
+        elif "." not in tok and names and "." in names[0]:
+            names.append(names[0].rsplit(".", 1)[0] + "." + tok)
+        else:
+            names.append(tok)
+    return names
+
+
+def test_table_parameter_names_expands_the_short_forms():
+    assert table_parameter_names("`prune.keep_ratio_ce` / `_dte` / `_ste`") == [
+        "prune.keep_ratio_ce", "prune.keep_ratio_dte", "prune.keep_ratio_ste"]
+    assert table_parameter_names("`tracker.aux.depth_max_mm`, `thermal_mode`") == [
+        "tracker.aux.depth_max_mm", "tracker.aux.thermal_mode"]
+    assert table_parameter_names("`autostart`") == ["autostart"]
+
+
+@pytest.mark.parametrize("path", ["msg/TrackedTarget.msg", "srv/InitTarget.srv"])
+def test_readme_message_blocks_are_the_interface_files(path):
+    text = section(README, "#### Messages")
+    match = re.search(rf"`{re.escape(path)}`:\n```\n(.*?)```", text, flags=re.S)
+    assert match, f"README 'Messages' has no block for {path}"
+    assert match.group(1) == (REPO / path).read_text()
+
+
+def test_readme_parameter_table_names_every_declared_parameter():
+    rows = [line for line in section(README, "### Parameters").splitlines() if line.startswith("| `")]
+    documented = [name for row in rows for name in table_parameter_names(row.split("|")[1])]
+    declared = set(parameter_defaults()) | {"use_sim_time"}
+    assert len(documented) == len(set(documented)), "a parameter is documented twice"
+    assert set(documented) - declared == set(), "documented but not declared"
+    assert declared - set(documented) == set(), "declared but missing from the README table"
