@@ -269,7 +269,8 @@ def test_generated_sequences_start_at_first_index():
                                                                aux_weights=(), cache=False)(7).attributes["seed"]
 
 
-def test_fast_frozen_stem_computes_the_same_tokens():
+@pytest.mark.parametrize("trainable_from", [7, 14])  # 14: the whole stem frozen (tiny_onestage)
+def test_fast_frozen_stem_computes_the_same_tokens(trainable_from):
     """The folded, channels-last copy of the frozen blocks gives the stem's own output."""
     from utptrack_ros.train.loop import FastFrozenStem
 
@@ -284,11 +285,23 @@ def test_fast_frozen_stem_computes_the_same_tokens():
     stem.eval()
     with torch.no_grad():
         reference = stem(x)
-    FastFrozenStem.install(model, 7)
+    FastFrozenStem.install(model, trainable_from)
     stem.eval()
     with torch.no_grad():
         assert torch.equal(stem(x), reference)  # eval mode: the original forward
         stem.train()
-        stem.features[7:].eval()  # same BatchNorm mode as the reference for the trainable part
+        stem.features[trainable_from:].eval()  # same BatchNorm mode as the reference for the trainable part
         fast = stem(x)
     assert torch.allclose(fast, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_every_shipped_recipe_loads_and_names_a_known_model():
+    from utptrack_ros.models import VARIANTS
+    from utptrack_ros.train.recipe import named_recipes
+
+    names = named_recipes()
+    assert {"tiny", "tiny_onestage"} <= set(names)
+    for name in names:
+        recipe = load_recipe(name)
+        assert recipe.model in VARIANTS, name
+        assert 0 < recipe.optim.stem_trainable_from <= 14, name
