@@ -103,6 +103,24 @@ def test_six_channel_tensor_normalises_both_halves_and_duplicates_missing_aux():
     assert torch.equal(t[1, 3:], t[1, :3])  # RGB duplicated where aux is missing
 
 
+@pytest.mark.parametrize("in_chans", [3, 6])
+def test_both_tensor_layouts_hold_the_same_values(in_chans):
+    """channels_last=False (what onnxruntime takes) is contiguous NCHW with the same values as
+    the channels-last tensor, which equals torch's own normalisation of the stacked crops."""
+    rng = np.random.default_rng(0)
+    rgb = [rng.integers(0, 256, (9, 9, 3), dtype=np.uint8) for _ in range(2)]
+    aux = [rng.integers(0, 256, (9, 9, 3), dtype=np.uint8), None]
+    nhwc = crops_to_tensor(rgb, aux, in_chans, torch.device("cpu"))
+    nchw = crops_to_tensor(rgb, aux, in_chans, torch.device("cpu"), channels_last=False)
+    assert nchw.is_contiguous() and not nhwc.is_contiguous() and nhwc.shape == nchw.shape == (2, in_chans, 9, 9)
+    assert torch.equal(nhwc, nchw)
+    halves = [np.concatenate([r, r if a is None else a], axis=2)[..., :in_chans] for r, a in zip(rgb, aux)]
+    raw = torch.from_numpy(np.stack(halves)).permute(0, 3, 1, 2).double() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN * 2, dtype=torch.float64)[:in_chans].view(1, -1, 1, 1)
+    std = torch.tensor(IMAGENET_STD * 2, dtype=torch.float64)[:in_chans].view(1, -1, 1, 1)
+    assert torch.allclose(nchw.double(), (raw - mean) / std, atol=1e-5)
+
+
 def test_hann_window_values():
     w = hann_window(16)
     assert w.shape == (16, 16)

@@ -272,7 +272,9 @@ class MultiTracker:
     def _crops(self, image: np.ndarray, aux: Optional[AuxFrame], geoms: list[CropGeometry]) -> torch.Tensor:
         rgb = [crop_image(image, g) for g in geoms]
         aux_crops = [crop_image(aux.raw, g, aux.to_image) for g in geoms] if aux is not None else None
-        return crops_to_tensor(rgb, aux_crops, self.model.config.in_chans, self.device)
+        # onnxruntime takes NCHW arrays: build that layout directly instead of copying later
+        channels_last = self.backend != "onnxruntime"
+        return crops_to_tensor(rgb, aux_crops, self.model.config.in_chans, self.device, channels_last)
 
     # -- the two calls -------------------------------------------------------------------
     def init(

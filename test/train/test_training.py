@@ -305,3 +305,59 @@ def test_every_shipped_recipe_loads_and_names_a_known_model():
         recipe = load_recipe(name)
         assert recipe.model in VARIANTS, name
         assert 0 < recipe.optim.stem_trainable_from <= 14, name
+
+
+def test_loader_tensors_give_the_model_what_its_own_frozen_stem_computes():
+    """data.stem_in_loader: the worker-side tensors (frozen blocks applied there) lead to the same
+    outputs and losses as the in-process path; the helper pickles without its text encoder."""
+    import pickle
+
+    from utptrack_ros.train.loop import FastFrozenStem, LoaderTensors
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(3)
+    batch = collate([draw_sample(MovingSquare(seed=s), rng, SamplingConfig(prompt_prob=0.0), 96, 192) for s in range(3)])
+    model = create_model("tiny").train()
+    freeze(frozen_stem_modules(model, 7))
+    fast = FastFrozenStem.install(model, 7)
+    model.eval()  # deterministic (no dropout, BatchNorm running statistics) ...
+    model.backbone.patch_embed.training = True  # ... but the stem takes its training-time path
+    prune = model.prune.with_keep_ratio(0.7, 0.7, 0.7)
+
+    tb = to_tensors(batch, 6, torch.device("cpu"), text_encoder=None)
+    with torch.no_grad():
+        reference = model(tb.search, tb.static, tb.dynamic, tb.static_box, tb.dynamic_box, None, tb.task, prune)
+    prepare = pickle.loads(pickle.dumps(LoaderTensors(fast.frozen, 6, "")))
+    pre = prepare(batch)
+    assert pre.search.shape == (3, 32, 24, 24) and pre.static.shape == (3, 32, 12, 12)  # block 6 output, stride 8
+    assert torch.equal(pre.gt_cxcywh, tb.gt_cxcywh) and torch.equal(pre.task, tb.task)
+    fast.precomputed = True
+    with torch.no_grad():
+        out = model(pre.search, pre.static, pre.dynamic, pre.static_box, pre.dynamic_box, None, pre.task, prune)
+    for name in ("score_map", "size_map", "offset_map"):
+        assert torch.allclose(getattr(out, name), getattr(reference, name), atol=1e-5), name
+    assert torch.equal(out.search_keep_mask, reference.search_keep_mask)
+
+
+def test_train_with_the_frozen_stem_in_the_loader_worker(tmp_path):
+    recipe = load_recipe(
+        "tiny",
+        **{
+            "pretrained_stem": False,
+            "optim.steps": 3,
+            "optim.batch_size": 2,
+            "optim.warmup_steps": 1,
+            "data.num_workers": 1,
+            "data.stem_in_loader": True,
+            "data.train_sequences": 3,
+            "data.pool_size": 2,
+            "data.val_sequences": 0,
+            "log_every": 1,
+            "val_every": 0,
+        },
+    )
+    summary = train(recipe, tmp_path / "run", squares, progress=False)
+    assert summary["steps"] == 3
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines if l["kind"] == "train"] == [1, 2, 3]
+    assert all(math.isfinite(l["loss"]) for l in lines)

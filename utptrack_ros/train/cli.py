@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a recipe field, e.g. optim.steps=300 (repeatable; the value is YAML)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: one GPU per rank)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per process (default 2)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads of the training process (default 2; 1 with data.stem_in_loader, "
+                             "whose loader worker takes the other core)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     parser.add_argument("--max-steps", type=int, default=None, help="stop early at this step (schedules keep the recipe's length)")
     parser.add_argument("--no-val", action="store_true", help="skip validation on val-split sequences")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         train_seqs,
         val_seqs,
         device=args.device,
-        threads=args.threads,
+        threads=args.threads or (1 if recipe.data.stem_in_loader else 2),
         resume=not args.no_resume,
         progress=not args.no_progress,
         max_steps=args.max_steps,

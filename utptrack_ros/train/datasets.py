@@ -171,6 +171,8 @@ class TripletStream(IterableDataset):
         batch_size: samples per yielded batch.
         rank / world_size: DDP position of this process.
         seed: recipe seed (and the resume step, so a resumed run draws fresh samples).
+        tensorize: applied to each batch where it is drawn (in the loader worker), e.g.
+            ``loop.LoaderTensors``; the stream then yields its result instead of the ``Batch``.
     """
 
     def __init__(
@@ -186,8 +188,10 @@ class TripletStream(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
+        tensorize: Optional[Callable[[Batch], TensorBatch]] = None,
     ) -> None:
         super().__init__()
+        self.tensorize = tensorize
         self.factory, self.num_sequences, self.batch_size = factory, num_sequences, batch_size
         self.sampling, self.template_size, self.search_size = sampling, template_size, search_size
         self.pool_size, self.samples_per_sequence = pool_size, samples_per_sequence
@@ -212,7 +216,8 @@ class TripletStream(IterableDataset):
             rng,
         )
         while True:
-            yield collate([pool.draw() for _ in range(self.batch_size)])
+            batch = collate([pool.draw() for _ in range(self.batch_size)])
+            yield batch if self.tensorize is None else self.tensorize(batch)
 
 
 # -- generated sequences ------------------------------------------------------------------------

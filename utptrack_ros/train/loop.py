@@ -32,7 +32,7 @@ from ..config import PruneConfig
 from ..errors import ConfigError
 from ..models import UTPTrack, create_model
 from ..models.pruning import keep_rate_schedule
-from .datasets import Batch, TripletStream, to_tensors
+from .datasets import Batch, TensorBatch, TripletStream, to_tensors
 from .losses import tracking_loss
 from .recipe import Recipe, recipe_to_mapping
 
@@ -113,7 +113,9 @@ class FastFrozenStem:
     under ``no_grad`` (``models.inference.fold_batchnorm``): the same function (they never
     change), ~1.7x less CPU per training step measured on the 2-core machine. The model's own
     modules and state dict are untouched (checkpoints stay standard); in eval mode (the
-    tracker, validation) the stem's original forward runs.
+    tracker, validation) the stem's original forward runs. With ``precomputed`` set, training
+    inputs already are the frozen blocks' output (:class:`LoaderTensors` ran them in the
+    loader worker) and go straight to the trainable blocks.
     """
 
     def __init__(self, model: UTPTrack, trainable_from: int) -> None:
@@ -129,14 +131,18 @@ class FastFrozenStem:
         for p in frozen.parameters():
             p.requires_grad_(False)
         self.frozen = frozen.to(memory_format=torch.channels_last)
+        self.precomputed = False
         original = type(stem).forward
         k, holder = trainable_from, self
 
         def forward(self_stem: nn.Module, x: torch.Tensor) -> torch.Tensor:
             if not self_stem.training:
                 return original(self_stem, x)
-            with torch.no_grad():
-                y = holder.frozen(x.contiguous(memory_format=torch.channels_last))
+            if holder.precomputed:
+                y = x
+            else:
+                with torch.no_grad():
+                    y = holder.frozen(x.contiguous(memory_format=torch.channels_last))
             return self_stem.proj(self_stem.features[k:](y)).flatten(2).transpose(1, 2)
 
         stem.forward = types.MethodType(forward, stem)
@@ -151,6 +157,42 @@ class FastFrozenStem:
         if getattr(stem, "features", None) is None or trainable_from <= 0:
             return None
         return cls(model, trainable_from)
+
+
+class LoaderTensors:
+    """``Batch`` -> ``TensorBatch`` in the data-loader worker (``data.stem_in_loader``).
+
+    Builds the tensors (``datasets.to_tensors``), encodes the prompts and runs the frozen
+    MobileNetV2 blocks (a :class:`FastFrozenStem`'s BatchNorm-folded copy, one thread) where the
+    batch is drawn, so on a 2-core CPU that work runs beside the training step instead of inside
+    it; the model's stem (``FastFrozenStem.precomputed``) then starts at the first trainable
+    block. The function is the same as the in-process path (the tests compare the outputs).
+    """
+
+    def __init__(self, frozen: nn.Module, in_chans: int, text_encoder: str) -> None:
+        self.frozen, self.in_chans, self.text_encoder_name = frozen, in_chans, text_encoder
+        self._text: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:  # the encoder is built in the worker, not pickled
+        return {**self.__dict__, "_text": None}
+
+    def __call__(self, batch: Batch) -> TensorBatch:
+        from dataclasses import replace
+
+        from ..models.text import create_text_encoder
+
+        if self._text is None and self.text_encoder_name:
+            self._text = create_text_encoder(self.text_encoder_name)
+        tb = to_tensors(batch, self.in_chans, torch.device("cpu"), self._text)
+        with torch.no_grad():
+            feats = [self.frozen(x.contiguous(memory_format=torch.channels_last)) for x in (tb.search, tb.static, tb.dynamic)]
+        return replace(tb, search=feats[0], static=feats[1], dynamic=feats[2])
+
+
+def tensor_batch_to(tb: TensorBatch, device: torch.device) -> TensorBatch:
+    from dataclasses import fields, replace
+
+    return replace(tb, **{f.name: getattr(tb, f.name).to(device) for f in fields(tb) if getattr(tb, f.name) is not None})
 
 
 def freeze(modules: list[nn.Module]) -> None:
@@ -358,6 +400,16 @@ def train(
 
         ddp_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
+    text_encoder = create_text_encoder(cfg.text_encoder) if cfg.text_dim else None
+    tensorize = None
+    if recipe.data.stem_in_loader:
+        if dev.type != "cpu" or recipe.data.num_workers < 1 or fast_stem is None:
+            log.info("data.stem_in_loader ignored: it needs the CPU, num_workers >= 1 and frozen stem blocks")
+        else:
+            tensorize = LoaderTensors(fast_stem.frozen, cfg.in_chans, cfg.text_encoder if cfg.text_dim else "")
+            fast_stem.precomputed = True
+            text_encoder = None
+            log.info("the loader worker runs the frozen stem blocks features[:%d]", fast_stem.k)
     stream = TripletStream(
         sequence_factory,
         recipe.data.train_sequences,
@@ -370,8 +422,9 @@ def train(
         rank=dist_info.rank,
         world_size=dist_info.world_size,
         seed=recipe.seed * 1_000_003 + start_step,
+        tensorize=tensorize,
     )
-    loader: Iterator[Batch]
+    loader: Iterator[Any]
     if recipe.data.num_workers > 0:
         from torch.utils.data import DataLoader
 
@@ -387,7 +440,6 @@ def train(
         )
     else:
         loader = iter(stream)
-    text_encoder = create_text_encoder(cfg.text_encoder) if cfg.text_dim else None
     val_sequences = []
     if val_factory is not None and dist_info.is_main and recipe.data.val_sequences > 0:
         val_sequences = [val_factory(i) for i in range(recipe.data.val_sequences)]
@@ -417,7 +469,10 @@ def train(
         while step < last_step:
             t0 = time.perf_counter()
             batch = next(loader)
-            tb = to_tensors(batch, cfg.in_chans, dev, text_encoder)
+            if isinstance(batch, TensorBatch):
+                tb = tensor_batch_to(batch, dev)
+            else:
+                tb = to_tensors(batch, cfg.in_chans, dev, text_encoder)
             data_time += time.perf_counter() - t0
             factor = lr_factor(step, recipe)
             for g in opt.param_groups:

@@ -31,6 +31,10 @@ class DataConfig:
         pool_size: sequences each data stream holds at once (samples mix across them).
         samples_per_sequence: samples drawn from a sequence before it is replaced.
         num_workers: data-loader worker processes per rank (0 = in the training process).
+        stem_in_loader: on the CPU, the loader workers also build the tensors, encode the
+            prompts and run the frozen MobileNetV2 blocks (``optim.stem_trainable_from``), so
+            that work overlaps the training step on the other core instead of adding to it
+            (``loop.LoaderTensors``; needs ``num_workers >= 1``; ignored on GPUs).
         val_sequences: validation sequences (val split) tracked with the real tracker at each
             validation (never test seeds).
         val_length: frames per validation sequence.
@@ -44,6 +48,7 @@ class DataConfig:
     pool_size: int = 8
     samples_per_sequence: int = 48
     num_workers: int = 1
+    stem_in_loader: bool = False
     val_sequences: int = 8
     val_length: int = 100
 
