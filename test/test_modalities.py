@@ -118,3 +118,20 @@ def test_crop_of_converted_frame_equals_conversion_inside_the_crop(modality, rng
     for box in (Box(30, 20, 10, 12), Box(-5, -5, 20, 20), Box(70, 50, 15, 15), Box(200, 200, 5, 5)):
         geom = crop_geometry(box, 4.0, 32)
         assert np.array_equal(crop_image(aux, geom, frame.to_image), crop_image(full, geom))
+
+
+@pytest.mark.parametrize("case", ["random", "zeros", "extremes", "odd"])
+def test_histogram_order_statistics_equal_numpy(case, rng):
+    from utptrack_ros.modalities import _Histogram
+
+    values = {
+        "random": rng.integers(0, 9000, size=(48, 64)).astype(np.uint16),
+        "zeros": np.zeros((5, 7), np.uint16),
+        "extremes": np.array([[0, 65535, 65535, 3]], np.uint16),
+        "odd": rng.integers(100, 200, size=(3, 5)).astype(np.uint16),
+    }[case]
+    hist = _Histogram(values)
+    flat = np.sort(values.ravel())
+    assert (hist.min, hist.max) == (flat[0], flat[-1])
+    assert hist.median() == np.median(values)
+    assert [hist.at(r) for r in (0, len(flat) // 3, len(flat) - 1)] == [flat[0], flat[len(flat) // 3], flat[-1]]

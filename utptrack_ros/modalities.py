@@ -52,14 +52,20 @@ class AuxFrame:
 
 
 class _Histogram:
-    """Exact order statistics of a uint16 image from one ``bincount`` (O(n))."""
+    """Exact order statistics of a uint16 image from one histogram pass (O(n)).
+
+    ``cv2.minMaxLoc`` gives the extremes and ``cv2.calcHist`` counts each value ``0..max``
+    (unit-width bins, so every bin is one integer value; float32 counts are exact up to 2^24
+    pixels per value): 0.29 ms for a 640x480 frame against 0.74 ms for ``np.bincount`` over all
+    65536 values + its cumulative sum.
+    """
 
     def __init__(self, values: np.ndarray) -> None:
         self.n = values.size
-        counts = np.bincount(values.ravel(), minlength=65536)
-        self.cum = np.cumsum(counts)
-        nonzero = np.flatnonzero(counts)
-        self.min, self.max = int(nonzero[0]), int(nonzero[-1])
+        lo, hi = cv2.minMaxLoc(values)[:2]
+        self.min, self.max = int(lo), int(hi)
+        counts = cv2.calcHist([values], [0], None, [self.max + 1], [0, self.max + 1])
+        self.cum = np.cumsum(counts.ravel().astype(np.int64))
 
     def at(self, rank: int) -> int:
         """Value of the 0-based ``rank``-th smallest element."""
@@ -95,15 +101,21 @@ def prepare_depth(depth: np.ndarray, depth_max_mm: float = 10000.0) -> AuxFrame:
     limit = np.uint16(int(min(hist.median() * 3.0, depth_max_mm)))
     lo, hi = np.uint16(min(hist.min, int(limit))), np.uint16(min(hist.max, int(limit)))
 
-    def to_image(patch: np.ndarray) -> np.ndarray:
-        # cv2.normalize(NORM_MINMAX) over the whole frame == over the patch with the frame's
+    def convert(values: np.ndarray) -> np.ndarray:
+        # cv2.normalize(NORM_MINMAX) over the whole frame == over these values with the frame's
         # extremes appended: same function, same scale and shift, so the same rounding.
-        h, w = patch.shape
-        ext = np.empty((h * w + 2,), np.uint16)
-        np.minimum(patch.reshape(-1), limit, out=ext[:-2])
+        ext = np.empty((values.size + 2,), np.uint16)
+        np.minimum(values.reshape(-1), limit, out=ext[:-2])
         ext[-2:] = (lo, hi)
         norm = cv2.normalize(ext.reshape(-1, 1), None, 0, 255, cv2.NORM_MINMAX)
-        return cv2.applyColorMap(norm[:-2].reshape(h, w).astype(np.uint8), cv2.COLORMAP_JET)
+        return cv2.applyColorMap(norm[:-2].reshape(values.shape).astype(np.uint8), cv2.COLORMAP_JET)
+
+    # Every pixel of the frame clipped at ``limit`` lies in [lo, hi]: convert those levels once
+    # (<= depth_max_mm + 1 values) and look each patch pixel up (half the time of converting it).
+    palette = convert(np.maximum(np.arange(int(hi) + 1, dtype=np.uint16), lo)[None])[0]
+
+    def to_image(patch: np.ndarray) -> np.ndarray:
+        return np.take(palette, np.minimum(patch, hi), axis=0)
 
     return AuxFrame(mm, to_image)
 
