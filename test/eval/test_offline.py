@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 import numpy as np
 import pytest
@@ -153,6 +154,15 @@ def test_a_crash_writes_nothing_over_existing_results(tmp_path):
 def test_a_source_workers_cannot_import_fails_clearly(tmp_path):
     with pytest.raises(RuntimeError, match="could not load its task"):
         run_offline([peer_spec("kcf")], [_local_sequence, _local_sequence], tmp_path / "r", workers=2, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_worker_process_that_dies_fails_the_run_instead_of_hanging(tmp_path):
+    """A real process death in a worker (the source calls os._exit there) is an error, not a
+    pool waiting forever for results that never come."""
+    dies = functools.partial(os._exit, 3)
+    with pytest.raises(RuntimeError, match="worker process died"):
+        run_offline([peer_spec("kcf")], [dies, dies], tmp_path / "r", workers=2, progress=False, report=False)
     assert not (tmp_path / "r").exists()
 
 

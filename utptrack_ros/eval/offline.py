@@ -564,13 +564,26 @@ def _execute(tasks: list[_Task], workers: int, progress: bool) -> list[SequenceR
                 bar.set_postfix_str(f"{runs[-1].tracker}/{runs[-1].sequence}")
                 bar.update()
         else:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures.process import BrokenProcessPool
+
             blobs = [pickle.dumps(task) for task in tasks]  # unpicklable specs fail here, clearly
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(processes=min(workers, len(tasks)), initializer=_init_worker) as pool:
-                for run in pool.imap_unordered(_run_pickled_task, blobs):
+            # not multiprocessing.Pool: it waits forever when a worker process dies (seen once in
+            # the suite: both spawned workers exited and the run hung); the executor raises instead
+            pool = ProcessPoolExecutor(
+                max_workers=min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            )
+            try:
+                for future in as_completed([pool.submit(_run_pickled_task, blob) for blob in blobs]):
+                    run = future.result()
                     runs.append(run)
                     bar.set_postfix_str(f"{run.tracker}/{run.sequence}")
                     bar.update()
+            except BrokenProcessPool as err:
+                raise RuntimeError(f"an evaluation worker process died ({err}); rerun with workers=1 to see why") from None
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
     return runs
