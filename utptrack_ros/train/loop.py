@@ -189,12 +189,6 @@ class LoaderTensors:
         return replace(tb, search=feats[0], static=feats[1], dynamic=feats[2])
 
 
-def tensor_batch_to(tb: TensorBatch, device: torch.device) -> TensorBatch:
-    from dataclasses import fields, replace
-
-    return replace(tb, **{f.name: getattr(tb, f.name).to(device) for f in fields(tb) if getattr(tb, f.name) is not None})
-
-
 def freeze(modules: list[nn.Module]) -> None:
     for m in modules:
         m.eval()
@@ -400,16 +394,16 @@ def train(
 
         ddp_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    text_encoder = create_text_encoder(cfg.text_encoder) if cfg.text_dim else None
-    tensorize = None
+    text_encoder_name = cfg.text_encoder if cfg.text_dim else ""
+    tensorize = None  # set: the loader worker yields CPU TensorBatches (stem_in_loader runs on the CPU only)
     if recipe.data.stem_in_loader:
         if dev.type != "cpu" or recipe.data.num_workers < 1 or fast_stem is None:
             log.info("data.stem_in_loader ignored: it needs the CPU, num_workers >= 1 and frozen stem blocks")
         else:
-            tensorize = LoaderTensors(fast_stem.frozen, cfg.in_chans, cfg.text_encoder if cfg.text_dim else "")
+            tensorize = LoaderTensors(fast_stem.frozen, cfg.in_chans, text_encoder_name)
             fast_stem.precomputed = True
-            text_encoder = None
             log.info("the loader worker runs the frozen stem blocks features[:%d]", fast_stem.k)
+    text_encoder = create_text_encoder(text_encoder_name) if tensorize is None else None
     stream = TripletStream(
         sequence_factory,
         recipe.data.train_sequences,
@@ -469,10 +463,7 @@ def train(
         while step < last_step:
             t0 = time.perf_counter()
             batch = next(loader)
-            if isinstance(batch, TensorBatch):
-                tb = tensor_batch_to(batch, dev)
-            else:
-                tb = to_tensors(batch, cfg.in_chans, dev, text_encoder)
+            tb = batch if tensorize is not None else to_tensors(batch, cfg.in_chans, dev, text_encoder)
             data_time += time.perf_counter() - t0
             factor = lr_factor(step, recipe)
             for g in opt.param_groups:
