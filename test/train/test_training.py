@@ -356,8 +356,10 @@ def test_train_with_the_frozen_stem_in_the_loader_worker(tmp_path):
             "val_every": 0,
         },
     )
+    assert torch.get_num_threads() == 2  # conftest
     summary = train(recipe, tmp_path / "run", squares, progress=False)
     assert summary["steps"] == 3
+    assert torch.get_num_threads() == 1  # threads=None: the worker takes the other core
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines if l["kind"] == "train"] == [1, 2, 3]
     assert all(math.isfinite(l["loss"]) for l in lines)

@@ -329,7 +329,8 @@ def train(
         sequence_factory: train-split index -> sequence (picklable for loader workers).
         val_factory: val-split index -> sequence, or None to skip validation.
         device: ``auto``, ``cpu``, ``cuda``.
-        threads: torch CPU threads (None = leave torch's default).
+        threads: torch CPU threads. None: 1 when the loader worker runs the frozen stem
+            (``data.stem_in_loader`` in effect: the worker takes the other core), else torch's default.
         max_steps: stop after this step even if the recipe has more (for smoke tests; the
             schedules still follow ``recipe.optim.steps``).
     Returns:
@@ -403,6 +404,8 @@ def train(
             tensorize = LoaderTensors(fast_stem.frozen, cfg.in_chans, text_encoder_name)
             fast_stem.precomputed = True
             log.info("the loader worker runs the frozen stem blocks features[:%d]", fast_stem.k)
+            if threads is None:
+                torch.set_num_threads(1)
     text_encoder = create_text_encoder(text_encoder_name) if tensorize is None else None
     stream = TripletStream(
         sequence_factory,
