@@ -526,7 +526,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20, help="tracking frames per setup before measuring")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads in the node (model.num_threads)")
-    ap.add_argument("--consumer", choices=("single", "events"), default="single",
+    ap.add_argument("--consumer", choices=("single", "events"), default="events",
                     help="executor of this process's ~/target subscriber (the downstream consumer)")
     ap.add_argument("--nice", type=int, default=0,
                     help="run the nodes and this side at this nice value (negative = ahead of other jobs; needs root)")
