@@ -170,20 +170,16 @@ class LoaderTensors:
     """
 
     def __init__(self, frozen: nn.Module, in_chans: int, text_encoder: str) -> None:
+        # the encoder's name, not the encoder: the worker builds its own (create_text_encoder
+        # keeps one per process), so nothing large is pickled
         self.frozen, self.in_chans, self.text_encoder_name = frozen, in_chans, text_encoder
-        self._text: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:  # the encoder is built in the worker, not pickled
-        return {**self.__dict__, "_text": None}
 
     def __call__(self, batch: Batch) -> TensorBatch:
         from dataclasses import replace
 
         from ..models.text import create_text_encoder
 
-        if self._text is None and self.text_encoder_name:
-            self._text = create_text_encoder(self.text_encoder_name)
-        tb = to_tensors(batch, self.in_chans, torch.device("cpu"), self._text)
+        tb = to_tensors(batch, self.in_chans, torch.device("cpu"), create_text_encoder(self.text_encoder_name))
         with torch.no_grad():
             feats = [self.frozen(x.contiguous(memory_format=torch.channels_last)) for x in (tb.search, tb.static, tb.dynamic)]
         return replace(tb, search=feats[0], static=feats[1], dynamic=feats[2])
