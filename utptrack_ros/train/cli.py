@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: one GPU per rank)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads of the training process (default 2; 1 where data.stem_in_loader "
-                             "takes effect (CPU, num_workers >= 1): its loader worker takes the other core)")
+                        help="torch CPU threads of the training process (default 2; with data.stem_in_loader: 1 where "
+                             "it takes effect (CPU, num_workers >= 1: its loader worker takes the other core), "
+                             "else torch's default)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     parser.add_argument("--max-steps", type=int, default=None, help="stop early at this step (schedules keep the recipe's length)")
     parser.add_argument("--no-val", action="store_true", help="skip validation on val-split sequences")
