@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import json
 import re
 
@@ -100,6 +101,40 @@ def test_markdown_attribute_and_sequence_tables_equal_json(report_run):
             results["results"]["kcf"]["per_sequence"][seq]["metrics"]["auc"], 1
         )
         assert md_row[header.index("kcf missed")] == str(js[seq]["kcf/missed"])
+    # the Attributes column names the generator's challenges (stored under attributes["challenges"])
+    assert {r[0]: r[header.index("Attributes")] for r in rows} == {"gen_scale": "scale_change", "synth": "full_occlusion"}
+    assert {s: r["attributes"] for s, r in js.items()} == {"gen_scale": "scale_change", "synth": "full_occlusion"}
+
+
+def test_html_states_the_environment_and_keeps_the_footnotes(report_run):
+    out, results = report_run
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    env = results["environment"]
+    assert env["commit"] and env["cpu"] and env["cpu_count"] and env["versions"]["numpy"]
+    section = page.split("<h2>Environment</h2>", 1)[1].split("</table>", 1)[0]
+    cells = dict(re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td></tr>", section))
+    assert cells["commit"] == env["commit"] and cells["CPU"] == env["cpu"] and cells["CPU cores"] == str(env["cpu_count"])
+    assert cells["load average (1/5/15 min, at write)"].startswith(str(env["load_1m"]))
+    assert f"numpy {env['versions']['numpy']}" in cells["versions"]
+    assert "## Environment" in md
+    for note in (R.SUMMARY_NOTE,):
+        assert note in md and html.escape(note) in page
+
+
+def test_environment_rows_name_the_node_backend_and_threads():
+    results = {
+        "environment": {"cpu": "x", "cpu_count": 2, "versions": {"torch": "2"}, "commit": "abc"},
+        "settings": {"node": {"num_threads": 1}, "bags": {
+            "a": {"node_status": {"tracker": {"backend": "onnxruntime", "device": "cpu", "model": "tiny"}}},
+            "b": {"node_status": {"tracker": {"backend": "onnxruntime", "device": "cpu", "model": "tiny"}}},
+        }},
+    }
+    rows = {r["item"]: r["value"] for r in R.environment_rows(results)}
+    assert rows["node backend"] == "onnxruntime on cpu (tiny)"
+    assert rows["node torch threads"] == "1" and rows["commit"] == "abc" and rows["versions"] == "torch 2"
+    page = R.render_html(R.build_report_data({**results, "trackers": {}, "results": {}, "sequences": {}}))
+    assert "<td>node backend</td><td>onnxruntime on cpu (tiny)</td>" in page
 
 
 def test_html_and_terminal_show_the_same_cells(report_run):

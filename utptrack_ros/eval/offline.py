@@ -52,7 +52,6 @@ import math
 import multiprocessing
 import os
 import pickle
-import platform
 import re
 import shutil
 import sys
@@ -65,6 +64,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequenc
 import numpy as np
 
 from ..errors import UTPTrackError
+from ..machine import machine_record
 from ..types import Box, Modality
 from . import metrics as M
 
@@ -685,21 +685,6 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def _environment() -> dict[str, Any]:
-    import cv2
-
-    env = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-    }
-    if "torch" in sys.modules:
-        env["torch"] = sys.modules["torch"].__version__
-    return env
-
-
 def _write_run_files(run: SequenceRun, folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     stem = safe_name(run.sequence)
@@ -860,7 +845,7 @@ def write_results(
         results: dict[str, Any] = {
             "schema": SCHEMA,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "environment": _environment(),
+            "environment": machine_record(),
             "settings": dict(settings or {}),
             "conventions": {"otb": M.CONVENTION_OTB, "got10k": M.CONVENTION_GOT10K, "latency": M.CONVENTION_LATENCY},
             "trackers": {name: {**info, "folder": safe_name(name)} for name, info in meta.items() if by_tracker[name]},

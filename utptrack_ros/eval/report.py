@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from . import metrics as M
 from .offline import safe_name, to_jsonable
 
 logger = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def sequence_table(results: Mapping[str, Any], metric: str = "auc") -> dict[str,
     trackers = list(results["trackers"])
     rows = []
     for s, info in results["sequences"].items():
-        flags = [k for k, v in (info.get("attributes") or {}).items() if v is True or v == 1]
+        flags = [k for k, v in M.attribute_flags(info.get("attributes") or {}).items() if v]
         row: dict[str, Any] = {"sequence": s, "num_frames": info["num_frames"], "attributes": ", ".join(sorted(flags))}
         for t in trackers:
             per = results["results"][t]["per_sequence"].get(s)
@@ -207,6 +208,60 @@ def sequence_table(results: Mapping[str, Any], metric: str = "auc") -> dict[str,
     for t in trackers:
         cols += [Column(t, f"{t} {metric.upper()}", 1), Column(f"{t}/missed", f"{t} missed", 0)]
     return _table(cols, rows)
+
+
+ENVIRONMENT_COLUMNS: tuple[Column, ...] = (Column("item", "Item"), Column("value", "Value"))
+
+
+def _node_runs(results: Mapping[str, Any]) -> list[str]:
+    """``backend on device (model)`` of each node the live replay ran, from its /diagnostics."""
+    seen: list[str] = []
+    for bag in (results.get("settings", {}).get("bags") or {}).values():
+        tracker = (bag.get("node_status") or {}).get("tracker") or {}
+        if tracker.get("backend"):
+            text = f"{tracker['backend']} on {tracker.get('device', '?')} ({tracker.get('model', '?')})"
+            if text not in seen:
+                seen.append(text)
+    return seen
+
+
+def environment_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the numbers were measured on: machine, load, versions, commit, node backend and threads."""
+    env = results.get("environment") or {}
+    rows: list[dict[str, Any]] = []
+
+    def add(item: str, value: Any) -> None:
+        if value not in (None, "", {}):
+            rows.append({"item": item, "value": str(value)})
+
+    add("CPU", env.get("cpu"))
+    add("CPU cores", env.get("cpu_count"))
+    if "load_1m" in env:
+        add("load average (1/5/15 min, at write)", f"{env['load_1m']} / {env.get('load_5m')} / {env.get('load_15m')}")
+    add("platform", env.get("platform"))
+    add("python", env.get("python"))
+    versions = dict(env.get("versions") or {})
+    versions.update({k: env[k] for k in ("numpy", "opencv", "torch") if k in env})  # older results files
+    add("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    add("torch threads (evaluation process)", env.get("torch_threads"))
+    add("commit", env.get("commit"))
+    node = results.get("settings", {}).get("node") or {}
+    add("node backend", "; ".join(_node_runs(results)))
+    if "num_threads" in node:
+        add("node torch threads", node["num_threads"] or "torch default (one per core)")
+    return rows
+
+
+# Footnotes shared by the Markdown and HTML renderings (each follows the table it explains).
+SUMMARY_NOTE = (
+    "FPS = 1000 / mean tracker latency; Out Hz = rate of outputs (ros2_benchmark MEAN_FRAME_RATE); "
+    "Missed = frames without output; Dropped = frames the node reported dropping (live replay only); "
+    "Failed upd = OpenCV updates that reported failure."
+)
+REPLAY_NOTE = (
+    "E2E = colour publish -> ~/target received; Node = the node's own latency field; "
+    "Model = the network's time inside the node."
+)
 
 
 def build_report_data(results: Mapping[str, Any], plots: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
@@ -223,6 +278,7 @@ def build_report_data(results: Mapping[str, Any], plots: Optional[Mapping[str, A
             "replay": _table(REPLAY_COLUMNS, replay_rows(results)),
             "attributes_auc": attribute_table(results, "auc"),
             "sequences_auc": sequence_table(results, "auc"),
+            "environment": _table(ENVIRONMENT_COLUMNS, environment_rows(results)),
         },
         "plots": dict(plots or {}),
     }
@@ -491,17 +547,13 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         "",
         markdown_table(t["summary"]),
         "",
-        "FPS = 1000 / mean tracker latency; Out Hz = rate of outputs (ros2_benchmark MEAN_FRAME_RATE); "
-        "Missed = frames without output; Dropped = frames the node reported dropping (live replay only); "
-        "Failed upd = OpenCV updates that reported failure.",
+        SUMMARY_NOTE,
         "",
         markdown_table(t["trackers"]),
         "",
     ]
     if t["replay"]["rows"]:
-        parts += ["## Live replay through the node (per bag)", "", markdown_table(t["replay"]), "",
-                  "E2E = colour publish -> ~/target received; Node = the node's own latency field; "
-                  "Model = the network's time inside the node.", ""]
+        parts += ["## Live replay through the node (per bag)", "", markdown_table(t["replay"]), "", REPLAY_NOTE, ""]
     if p.get("curves"):
         parts += [f"![success and precision curves]({p['curves']})", ""]
     if p.get("latency"):
@@ -515,6 +567,8 @@ def render_markdown(data: Mapping[str, Any]) -> str:
             parts += [f"![IoU over time {seq}]({files['iou']})", ""]
         if files.get("strip"):
             parts += [f"![frames {seq}]({files['strip']})", ""]
+    if t["environment"]["rows"]:
+        parts += ["## Environment", "", markdown_table(t["environment"]), ""]
     parts += ["## Conventions", "", _conventions_md(data.get("conventions", {})), ""]
     return "\n".join(parts)
 
@@ -541,12 +595,11 @@ def render_html(data: Mapping[str, Any]) -> str:
         f"<p>Mode: <b>{esc(str(data.get('mode', 'offline')))}</b>.</p>",
         "<h2>Summary</h2>",
         html_table(t["summary"]),
-        "<p>FPS = 1000 / mean tracker latency; Out Hz = rate of outputs (ros2_benchmark MEAN_FRAME_RATE); "
-        "Dropped = frames the node reported dropping (live replay only).</p>",
+        f"<p>{esc(SUMMARY_NOTE)}</p>",
         html_table(t["trackers"]),
     ]
     if t["replay"]["rows"]:
-        parts += ["<h2>Live replay through the node (per bag)</h2>", html_table(t["replay"])]
+        parts += ["<h2>Live replay through the node (per bag)</h2>", html_table(t["replay"]), f"<p>{esc(REPLAY_NOTE)}</p>"]
     if p.get("curves"):
         parts.append(f"<img src='{esc(p['curves'])}' alt='curves'>")
     if p.get("latency"):
@@ -559,6 +612,8 @@ def render_html(data: Mapping[str, Any]) -> str:
         for key in ("iou", "strip"):
             if files.get(key):
                 parts.append(f"<img src='{esc(files[key])}' alt='{esc(key)} {esc(seq)}'>")
+    if t["environment"]["rows"]:
+        parts += ["<h2>Environment</h2>", html_table(t["environment"])]
     parts.append("<h2>Conventions</h2><ul>")
     parts += [f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in data.get("conventions", {}).items()]
     parts.append("</ul></body></html>")
