@@ -20,9 +20,9 @@ from utptrack_ros.preprocess import crop_geometry, crop_image
 from utptrack_ros.train import losses
 from utptrack_ros.train.datasets import collate, stream_order, to_tensors
 from utptrack_ros.train.loop import (
+    LoaderTensors,
     final_keep_ratios,
-    freeze,
-    frozen_stem_modules,
+    freeze_stem_prefix,
     init_for_training,
     keep_rates,
     train,
@@ -194,8 +194,7 @@ def test_loss_decreases_on_a_fixed_batch():
     batch = collate([draw_sample(seq, rng, cfg, 96, 192) for _ in range(4)])
     model = create_model("tiny").train()
     init_for_training(model, 0.01)
-    frozen = frozen_stem_modules(model, 7)
-    freeze(frozen)
+    freeze_stem_prefix(model, 7)
     tb = to_tensors(batch, 6, torch.device("cpu"), text_encoder=None)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     history = []
@@ -269,30 +268,53 @@ def test_generated_sequences_start_at_first_index():
                                                                aux_weights=(), cache=False)(7).attributes["seed"]
 
 
-@pytest.mark.parametrize("trainable_from", [7, 14])  # 14: the whole stem frozen (tiny_onestage)
-def test_fast_frozen_stem_computes_the_same_tokens(trainable_from):
-    """The folded, channels-last copy of the frozen blocks gives the stem's own output."""
-    from utptrack_ros.train.loop import FastFrozenStem
-
-    torch.manual_seed(0)
-    model = create_model("tiny")
+def _stem_with_batchnorm_statistics(model):
+    """The model's stem with non-trivial BatchNorm running statistics, so folding matters."""
     stem = model.backbone.patch_embed
-    for m in stem.modules():  # non-trivial BatchNorm statistics, so folding matters
+    for m in stem.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
+    return stem
+
+
+@pytest.mark.parametrize("trainable_from", [7, 14])  # 14: the whole stem frozen (tiny_onestage)
+def test_frozen_stem_prefix_computes_the_same_tokens(trainable_from):
+    """The folded, channels-last prefix gives the stem's own output; eval mode runs the plain stem."""
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    stem = _stem_with_batchnorm_statistics(model)
     x = torch.randn(2, 6, 96, 96)
     stem.eval()
     with torch.no_grad():
         reference = stem(x)
-    FastFrozenStem.install(model, trainable_from)
+    prefix = freeze_stem_prefix(model, trainable_from)
+    assert prefix is not None and prefix.blocks == trainable_from
     stem.eval()
     with torch.no_grad():
-        assert torch.equal(stem(x), reference)  # eval mode: the original forward
+        assert torch.equal(stem(x), reference)  # eval mode: the whole stem, unfolded
         stem.train()
         stem.features[trainable_from:].eval()  # same BatchNorm mode as the reference for the trainable part
         fast = stem(x)
     assert torch.allclose(fast, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_frozen_stem_prefix_is_frozen_and_leaves_the_state_dict_alone():
+    """Frozen blocks: no gradients, BatchNorm in eval mode after model.train(); the prefix is no
+    submodule (state dict keys and values are the plain model's); no prefix for 0 blocks."""
+    model = create_model("tiny")
+    keys = list(model.state_dict())
+    freeze_stem_prefix(model, 7)
+    model.train()
+    stem = model.backbone.patch_embed
+    assert all(not p.requires_grad for p in stem.features[:7].parameters())
+    assert all(p.requires_grad for p in stem.features[7:].parameters())
+    assert all(not m.training for block in stem.features[:7] for m in block.modules())
+    assert all(m.training for block in stem.features[7:] for m in block.modules())
+    assert list(model.state_dict()) == keys
+    assert freeze_stem_prefix(create_model("tiny"), 0) is None
+    with pytest.raises(ConfigError, match="frozen stem blocks must be in 0..14, got 15"):
+        freeze_stem_prefix(create_model("tiny"), 15)
 
 
 def test_every_shipped_recipe_loads_and_names_a_known_model():
@@ -307,36 +329,46 @@ def test_every_shipped_recipe_loads_and_names_a_known_model():
         assert 0 < recipe.optim.stem_trainable_from <= 14, name
 
 
-def test_loader_tensors_give_the_model_what_its_own_frozen_stem_computes():
-    """data.stem_in_loader: the worker-side tensors (frozen blocks applied there) lead to the same
-    outputs and losses as the in-process path; the helper pickles without its text encoder."""
+@pytest.mark.parametrize("trainable_from", [7, 14])  # 14: the whole stem frozen (tiny_onestage)
+def test_loader_tensors_give_the_model_what_its_own_frozen_stem_computes(trainable_from):
+    """data.stem_in_loader: the worker-side tensors (frozen prefix applied there) lead to the same
+    outputs, keep masks and losses as the in-process path; the helper pickles without its text encoder."""
     import pickle
-
-    from utptrack_ros.train.loop import FastFrozenStem, LoaderTensors
 
     torch.manual_seed(0)
     rng = np.random.default_rng(3)
     batch = collate([draw_sample(MovingSquare(seed=s), rng, SamplingConfig(prompt_prob=0.0), 96, 192) for s in range(3)])
     model = create_model("tiny").train()
-    freeze(frozen_stem_modules(model, 7))
-    fast = FastFrozenStem.install(model, 7)
+    _stem_with_batchnorm_statistics(model)
+    freeze_stem_prefix(model, trainable_from)
     model.eval()  # deterministic (no dropout, BatchNorm running statistics) ...
     model.backbone.patch_embed.training = True  # ... but the stem takes its training-time path
     prune = model.prune.with_keep_ratio(0.7, 0.7, 0.7)
 
+    def outputs(tb):
+        with torch.no_grad():
+            out = model(tb.search, tb.static, tb.dynamic, tb.static_box, tb.dynamic_box, None, tb.task, prune)
+        loss, parts = losses.tracking_loss(out.score_map, out.size_map, out.offset_map, out.task_logits,
+                                           tb.gt_cxcywh, tb.positive, tb.task)
+        return out, parts
+
     tb = to_tensors(batch, 6, torch.device("cpu"), text_encoder=None)
-    with torch.no_grad():
-        reference = model(tb.search, tb.static, tb.dynamic, tb.static_box, tb.dynamic_box, None, tb.task, prune)
-    prepare = pickle.loads(pickle.dumps(LoaderTensors(fast.frozen, 6, "")))
+    reference, reference_parts = outputs(tb)
+    prefix = freeze_stem_prefix(model, trainable_from, precomputed=True)  # the same blocks, run elsewhere
+    model.backbone.patch_embed.training = True
+    prepare = pickle.loads(pickle.dumps(LoaderTensors(prefix, 6, "")))
     pre = prepare(batch)
-    assert pre.search.shape == (3, 32, 24, 24) and pre.static.shape == (3, 32, 12, 12)  # block 6 output, stride 8
+    channels, stride = {7: (32, 8), 14: (96, 16)}[trainable_from]  # output of block trainable_from - 1
+    assert pre.search.shape == (3, channels, 192 // stride, 192 // stride)
+    assert pre.static.shape == (3, channels, 96 // stride, 96 // stride)
     assert torch.equal(pre.gt_cxcywh, tb.gt_cxcywh) and torch.equal(pre.task, tb.task)
-    fast.precomputed = True
-    with torch.no_grad():
-        out = model(pre.search, pre.static, pre.dynamic, pre.static_box, pre.dynamic_box, None, pre.task, prune)
-    for name in ("score_map", "size_map", "offset_map"):
+    out, parts = outputs(pre)
+    for name in ("score_map", "size_map", "offset_map", "task_logits"):
         assert torch.allclose(getattr(out, name), getattr(reference, name), atol=1e-5), name
     assert torch.equal(out.search_keep_mask, reference.search_keep_mask)
+    assert out.search_keep_mask.sum() < out.search_keep_mask.numel()  # pruning is on: the masks say something
+    assert out.ledger == reference.ledger
+    assert parts["loss"] == pytest.approx(reference_parts["loss"], abs=1e-5)
 
 
 def test_train_with_the_frozen_stem_in_the_loader_worker(tmp_path):

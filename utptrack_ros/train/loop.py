@@ -1,5 +1,9 @@
 """The training loop: optimiser, schedules, DDP, resumable checkpoints, metrics log, validation.
 
+:func:`train` runs a :class:`Trainer`: setup (model, resume state, frozen stem prefix, optimiser,
+data), then per step :meth:`Trainer.step`, and when due :meth:`Trainer.log`,
+:meth:`Trainer.checkpoint` and :meth:`Trainer.validate_and_save`.
+
 One process per device. Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in
 ``DistributedDataParallel`` (NCCL on GPUs, Gloo on CPUs), every rank draws its own disjoint
 data stream (``datasets.TripletStream``), and only rank 0 logs, validates and writes files.
@@ -20,19 +24,24 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import IO, Any, Iterator, Optional
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
+from torch.utils.data import DataLoader
 
+from ..checkpoint import load_model, save_model
 from ..config import PruneConfig
 from ..errors import ConfigError
 from ..models import UTPTrack, create_model
 from ..models.pruning import keep_rate_schedule
-from .datasets import Batch, TensorBatch, TripletStream, to_tensors
+from ..models.stems import FrozenPrefix, MobileNetV2Stem
+from ..models.text import TextEncoder, create_text_encoder
+from .datasets import Batch, SequenceFactory, TensorBatch, TripletStream, to_tensors
 from .losses import tracking_loss
 from .recipe import Recipe, recipe_to_mapping
 
@@ -88,15 +97,6 @@ def choose_device(device: str, dist_info: DistInfo) -> torch.device:
 # -- model, parameters, schedules -----------------------------------------------------------------
 
 
-def frozen_stem_modules(model: UTPTrack, trainable_from: int) -> list[nn.Module]:
-    """The MobileNetV2 blocks ``features[:trainable_from]`` (empty for other stems)."""
-    stem = model.backbone.patch_embed
-    features = getattr(stem, "features", None)
-    if features is None or trainable_from <= 0:
-        return []
-    return list(features[:trainable_from])
-
-
 def init_for_training(model: UTPTrack, score_prior: float) -> None:
     """CenterNet's focal-loss initialisation: the centre branch's last bias gives every cell the
     prior probability ``score_prior`` (sigmoid(0) = 0.5 everywhere makes the first focal losses
@@ -106,90 +106,38 @@ def init_for_training(model: UTPTrack, score_prior: float) -> None:
             model.box_head.conv5_ctr.bias.fill_(math.log(score_prior / (1 - score_prior)))
 
 
-class FastFrozenStem:
-    """Training-time shortcut for a MobileNetV2 stem whose first blocks are frozen.
+def _prefix_stem(model: UTPTrack, blocks: int) -> Optional[MobileNetV2Stem]:
+    """The model's stem if it can freeze a prefix of ``blocks`` blocks (a MobileNetV2 stem, blocks > 0)."""
+    stem = model.backbone.patch_embed
+    return stem if isinstance(stem, MobileNetV2Stem) and blocks > 0 else None
 
-    The frozen blocks ``features[:k]`` run as a separate BatchNorm-folded, channels-last copy
-    under ``no_grad`` (``models.inference.fold_batchnorm``): the same function (they never
-    change), ~1.7x less CPU per training step measured on the 2-core machine. The model's own
-    modules and state dict are untouched (checkpoints stay standard); in eval mode (the
-    tracker, validation) the stem's original forward runs. With ``precomputed`` set, training
-    inputs already are the frozen blocks' output (:class:`LoaderTensors` ran them in the
-    loader worker) and go straight to the trainable blocks.
-    """
 
-    def __init__(self, model: UTPTrack, trainable_from: int) -> None:
-        import copy
-        import types
-
-        from ..models.inference import fold_batchnorm
-
-        stem = model.backbone.patch_embed
-        self.k = trainable_from
-        frozen = copy.deepcopy(nn.Sequential(*stem.features[:trainable_from])).eval()
-        fold_batchnorm(frozen)
-        for p in frozen.parameters():
-            p.requires_grad_(False)
-        self.frozen = frozen.to(memory_format=torch.channels_last)
-        self.precomputed = False
-        original = type(stem).forward
-        k, holder = trainable_from, self
-
-        def forward(self_stem: nn.Module, x: torch.Tensor) -> torch.Tensor:
-            if not self_stem.training:
-                return original(self_stem, x)
-            if holder.precomputed:
-                y = x
-            else:
-                with torch.no_grad():
-                    y = holder.frozen(x.contiguous(memory_format=torch.channels_last))
-            return self_stem.proj(self_stem.features[k:](y)).flatten(2).transpose(1, 2)
-
-        stem.forward = types.MethodType(forward, stem)
-
-    def to(self, device: torch.device) -> "FastFrozenStem":
-        self.frozen.to(device)
-        return self
-
-    @classmethod
-    def install(cls, model: UTPTrack, trainable_from: int) -> Optional["FastFrozenStem"]:
-        stem = model.backbone.patch_embed
-        if getattr(stem, "features", None) is None or trainable_from <= 0:
-            return None
-        return cls(model, trainable_from)
+def freeze_stem_prefix(model: UTPTrack, blocks: int, precomputed: bool = False) -> Optional[FrozenPrefix]:
+    """Freeze the stem's first ``blocks`` MobileNetV2 blocks (``MobileNetV2Stem.freeze_prefix``);
+    None, and nothing frozen, for other stems or ``blocks`` 0."""
+    stem = _prefix_stem(model, blocks)
+    return None if stem is None else stem.freeze_prefix(blocks, precomputed=precomputed)
 
 
 class LoaderTensors:
     """``Batch`` -> ``TensorBatch`` in the data-loader worker (``data.stem_in_loader``).
 
-    Builds the tensors (``datasets.to_tensors``), encodes the prompts and runs the frozen
-    MobileNetV2 blocks (a :class:`FastFrozenStem`'s BatchNorm-folded copy, one thread) where the
-    batch is drawn, so on a 2-core CPU that work runs beside the training step instead of inside
-    it; the model's stem (``FastFrozenStem.precomputed``) then starts at the first trainable
-    block. The function is the same as the in-process path (the tests compare the outputs).
+    Builds the tensors (``datasets.to_tensors``), encodes the prompts and runs the stem's frozen
+    blocks (its :class:`~utptrack_ros.models.stems.FrozenPrefix`, one thread) where the batch is
+    drawn, so on a 2-core CPU that work runs beside the training step instead of inside it; the
+    model's stem (frozen with ``precomputed``) then starts at the first trainable block. The
+    function is the same as the in-process path (the tests compare the outputs).
     """
 
-    def __init__(self, frozen: nn.Module, in_chans: int, text_encoder: str) -> None:
+    def __init__(self, prefix: FrozenPrefix, in_chans: int, text_encoder: str) -> None:
         # the encoder's name, not the encoder: the worker builds its own (create_text_encoder
         # keeps one per process), so nothing large is pickled
-        self.frozen, self.in_chans, self.text_encoder_name = frozen, in_chans, text_encoder
+        self.prefix, self.in_chans, self.text_encoder_name = prefix, in_chans, text_encoder
 
     def __call__(self, batch: Batch) -> TensorBatch:
-        from dataclasses import replace
-
-        from ..models.text import create_text_encoder
-
         tb = to_tensors(batch, self.in_chans, torch.device("cpu"), create_text_encoder(self.text_encoder_name))
-        with torch.no_grad():
-            feats = [self.frozen(x.contiguous(memory_format=torch.channels_last)) for x in (tb.search, tb.static, tb.dynamic)]
+        feats = [self.prefix(x) for x in (tb.search, tb.static, tb.dynamic)]
         return replace(tb, search=feats[0], static=feats[1], dynamic=feats[2])
-
-
-def freeze(modules: list[nn.Module]) -> None:
-    for m in modules:
-        m.eval()
-        for p in m.parameters():
-            p.requires_grad_(False)
 
 
 def param_groups(model: UTPTrack, lr: float, stem_scale: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -301,23 +249,354 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _log_line(fh, record: dict[str, Any]) -> None:
+def _log_line(fh: IO[str], record: dict[str, Any]) -> None:
     fh.write(json.dumps(record, sort_keys=True) + "\n")
     fh.flush()
+
+
+class MetricWindow:
+    """Sums of the step losses and timings since the last metrics line."""
+
+    def __init__(self, started: float) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.samples = 0
+        self.data_s = 0.0
+        self.started = started
+
+    def add(self, parts: dict[str, float], samples: int) -> None:
+        for k, v in parts.items():
+            if not math.isnan(v):
+                self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+        self.samples += samples
+
+    def means(self, now: float) -> dict[str, float]:
+        """Mean of each loss part, samples/s and data-loading seconds per step."""
+        record = {k: v / self.steps for k, v in self.sums.items()}
+        record.update(samples_per_s=self.samples / (now - self.started), data_s_per_step=self.data_s / self.steps)
+        return record
+
+
+class Trainer:
+    """One training run, in the order it happens.
+
+    The constructor sets up (output folder, model, resume state, optimiser, data, validation
+    sequences); :meth:`step` runs one optimisation step; :meth:`log` writes a metrics line;
+    :meth:`checkpoint` writes the resumable state; :meth:`validate_and_save` tracks the
+    validation sequences and keeps the best weights; :meth:`run` is the loop over them.
+    Arguments are those of :func:`train`.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: Path,
+        sequence_factory: SequenceFactory,
+        val_factory: Optional[SequenceFactory],
+        device: str,
+        threads: Optional[int],
+        resume: bool,
+        progress: bool,
+        max_steps: Optional[int],
+    ) -> None:
+        self.recipe = recipe
+        self.dist = init_distributed()
+        self.device = choose_device(device, self.dist)
+        if threads:
+            torch.set_num_threads(threads)
+        self.out_dir = Path(out_dir)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_mapping(recipe), sort_keys=False))
+        _seed_everything(recipe.seed)
+        self.model = self._build_model()
+        self.final_rates = final_keep_ratios(self.model.config.prune)
+        state = self._load_state(resume)
+        self.start_step = self.step_count = int(state["step"]) if state is not None else 0
+        in_loader = self._stem_in_loader()
+        prefix = self._freeze_stem_prefix(in_loader)
+        self.opt, self.best = self._optimiser(state)
+        self.ddp_model = self._distributed_model()
+        self.loader, self.tensorize, self.text_encoder = self._data(
+            sequence_factory, threads, prefix if in_loader else None
+        )
+        self.val_sequences: list[Any] = []
+        if val_factory is not None and self.dist.is_main and recipe.data.val_sequences > 0:
+            self.val_sequences = [val_factory(i) for i in range(recipe.data.val_sequences)]
+        self.keep_rng = np.random.default_rng([recipe.seed, self.start_step, 31])  # draws the unpruned steps
+        self.metrics_fh = open(self.out_dir / METRICS_FILE, "a") if self.dist.is_main else None
+        self.last_step = recipe.optim.steps if max_steps is None else min(recipe.optim.steps, max_steps)
+        self.bar = self._progress_bar() if progress and self.dist.is_main else None
+        self.model.train()
+        # what the last step did, for the log line and the summary
+        self.world_batch = recipe.optim.batch_size * self.dist.world_size
+        self.lr_scale = 1.0
+        self.rates = (1.0, 1.0, 1.0)
+        self.parts: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self.window = MetricWindow(self.started)
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def _build_model(self) -> UTPTrack:
+        """The recipe's model: from ``init_from``'s weights, or fresh with the focal-loss init."""
+        recipe = self.recipe
+        if recipe.init_from:
+            model = load_model(recipe.init_from)
+            if model.config.name != recipe.model:
+                raise ConfigError(
+                    f"init_from {recipe.init_from!r} holds {model.config.name!r}, the recipe trains {recipe.model!r}"
+                )
+            log.info("starting from the weights in %s", recipe.init_from)
+            return model
+        model = create_model(recipe.model, pretrained_stem=recipe.pretrained_stem)
+        init_for_training(model, recipe.score_prior)
+        return model
+
+    def _load_state(self, resume: bool) -> Optional[dict[str, Any]]:
+        """The resumable state of an earlier run in the output folder (its weights loaded), if any."""
+        path = self.out_dir / STATE_FILE
+        if not (resume and path.is_file()):
+            return None
+        state = load_state(path)
+        self.model.load_state_dict(state["model"])
+        log.info("resuming from %s at step %d", path, int(state["step"]))
+        return state
+
+    def _stem_in_loader(self) -> bool:
+        """Whether ``data.stem_in_loader`` takes effect (CPU, a loader worker, frozen stem blocks)."""
+        recipe = self.recipe
+        if not recipe.data.stem_in_loader:
+            return False
+        has_prefix = _prefix_stem(self.model, recipe.optim.stem_trainable_from) is not None
+        if self.device.type != "cpu" or recipe.data.num_workers < 1 or not has_prefix:
+            log.info("data.stem_in_loader ignored: it needs the CPU, num_workers >= 1 and frozen stem blocks")
+            return False
+        return True
+
+    def _freeze_stem_prefix(self, in_loader: bool) -> Optional[FrozenPrefix]:
+        """Model to its device, the stem's first blocks frozen (``optim.stem_trainable_from``; run
+        in the loader worker if ``in_loader``), channels-last."""
+        self.model.to(self.device)
+        prefix = freeze_stem_prefix(self.model, self.recipe.optim.stem_trainable_from, precomputed=in_loader)
+        if self.recipe.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        return prefix
+
+    def _optimiser(self, state: Optional[dict[str, Any]]) -> tuple[torch.optim.Optimizer, dict[str, Any]]:
+        """AdamW over the trainable parameters and the best validation so far (both resumed from ``state``)."""
+        o = self.recipe.optim
+        opt = torch.optim.AdamW(param_groups(self.model, o.lr, o.stem_lr_scale, o.weight_decay), lr=o.lr)
+        best: dict[str, Any] = {"auc": -1.0, "step": -1}
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            best = json.loads(state.get("extra", "{}")).get("best", best)
+        return opt, best
+
+    def _distributed_model(self) -> nn.Module:
+        """The model wrapped in ``DistributedDataParallel`` under torchrun, else the model."""
+        if not self.dist.enabled:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        dev = self.device
+        return DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    def _data(
+        self, sequence_factory: SequenceFactory, threads: Optional[int], loader_prefix: Optional[FrozenPrefix]
+    ) -> tuple[Iterator[Any], Optional[LoaderTensors], Optional[TextEncoder]]:
+        """The batch iterator, the loader's tensor builder and the in-process text encoder. With
+        ``loader_prefix`` (the stem's frozen prefix, run in the loader worker) the worker yields
+        ``TensorBatch`` es (``tensorize``), else ``Batch`` es that :meth:`step` turns into tensors."""
+        recipe, cfg = self.recipe, self.model.config
+        text_encoder_name = cfg.text_encoder if cfg.text_dim else ""
+        tensorize = None
+        if loader_prefix is not None:
+            tensorize = LoaderTensors(loader_prefix, cfg.in_chans, text_encoder_name)
+            log.info("the loader worker runs the frozen stem blocks features[:%d]", loader_prefix.blocks)
+            if threads is None:
+                torch.set_num_threads(1)  # the worker takes the other core
+        text_encoder = create_text_encoder(text_encoder_name) if tensorize is None else None
+        stream = TripletStream(
+            sequence_factory,
+            recipe.data.train_sequences,
+            recipe.optim.batch_size,
+            recipe.sampling,
+            cfg.template_size,
+            cfg.search_size,
+            recipe.data.pool_size,
+            recipe.data.samples_per_sequence,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            seed=recipe.seed * 1_000_003 + self.start_step,
+            tensorize=tensorize,
+        )
+        if recipe.data.num_workers == 0:
+            return iter(stream), tensorize, text_encoder
+        loader = DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=recipe.data.num_workers,
+            prefetch_factor=2,
+            persistent_workers=True,
+            multiprocessing_context="spawn" if self.device.type == "cuda" else None,
+        )
+        return iter(loader), tensorize, text_encoder
+
+    def _progress_bar(self) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(total=self.last_step, initial=self.start_step, desc="train", dynamic_ncols=True)
+
+    # -- the steps ------------------------------------------------------------------------------
+
+    def _next_batch(self) -> TensorBatch:
+        batch = next(self.loader)
+        if self.tensorize is not None:
+            return batch
+        return to_tensors(batch, self.model.config.in_chans, self.device, self.text_encoder)
+
+    def step(self) -> None:
+        """One optimisation step on the next batch, at the scheduled LR and keep rates."""
+        recipe, step = self.recipe, self.step_count
+        t0 = time.perf_counter()
+        tb = self._next_batch()
+        self.window.data_s += time.perf_counter() - t0
+        self.lr_scale = lr_factor(step, recipe)
+        for g in self.opt.param_groups:
+            g["lr"] = g["base_lr"] * self.lr_scale
+        rates = keep_rates(step, recipe, self.final_rates)
+        if min(rates) < 1.0 and self.keep_rng.random() < recipe.prune.unpruned_prob:
+            rates = (1.0, 1.0, 1.0)
+        self.rates = rates
+        prune = self.model.config.prune.with_keep_ratio(*rates)
+        out = self.ddp_model(tb.search, tb.static, tb.dynamic, tb.static_box, tb.dynamic_box, tb.text, tb.task, prune)
+        loss, parts = tracking_loss(
+            out.score_map, out.size_map, out.offset_map, out.task_logits, tb.gt_cxcywh, tb.positive, tb.task,
+            recipe.losses, recipe.box_at,
+        )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if recipe.optim.grad_clip > 0:
+            parts["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), recipe.optim.grad_clip))
+        self.opt.step()
+        self.step_count += 1
+        self.parts = parts
+        self.window.add(parts, self.world_batch)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{parts['loss']:.3f}", iou=f"{parts.get('iou', float('nan')):.2f}", keep=f"{rates[0]:.2f}")
+
+    def log(self) -> None:
+        """Write the means since the last line, the LR and keep rates as a ``train`` metrics line."""
+        now = time.perf_counter()
+        record: dict[str, Any] = self.window.means(now)
+        record.update(
+            kind="train",
+            step=self.step_count,
+            lr=self.recipe.optim.lr * self.lr_scale,
+            keep_ce=self.rates[0],
+            keep_dte=self.rates[1],
+            keep_ste=self.rates[2],
+            elapsed_s=now - self.started,
+        )
+        assert self.metrics_fh is not None
+        _log_line(self.metrics_fh, record)
+        self.window = MetricWindow(now)
+
+    def checkpoint(self) -> None:
+        """The resumable state (model, optimiser, step, RNG, recipe, best validation), written atomically."""
+        save_state(self.out_dir / STATE_FILE, self.model, self.opt, self.step_count, self.recipe, {"best": self.best})
+
+    def validate_and_save(self) -> None:
+        """Track the validation sequences, write a ``val`` metrics line, keep the best weights."""
+        step, t_val = self.step_count, time.perf_counter()
+        scores = validate(self.model, self.val_sequences)
+        record: dict[str, Any] = {"kind": "val", "step": step, "seconds": time.perf_counter() - t_val, **scores}
+        if scores["auc"] > self.best["auc"]:
+            self.best = {"auc": scores["auc"], "step": step}
+            extra = {"step": step, "val": scores, "recipe": recipe_to_mapping(self.recipe)}
+            save_model(self.model, self.out_dir / "best.safetensors", extra=extra)
+        record["best_auc"] = self.best["auc"]
+        assert self.metrics_fh is not None
+        _log_line(self.metrics_fh, record)
+        if self.bar is not None:
+            best = self.best
+            self.bar.write(f"step {step}: val AUC {scores['auc']:.1f} P {scores['precision']:.1f} "
+                           f"(best {best['auc']:.1f} @ {best['step']})")
+        self.model.train()
+        self.window.started = time.perf_counter()  # validation time is not training throughput
+
+    def _log_due(self) -> bool:
+        return self.step_count % self.recipe.log_every == 0 or self.step_count == self.last_step
+
+    def _checkpoint_due(self) -> bool:
+        every = self.recipe.checkpoint_every
+        return bool(every) and self.step_count % every == 0
+
+    def _validation_due(self) -> bool:
+        every, step = self.recipe.val_every, self.step_count
+        return bool(self.val_sequences) and (bool(every) and step % every == 0 or step == self.recipe.optim.steps)
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Steps to the last step (logging, checkpointing and validating on rank 0 when due),
+        then the final state and weights; returns the summary of :func:`train`."""
+        main = self.dist.is_main
+        try:
+            while self.step_count < self.last_step:
+                self.step()
+                if main and self._log_due():
+                    self.log()
+                if main and self._checkpoint_due():
+                    self.checkpoint()
+                if main and self._validation_due():
+                    self.validate_and_save()
+            if main:
+                self.checkpoint()
+                extra = {"step": self.step_count, "recipe": recipe_to_mapping(self.recipe)}
+                save_model(self.model, self.out_dir / "final.safetensors", extra=extra)
+        finally:
+            self.close()
+        elapsed = time.perf_counter() - self.started
+        return {
+            "steps": self.step_count,
+            "start_step": self.start_step,
+            "seconds": elapsed,
+            "samples_per_s": (self.step_count - self.start_step) * self.world_batch / max(elapsed, 1e-9),
+            "last": self.parts,
+            "best": self.best,
+        }
+
+    def close(self) -> None:
+        """Close the progress bar and metrics file; leave the process group."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.metrics_fh is not None:
+            self.metrics_fh.close()
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 def train(
     recipe: Recipe,
     out_dir: Path,
-    sequence_factory,
-    val_factory=None,
+    sequence_factory: SequenceFactory,
+    val_factory: Optional[SequenceFactory] = None,
     device: str = "auto",
     threads: Optional[int] = None,
     resume: bool = True,
     progress: bool = True,
     max_steps: Optional[int] = None,
 ) -> dict[str, Any]:
-    """Run (or resume) one training run.
+    """Run (or resume) one training run (:class:`Trainer`).
 
     Args:
         recipe: the recipe.
@@ -327,234 +606,11 @@ def train(
         device: ``auto``, ``cpu``, ``cuda``.
         threads: torch CPU threads. None: 1 when the loader worker runs the frozen stem
             (``data.stem_in_loader`` in effect: the worker takes the other core), else torch's default.
+        progress: show a tqdm progress bar (rank 0).
         max_steps: stop after this step even if the recipe has more (for smoke tests; the
             schedules still follow ``recipe.optim.steps``).
     Returns:
-        Summary dict (steps, seconds, samples/s, last losses, best validation).
+        Summary dict (steps, start step, seconds, samples/s, last step's losses, best validation).
     """
-    from ..checkpoint import save_model
-    from ..models.text import create_text_encoder
-
-    dist_info = init_distributed()
-    dev = choose_device(device, dist_info)
-    if threads:
-        torch.set_num_threads(threads)
-    out_dir = Path(out_dir)
-    if dist_info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_mapping(recipe), sort_keys=False))
-
-    _seed_everything(recipe.seed)
-    if recipe.init_from:
-        from ..checkpoint import load_model
-
-        model = load_model(recipe.init_from)
-        if model.config.name != recipe.model:
-            raise ConfigError(f"init_from {recipe.init_from!r} holds {model.config.name!r}, the recipe trains {recipe.model!r}")
-        log.info("starting from the weights in %s", recipe.init_from)
-    else:
-        model = create_model(recipe.model, pretrained_stem=recipe.pretrained_stem)
-        init_for_training(model, recipe.score_prior)
-    frozen = frozen_stem_modules(model, recipe.optim.stem_trainable_from)
-    freeze(frozen)
-    cfg = model.config
-    final = final_keep_ratios(cfg.prune)
-
-    start_step = 0
-    state = None
-    state_path = out_dir / STATE_FILE
-    if resume and state_path.is_file():
-        state = load_state(state_path)
-        model.load_state_dict(state["model"])
-        start_step = int(state["step"])
-        log.info("resuming from %s at step %d", state_path, start_step)
-    model.to(dev)
-    fast_stem = FastFrozenStem.install(model, recipe.optim.stem_trainable_from)
-    if fast_stem is not None:
-        fast_stem.to(dev)
-    if recipe.channels_last:
-        model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(
-        param_groups(model, recipe.optim.lr, recipe.optim.stem_lr_scale, recipe.optim.weight_decay),
-        lr=recipe.optim.lr,
-    )
-    best = {"auc": -1.0, "step": -1}
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        best = json.loads(state.get("extra", "{}")).get("best", best)
-    ddp_model: nn.Module = model
-    if dist_info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ddp_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-    text_encoder_name = cfg.text_encoder if cfg.text_dim else ""
-    tensorize = None  # set: the loader worker yields CPU TensorBatches (stem_in_loader runs on the CPU only)
-    if recipe.data.stem_in_loader:
-        if dev.type != "cpu" or recipe.data.num_workers < 1 or fast_stem is None:
-            log.info("data.stem_in_loader ignored: it needs the CPU, num_workers >= 1 and frozen stem blocks")
-        else:
-            tensorize = LoaderTensors(fast_stem.frozen, cfg.in_chans, text_encoder_name)
-            fast_stem.precomputed = True
-            log.info("the loader worker runs the frozen stem blocks features[:%d]", fast_stem.k)
-            if threads is None:
-                torch.set_num_threads(1)
-    text_encoder = create_text_encoder(text_encoder_name) if tensorize is None else None
-    stream = TripletStream(
-        sequence_factory,
-        recipe.data.train_sequences,
-        recipe.optim.batch_size,
-        recipe.sampling,
-        cfg.template_size,
-        cfg.search_size,
-        recipe.data.pool_size,
-        recipe.data.samples_per_sequence,
-        rank=dist_info.rank,
-        world_size=dist_info.world_size,
-        seed=recipe.seed * 1_000_003 + start_step,
-        tensorize=tensorize,
-    )
-    loader: Iterator[Any]
-    if recipe.data.num_workers > 0:
-        from torch.utils.data import DataLoader
-
-        loader = iter(
-            DataLoader(
-                stream,
-                batch_size=None,
-                num_workers=recipe.data.num_workers,
-                prefetch_factor=2,
-                persistent_workers=True,
-                multiprocessing_context="spawn" if dev.type == "cuda" else None,
-            )
-        )
-    else:
-        loader = iter(stream)
-    val_sequences = []
-    if val_factory is not None and dist_info.is_main and recipe.data.val_sequences > 0:
-        val_sequences = [val_factory(i) for i in range(recipe.data.val_sequences)]
-    rng = np.random.default_rng([recipe.seed, start_step, 31])
-
-    metrics_fh = open(out_dir / METRICS_FILE, "a") if dist_info.is_main else None
-    last_step = recipe.optim.steps if max_steps is None else min(recipe.optim.steps, max_steps)
-    bar = None
-    if progress and dist_info.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=last_step, initial=start_step, desc="train", dynamic_ncols=True)
-    model.train()
-    freeze(frozen)
-    t_start = time.perf_counter()
-    t_window, samples_window = time.perf_counter(), 0
-    data_time = 0.0
-    parts: dict[str, float] = {}
-    running: dict[str, float] = {}
-    step = start_step
-    world_batch = recipe.optim.batch_size * dist_info.world_size
-
-    def checkpoint(step: int) -> None:
-        save_state(state_path, model, opt, step, recipe, {"best": best})
-
-    try:
-        while step < last_step:
-            t0 = time.perf_counter()
-            batch = next(loader)
-            tb = batch if tensorize is not None else to_tensors(batch, cfg.in_chans, dev, text_encoder)
-            data_time += time.perf_counter() - t0
-            factor = lr_factor(step, recipe)
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * factor
-            rates = keep_rates(step, recipe, final)
-            if min(rates) < 1.0 and rng.random() < recipe.prune.unpruned_prob:
-                rates = (1.0, 1.0, 1.0)
-            prune = cfg.prune.with_keep_ratio(*rates)
-            out = ddp_model(
-                tb.search, tb.static, tb.dynamic, tb.static_box, tb.dynamic_box, tb.text, tb.task, prune
-            )
-            loss, parts = tracking_loss(
-                out.score_map,
-                out.size_map,
-                out.offset_map,
-                out.task_logits,
-                tb.gt_cxcywh,
-                tb.positive,
-                tb.task,
-                recipe.losses,
-                recipe.box_at,
-            )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.optim.grad_clip > 0:
-                parts["grad_norm"] = float(nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip))
-            opt.step()
-            step += 1
-            samples_window += world_batch
-            for k, v in parts.items():
-                if not math.isnan(v):
-                    running[k] = running.get(k, 0.0) + v
-            running["n"] = running.get("n", 0.0) + 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.3f}", iou=f"{parts.get('iou', float('nan')):.2f}", keep=f"{rates[0]:.2f}")
-            if dist_info.is_main and (step % recipe.log_every == 0 or step == last_step):
-                now = time.perf_counter()
-                n = running.pop("n")
-                record = {k: v / n for k, v in running.items()}
-                record.update(
-                    kind="train",
-                    step=step,
-                    lr=recipe.optim.lr * factor,
-                    keep_ce=rates[0],
-                    keep_dte=rates[1],
-                    keep_ste=rates[2],
-                    samples_per_s=samples_window / (now - t_window),
-                    data_s_per_step=data_time / n,
-                    elapsed_s=now - t_start,
-                )
-                _log_line(metrics_fh, record)
-                running, samples_window, t_window, data_time = {}, 0, now, 0.0
-            if dist_info.is_main and recipe.checkpoint_every and step % recipe.checkpoint_every == 0:
-                checkpoint(step)
-            do_val = val_sequences and (
-                (recipe.val_every and step % recipe.val_every == 0) or step == recipe.optim.steps
-            )
-            if dist_info.is_main and do_val:
-                t_val = time.perf_counter()
-                scores = validate(model, val_sequences)
-                record = {"kind": "val", "step": step, "seconds": time.perf_counter() - t_val, **scores}
-                if scores["auc"] > best["auc"]:
-                    best = {"auc": scores["auc"], "step": step}
-                    save_model(model, out_dir / "best.safetensors", extra={"step": step, "val": scores, "recipe": recipe_to_mapping(recipe)})
-                record["best_auc"] = best["auc"]
-                _log_line(metrics_fh, record)
-                if bar is not None:
-                    bar.write(f"step {step}: val AUC {scores['auc']:.1f} P {scores['precision']:.1f} (best {best['auc']:.1f} @ {best['step']})")
-                model.train()
-                freeze(frozen)
-                t_window = time.perf_counter()
-        if dist_info.is_main:
-            checkpoint(step)
-            save_model(model, out_dir / "final.safetensors", extra={"step": step, "recipe": recipe_to_mapping(recipe)})
-    finally:
-        if bar is not None:
-            bar.close()
-        if metrics_fh is not None:
-            metrics_fh.close()
-        if dist_info.enabled:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-    elapsed = time.perf_counter() - t_start
-    return {
-        "steps": step,
-        "start_step": start_step,
-        "seconds": elapsed,
-        "samples_per_s": (step - start_step) * world_batch / max(elapsed, 1e-9),
-        "last": parts,
-        "best": best,
-    }
+    trainer = Trainer(recipe, out_dir, sequence_factory, val_factory, device, threads, resume, progress, max_steps)
+    return trainer.run()
