@@ -15,6 +15,7 @@ setup(
     package_data={
         "utptrack_ros": ["py.typed", "weights/*"],
         "utptrack_ros.data": ["sources/*.json", "sources/*.md", "sources/*/*"],
+        "utptrack_ros.train": ["recipes/*.yaml", "recipes/archive/*"],
     },
     include_package_data=True,
     entry_points={

@@ -317,18 +317,6 @@ def test_frozen_stem_prefix_is_frozen_and_leaves_the_state_dict_alone():
         freeze_stem_prefix(create_model("tiny"), 15)
 
 
-def test_every_shipped_recipe_loads_and_names_a_known_model():
-    from utptrack_ros.models import VARIANTS
-    from utptrack_ros.train.recipe import named_recipes
-
-    names = named_recipes()
-    assert {"tiny", "tiny_onestage"} <= set(names)
-    for name in names:
-        recipe = load_recipe(name)
-        assert recipe.model in VARIANTS, name
-        assert 0 < recipe.optim.stem_trainable_from <= 14, name
-
-
 @pytest.mark.parametrize("trainable_from", [7, 14])  # 14: the whole stem frozen (tiny_onestage)
 def test_loader_tensors_give_the_model_what_its_own_frozen_stem_computes(trainable_from):
     """data.stem_in_loader: the worker-side tensors (frozen prefix applied there) lead to the same

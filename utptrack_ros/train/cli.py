@@ -2,10 +2,11 @@
 
 Examples::
 
-    utptrack train --recipe tiny --out runs/tiny                 # the shipped model's recipe
-    utptrack train --recipe tiny --out runs/tiny                 # again: resumes from last.pt
-    utptrack train --recipe tiny --out runs/probe --set optim.steps=300 --set data.val_sequences=4
-    torchrun --nproc_per_node 4 -m utptrack_ros.cli train --recipe tiny --out runs/ddp --device cuda
+    utptrack train --out runs/onestage                           # the shipped model's recipe (tiny_onestage)
+    utptrack train --out runs/onestage                           # again: resumes from last.pt
+    utptrack train --out runs/probe --set optim.steps=300 --set data.val_sequences=4
+    utptrack train --recipe tiny --out runs/tiny                 # an archived recipe (recipes/archive/)
+    torchrun --nproc_per_node 4 -m utptrack_ros.cli train --out runs/ddp --device cuda
 """
 from __future__ import annotations
 
@@ -22,13 +23,17 @@ import logging  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from .recipe import load_recipe, named_recipes, parse_override  # noqa: E402
+from .recipe import DEFAULT_RECIPE, archived_recipes, load_recipe, named_recipes, parse_override  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipe", default="tiny", help=f"recipe YAML file or name ({', '.join(named_recipes())})")
+    parser.add_argument(
+        "--recipe", default=DEFAULT_RECIPE,
+        help=f"recipe YAML file or name (default {DEFAULT_RECIPE}: the shipped model's; {', '.join(named_recipes())}; "
+             f"archived: {', '.join(archived_recipes())})",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (resumed if it holds last.pt)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

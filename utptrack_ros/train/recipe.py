@@ -1,13 +1,18 @@
 """Training recipe: one frozen dataclass tree, read from YAML by ``config.from_mapping``.
 
 Every field is documented on its dataclass; unknown YAML keys are refused with their names.
-The recipe that produced the shipped model is ``recipes/tiny.yaml`` (see docs/training.md).
+Named recipes live in ``recipes/``; :data:`DEFAULT_RECIPE` produced the shipped model
+(``weights/tiny.safetensors``; docs/training.md). Superseded recipes live in ``recipes/archive/``
+and still load by name, with a warning.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
+
+import yaml
 
 from ..config import from_mapping, to_mapping
 from ..errors import ConfigError
@@ -15,6 +20,11 @@ from .losses import BOX_AT, LossWeights
 from .sampling import SamplingConfig
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
+ARCHIVE_DIR = RECIPES_DIR / "archive"
+#: The shipped model's recipe, and ``utptrack train``'s default.
+DEFAULT_RECIPE = "tiny_onestage"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -153,7 +163,8 @@ class Recipe:
 
 
 def load_recipe(source: Union[str, Path, Mapping[str, Any], None] = None, **overrides: Any) -> Recipe:
-    """A recipe from a YAML file, a recipe name in ``recipes/`` (``tiny``), a mapping or defaults.
+    """A recipe from a YAML file, a recipe name (``recipes/``, then ``recipes/archive/``), a
+    mapping or the dataclass defaults.
 
     ``overrides`` are dotted keys (``optim.steps=200``) applied on top.
     """
@@ -163,12 +174,8 @@ def load_recipe(source: Union[str, Path, Mapping[str, Any], None] = None, **over
         mapping = dict(source)
     else:
         path = Path(source)
-        if not path.is_file() and (RECIPES_DIR / f"{source}.yaml").is_file():
-            path = RECIPES_DIR / f"{source}.yaml"
         if not path.is_file():
-            raise ConfigError(f"recipe {source!r}: no such file (named recipes: {named_recipes()})")
-        import yaml
-
+            path = _named_recipe_path(str(source))
         mapping = yaml.safe_load(path.read_text()) or {}
     for key, value in overrides.items():
         _set_dotted(mapping, key, value)
@@ -176,7 +183,24 @@ def load_recipe(source: Union[str, Path, Mapping[str, Any], None] = None, **over
 
 
 def named_recipes() -> list[str]:
+    """Names of the current recipes (``recipes/*.yaml``)."""
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def archived_recipes() -> list[str]:
+    """Names of the superseded recipes (``recipes/archive/*.yaml``; its README says what replaced them)."""
+    return sorted(p.stem for p in ARCHIVE_DIR.glob("*.yaml"))
+
+
+def _named_recipe_path(name: str) -> Path:
+    if (RECIPES_DIR / f"{name}.yaml").is_file():
+        return RECIPES_DIR / f"{name}.yaml"
+    if (ARCHIVE_DIR / f"{name}.yaml").is_file():
+        log.warning("recipe %r is archived: it trained a model that no longer ships (%s; the shipped model's "
+                    "recipe is %r)", name, ARCHIVE_DIR / "README.md", DEFAULT_RECIPE)
+        return ARCHIVE_DIR / f"{name}.yaml"
+    raise ConfigError(f"recipe {name!r}: no such file (named recipes: {named_recipes()}; "
+                      f"archived: {archived_recipes()})")
 
 
 def _set_dotted(mapping: dict[str, Any], key: str, value: Any) -> None:
@@ -193,8 +217,6 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``optim.steps=200`` -> ("optim.steps", 200) (the value is parsed as YAML)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.sub=value")
-    import yaml
-
     key, value = text.split("=", 1)
     return key.strip(), yaml.safe_load(value)
 
@@ -216,6 +238,8 @@ __all__ = [
     "OptimConfig",
     "PruneSchedule",
     "Recipe",
+    "DEFAULT_RECIPE",
+    "archived_recipes",
     "load_recipe",
     "named_recipes",
     "parse_override",
