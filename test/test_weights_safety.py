@@ -11,6 +11,7 @@ import collections
 import io
 import json
 import pickle
+import struct
 import subprocess
 import sys
 import textwrap
@@ -134,6 +135,40 @@ def test_add_digest_changes_the_header_only(tmp_path):
     assert after.data_start % 8 == 0
     report = load_weights(small_o(), path)
     assert report.ok
+
+
+def _record_span(path, key: str) -> tuple[int, int]:
+    """File offset and size of the stored record ``<archive>/data/<key>``."""
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith(f"/data/{key}"))
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", fh.read(4))
+    return info.header_offset + 30 + name_len + extra_len, info.file_size
+
+
+def test_a_damaged_official_file_is_refused_where_its_weights_are(tmp_path):
+    """Official files carry a zip CRC-32 per record; the records the state dict uses are checked."""
+    torch.manual_seed(0)
+    net = {"w": torch.randn(256, 64), "b": torch.randn(64)}
+    moment = torch.randn(256, 64)
+    path = tmp_path / "OSTrack_ep0300.pth.tar"
+    torch.save({"net": net, "optimizer": {"state": {0: {"exp_avg": moment}}}}, path)
+    assert read_checkpoint(path).state_dict.keys() == net.keys()
+
+    def damaged(key: str):
+        copy = tmp_path / f"damaged_{key}.pth.tar"
+        data = bytearray(path.read_bytes())
+        start, size = _record_span(path, key)
+        mid = start + size // 2
+        data[mid : mid + 4096] = bytes(b ^ 0xFF for b in data[mid : mid + 4096])
+        copy.write_bytes(bytes(data))
+        return copy
+
+    with pytest.raises(CheckpointError, match="data/0 is damaged: its CRC-32"):
+        read_checkpoint(damaged("0"))  # "w", the first storage saved
+    ckpt = read_checkpoint(damaged("2"))  # the optimizer moment: not used, not read, not checked
+    assert torch.equal(ckpt.state_dict["w"], net["w"])
 
 
 # -- 2. a crafted model_config -----------------------------------------------------------------

@@ -13,6 +13,12 @@ The project's own checkpoints are safetensors files whose metadata carries the
 :class:`~utptrack_ros.config.ModelConfig` as JSON (plus optional extra metadata such as the
 training recipe and metrics), so :func:`load_model` rebuilds the exact variant.
 
+Every file is untrusted input, checked before anything is allocated or used (docs/security.md):
+safetensors files by their recorded SHA-256 (:mod:`.safetensors_header`; files without one
+load with a logged note) and their stored config against the tensors the header lists
+(:mod:`.stored_config`); torch zip archives by the declared sizes of their records (zip bombs,
+pickles claiming more than a record holds) and the zip CRC-32 of the records the state dict uses.
+
 The format is chosen by content (zip magic vs safetensors header), never by file name. Loading
 is strict by default: missing keys, unexpected keys and shape mismatches raise
 :class:`~utptrack_ros.errors.CheckpointError` naming them.
@@ -384,6 +390,8 @@ class _TorchZipReader:
         self._fh = open(path, "rb")
         self._mmap: Optional[np.ndarray] = None
         self._cache: dict[str, _LoadedStorage] = {}
+        self._stored: dict[str, tuple[zipfile.ZipInfo, int]] = {}  # key -> (record, data offset)
+        self._key_of: dict[int, str] = {}  # storage data pointer -> key
 
     def close(self) -> None:
         """Close the archive; memory-mapped tensors stay valid."""
@@ -454,6 +462,7 @@ class _TorchZipReader:
         start = _record_offset(self._fh, info)
         if start + info.file_size > self._mmap.shape[0]:
             raise CheckpointError(f"{self.path}: storage record data/{key} runs past the end of the file")
+        self._stored[key] = (info, start)
         return torch.from_numpy(self._mmap[start : start + info.file_size])
 
     def storage(self, key: str, dtype: torch.dtype, numel: int) -> _LoadedStorage:
@@ -465,7 +474,34 @@ class _TorchZipReader:
             raw = raw[: raw.numel() - raw.numel() % itemsize].reshape(-1, itemsize).flip(1).reshape(-1).clone()
         storage = _LoadedStorage(raw, dtype)
         self._cache[key] = storage
+        self._key_of[raw.untyped_storage().data_ptr()] = key
         return storage
+
+    def verify_crc(self, tensors: Any) -> int:
+        """Check the zip CRC-32 of the stored records behind ``tensors`` (read from the file, not
+        the memory map, so it costs no resident memory); inflated records were checked when read.
+
+        Returns:
+            Bytes verified.
+        Raises:
+            CheckpointError: a record whose bytes do not match its CRC-32 (a damaged file).
+        """
+        keys = {self._key_of.get(t.untyped_storage().data_ptr()) for t in tensors}
+        checked = 0
+        with open(self.path, "rb") as fh:
+            for key in sorted(k for k in keys if k in self._stored):
+                info, start = self._stored[key]
+                fh.seek(start)
+                crc, left = 0, info.file_size
+                while left and (chunk := fh.read(min(left, 1 << 20))):
+                    crc, left = zlib.crc32(chunk, crc), left - len(chunk)
+                if left or crc != info.CRC:
+                    raise CheckpointError(
+                        f"{self.path}: storage record data/{key} is damaged: its CRC-32 is {info.CRC:08x}, "
+                        f"the file gives {crc:08x}; fetch the file again"
+                    )
+                checked += info.file_size
+        return checked
 
 
 def sniff_format(path: PathLike) -> str:
@@ -523,8 +559,9 @@ def safe_torch_load(path: PathLike, max_inflate_bytes: int = MAX_INFLATE_BYTES) 
     return _unpickle(Path(path), max_inflate_bytes)[0]
 
 
-def _unpickle(p: Path, max_inflate_bytes: int) -> tuple[Any, list[str]]:
-    """The object tree and ``module.name`` of every pickled global that became a stub."""
+def _unpickle(p: Path, max_inflate_bytes: int) -> tuple[Any, list[str], _TorchZipReader]:
+    """The object tree, ``module.name`` of every pickled global that became a stub, and the
+    (closed) reader that knows which record each storage came from."""
     fmt = sniff_format(p)
     if fmt != FORMAT_TORCH_ZIP:
         raise CheckpointError(f"{p}: expected a torch zip archive, found {fmt}")
@@ -541,7 +578,7 @@ def _unpickle(p: Path, max_inflate_bytes: int) -> tuple[Any, list[str]]:
     if unpickler.stubbed:
         log.info("%s: %d pickled class(es)/function(s) replaced by inert stubs: %s", p.name,
                  len(unpickler.stubbed), ", ".join(unpickler.stubbed[:8]))
-    return obj, unpickler.stubbed
+    return obj, unpickler.stubbed, reader
 
 
 # -- containers and sources ------------------------------------------------------------------
@@ -685,14 +722,17 @@ def read_checkpoint(path: PathLike, max_inflate_bytes: int = MAX_INFLATE_BYTES) 
     Returns:
         :class:`Checkpoint`.
     Raises:
-        CheckpointError: unsupported format, unsafe/malformed content, no state dict.
+        CheckpointError: unsupported format, unsafe/malformed content, no state dict, a digest
+            or CRC-32 that does not match (damaged file), a stored config that does not describe
+            the stored tensors, sizes beyond the limits.
     """
     p = Path(path)
     fmt = sniff_format(p)
     if fmt == FORMAT_SAFETENSORS:
         return _read_safetensors(p)
-    obj, stubs = _unpickle(p, max_inflate_bytes)
+    obj, stubs, reader = _unpickle(p, max_inflate_bytes)
     sd = unwrap_state_dict(obj)
+    reader.verify_crc(sd.values())
     info: dict[str, Any] = {}
     if isinstance(obj, Mapping):
         info = {
