@@ -92,3 +92,19 @@ def test_onnxruntime_sessions_stay_off_the_network_and_out_of_home(tmp_path):
     assert _lookups_and_remote_traffic(text) == []
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     assert written == [], f"files created under HOME: {written}"
+
+
+def test_onnxruntime_imported_before_the_package_is_reported():
+    """Too late to switch telemetry off: the package says so instead of pretending."""
+    code = (
+        "import logging, os, sys\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "import onnxruntime\n"
+        "import utptrack_ros\n"
+        "from utptrack_ros.runtime.ort_telemetry import import_onnxruntime\n"
+        "import_onnxruntime()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != TELEMETRY_ENV}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "onnxruntime telemetry is on in this process (imported before utptrack_ros)" in proc.stderr

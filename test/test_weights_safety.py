@@ -174,11 +174,11 @@ def test_a_damaged_official_file_is_refused_where_its_weights_are(tmp_path):
 # -- 2. a crafted model_config -----------------------------------------------------------------
 
 
-def _with_config(tmp_path, name: str, **changes):
+def _with_config(tmp_path, file_stem: str, **changes):
     """The small model's tensors under a stored config with ``changes`` (no digest: crafted)."""
     model = small_o()
     config = {**to_mapping(model.config), **changes}
-    path = tmp_path / f"{name}.safetensors"
+    path = tmp_path / f"{file_stem}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
               metadata={"format": "utptrack_ros", "format_version": "1", "model_config": json.dumps(config),
                         "extra": "{}"})
@@ -210,6 +210,7 @@ def test_a_crafted_config_is_refused_before_building_with_bounded_memory(tmp_pat
         ({"head_channels": [32, 16, 16]}, "head_channels"),
         ({"prune": {"ce": [[1, "a"]]}}, "prune.ce"),
         ({"evil": 1}, "unknown key"),
+        ({"name": "../../outside"}, "is not a plain name"),
         ({"depth": 11}, "does not describe the stored tensors: it needs"),
         ({"embed_dim": 48, "num_heads": 3}, "shape(s) differ"),
     ],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import fields
 from typing import Any, Mapping
 
@@ -38,6 +39,7 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 HEAD_CHANNELS = (1, 2048)
 MAX_TEXT = 64  # characters of name / stem / text_encoder / prune strings
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # it names the ONNX cache folder: no paths
 _REPORT = 5
 
 _INT = ("in_chans", "embed_dim", "depth", "num_heads", "template_size", "search_size", "text_dim", "num_tasks")
@@ -62,6 +64,8 @@ def _check_types(mapping: Mapping[str, Any]) -> None:
             bad.append(f"{key}={value!r:.40} is not true/false")
         elif key in _STR and not (isinstance(value, str) and len(value) <= MAX_TEXT):
             bad.append(f"{key}={value!r:.40} is not a string of at most {MAX_TEXT} characters")
+        elif key == "name" and not NAME.fullmatch(value):
+            bad.append(f"name={value!r:.40} is not a plain name (letters, digits, '_', '.', '-')")
         elif key == "head_channels" and not (
             isinstance(value, list) and len(value) == 4
             and all(type(c) is int and HEAD_CHANNELS[0] <= c <= HEAD_CHANNELS[1] for c in value)
