@@ -15,6 +15,12 @@ __path__ = extend_path(__path__, __name__)
 
 __version__ = "0.1.0"
 
+# onnxruntime starts its telemetry (device id under ~/.cache, DNS + HTTPS to Microsoft) at import
+# unless ORT_DISABLE_TELEMETRY=1 is set first; set it before anything here can import onnxruntime.
+from .runtime.ort_telemetry import disable_onnxruntime_telemetry as _disable_ort_telemetry  # noqa: E402
+
+_disable_ort_telemetry()
+
 _LAZY = {
     "Box": ("types", "Box"),
     "Modality": ("types", "Modality"),

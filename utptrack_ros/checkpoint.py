@@ -13,6 +13,12 @@ The project's own checkpoints are safetensors files whose metadata carries the
 :class:`~utptrack_ros.config.ModelConfig` as JSON (plus optional extra metadata such as the
 training recipe and metrics), so :func:`load_model` rebuilds the exact variant.
 
+Every file is untrusted input, checked before anything is allocated or used (docs/security.md):
+safetensors files by their recorded SHA-256 (:mod:`.safetensors_header`; files without one
+load with a logged note) and their stored config against the tensors the header lists
+(:mod:`.stored_config`); torch zip archives by the declared sizes of their records (zip bombs,
+pickles claiming more than a record holds) and the zip CRC-32 of the records the state dict uses.
+
 The format is chosen by content (zip magic vs safetensors header), never by file name. Loading
 is strict by default: missing keys, unexpected keys and shape mismatches raise
 :class:`~utptrack_ros.errors.CheckpointError` naming them.
@@ -35,6 +41,7 @@ import pickle
 import struct
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
@@ -43,8 +50,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig, PruneConfig, from_mapping, to_mapping
-from .errors import CheckpointError, ConfigError
+from .config import ModelConfig, PruneConfig, to_mapping
+from .errors import CheckpointError
+from .safetensors_header import DIGEST_KEY, add_digest, read_header, verify_digest
+from .stored_config import check_stored_config
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,13 @@ _META_EXTRA = "extra"
 _FORMAT_VERSION = "1"
 
 _REPORT_LIMIT = 10  # keys listed per category in error messages
+
+# Size limits of torch zip archives, checked before allocating (torch.save stores records
+# uncompressed; they are memory-mapped and cost nothing until read).
+MAX_INFLATE_BYTES = 2**30  # default total of compressed records inflated into memory
+MAX_INFLATE_RATIO = 100  # declared / compressed size above which a record is a zip bomb
+MAX_PICKLE_BYTES = 64 * 2**20  # data.pkl: structure only (official training files: < 1 MB)
+_SMALL_RECORD = 2**20  # records up to this size skip the ratio check
 
 # -- restricted unpickler -------------------------------------------------------------------
 
@@ -345,13 +361,18 @@ def _record_offset(fh: Any, info: zipfile.ZipInfo) -> int:
 
 
 class _TorchZipReader:
-    """Reads ``<archive>/data.pkl`` and memory-maps ``<archive>/data/<key>`` records on demand."""
+    """Reads ``<archive>/data.pkl`` and memory-maps ``<archive>/data/<key>`` records on demand.
 
-    def __init__(self, path: Path) -> None:
+    Sizes are checked before anything is allocated: a record's declared size against what the
+    pickle expects of it, compressed records (``torch.save`` never compresses; a re-zipped
+    archive does) against :data:`MAX_INFLATE_RATIO` and a total of ``max_inflate_bytes``.
+    """
+
+    def __init__(self, path: Path, max_inflate_bytes: int = MAX_INFLATE_BYTES) -> None:
         self.path = path
         try:
             self.zip = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as err:
+        except (zipfile.BadZipFile, ValueError, EOFError) as err:
             raise CheckpointError(f"{path}: not a readable zip archive ({err})") from err
         names = self.zip.namelist()
         pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -363,56 +384,124 @@ class _TorchZipReader:
         if len(pkls) != 1:
             raise CheckpointError(f"{path}: zip archive without exactly one '<archive>/data.pkl' record: {names[:5]}")
         self.prefix = pkls[0][: -len("data.pkl")]
-        order = self._read_text("byteorder")
-        self.swap = order is not None and order.strip() != sys.byteorder
+        self._inflate_left = max_inflate_bytes
+        order = self._read_small("byteorder", 64)
+        self.swap = order is not None and order.decode("ascii", "replace").strip() != sys.byteorder
         self._fh = open(path, "rb")
         self._mmap: Optional[np.ndarray] = None
         self._cache: dict[str, _LoadedStorage] = {}
+        self._stored: dict[str, tuple[zipfile.ZipInfo, int]] = {}  # key -> (record, data offset)
+        self._key_of: dict[int, str] = {}  # storage data pointer -> key
 
     def close(self) -> None:
         """Close the archive; memory-mapped tensors stay valid."""
         self._fh.close()
         self.zip.close()
 
-    def _read_text(self, name: str) -> Optional[str]:
+    def _read_small(self, name: str, limit: int) -> Optional[bytes]:
+        """A whole metadata record, refused when it declares more than ``limit`` bytes."""
         try:
-            return self.zip.read(self.prefix + name).decode("ascii", "replace")
+            info = self.zip.getinfo(self.prefix + name)
         except KeyError:
             return None
+        if info.file_size > limit:
+            raise CheckpointError(f"{self.path}: record {name} declares {info.file_size} bytes (at most {limit} read)")
+        self._check_compression(info)
+        try:
+            return self.zip.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+            raise CheckpointError(f"{self.path}: record {name} is corrupt ({err})") from err
 
     def data_pkl(self) -> bytes:
-        return self.zip.read(self.prefix + "data.pkl")
+        data = self._read_small("data.pkl", MAX_PICKLE_BYTES)
+        if data is None:
+            raise CheckpointError(f"{self.path}: no {self.prefix}data.pkl record")
+        return data
 
-    def _bytes(self, key: str) -> Tensor:
+    def _check_compression(self, info: zipfile.ZipInfo) -> None:
+        """Refuse a compressed record that inflates like a zip bomb or beyond the budget."""
+        if info.compress_type == zipfile.ZIP_STORED or info.file_size <= _SMALL_RECORD:
+            return
+        ratio = info.file_size / max(info.compress_size, 1)
+        if ratio > MAX_INFLATE_RATIO:
+            raise CheckpointError(
+                f"{self.path}: record {info.filename} inflates {info.compress_size} bytes to {info.file_size} "
+                f"({ratio:.0f}:1, more than {MAX_INFLATE_RATIO}:1): a zip bomb, refused before inflating"
+            )
+        if info.file_size > self._inflate_left:
+            raise CheckpointError(
+                f"{self.path}: compressed records inflate to more than max_inflate_bytes allows "
+                f"(record {info.filename}: {info.file_size} bytes); torch.save writes them uncompressed: "
+                "re-save the file, or raise max_inflate_bytes if you trust it"
+            )
+        self._inflate_left -= info.file_size
+
+    def _bytes(self, key: str, needed: int) -> Tensor:
         try:
             info = self.zip.getinfo(f"{self.prefix}data/{key}")
         except KeyError as err:
             raise CheckpointError(f"{self.path}: pickle refers to missing storage record data/{key}") from err
+        if info.file_size < needed:
+            raise CheckpointError(f"{self.path}: storage data/{key} has {info.file_size} bytes, pickle expects {needed}")
         if info.file_size == 0:
             return torch.empty(0, dtype=torch.uint8)
         if info.compress_type != zipfile.ZIP_STORED:
-            return torch.frombuffer(bytearray(self.zip.read(info)), dtype=torch.uint8)
+            self._check_compression(info)
+            out = torch.empty(info.file_size, dtype=torch.uint8)
+            try:
+                with self.zip.open(info) as fh:
+                    got = fh.readinto(memoryview(out.numpy()))  # type: ignore[attr-defined]
+                    fh.read(1)  # reaches the end of the record: zipfile checks its CRC-32
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+                raise CheckpointError(f"{self.path}: storage record data/{key} is corrupt ({err})") from err
+            if got != info.file_size:
+                raise CheckpointError(f"{self.path}: storage record data/{key} inflates to {got} bytes, not {info.file_size}")
+            return out
         if self._mmap is None:
             self._mmap = np.memmap(self.path, dtype=np.uint8, mode="c")  # copy-on-write: file never changes
         start = _record_offset(self._fh, info)
         if start + info.file_size > self._mmap.shape[0]:
             raise CheckpointError(f"{self.path}: storage record data/{key} runs past the end of the file")
+        self._stored[key] = (info, start)
         return torch.from_numpy(self._mmap[start : start + info.file_size])
 
     def storage(self, key: str, dtype: torch.dtype, numel: int) -> _LoadedStorage:
         if key in self._cache:
             return self._cache[key]
-        raw = self._bytes(key)
         itemsize = torch.empty((), dtype=dtype).element_size()
-        if raw.numel() < numel * itemsize:
-            raise CheckpointError(
-                f"{self.path}: storage data/{key} has {raw.numel()} bytes, pickle expects {numel} x {dtype}"
-            )
+        raw = self._bytes(key, numel * itemsize)
         if self.swap and itemsize > 1:
             raw = raw[: raw.numel() - raw.numel() % itemsize].reshape(-1, itemsize).flip(1).reshape(-1).clone()
         storage = _LoadedStorage(raw, dtype)
         self._cache[key] = storage
+        self._key_of[raw.untyped_storage().data_ptr()] = key
         return storage
+
+    def verify_crc(self, tensors: Any) -> int:
+        """Check the zip CRC-32 of the stored records behind ``tensors`` (read from the file, not
+        the memory map, so it costs no resident memory); inflated records were checked when read.
+
+        Returns:
+            Bytes verified.
+        Raises:
+            CheckpointError: a record whose bytes do not match its CRC-32 (a damaged file).
+        """
+        keys = {self._key_of.get(t.untyped_storage().data_ptr()) for t in tensors}
+        checked = 0
+        with open(self.path, "rb") as fh:
+            for key in sorted(k for k in keys if k in self._stored):
+                info, start = self._stored[key]
+                fh.seek(start)
+                crc, left = 0, info.file_size
+                while left and (chunk := fh.read(min(left, 1 << 20))):
+                    crc, left = zlib.crc32(chunk, crc), left - len(chunk)
+                if left or crc != info.CRC:
+                    raise CheckpointError(
+                        f"{self.path}: storage record data/{key} is damaged: its CRC-32 is {info.CRC:08x}, "
+                        f"the file gives {crc:08x}; fetch the file again"
+                    )
+                checked += info.file_size
+        return checked
 
 
 def sniff_format(path: PathLike) -> str:
@@ -449,7 +538,7 @@ def sniff_format(path: PathLike) -> str:
     raise CheckpointError(f"{p}: unknown weights format (neither a torch zip archive nor safetensors)")
 
 
-def safe_torch_load(path: PathLike) -> Any:
+def safe_torch_load(path: PathLike, max_inflate_bytes: int = MAX_INFLATE_BYTES) -> Any:
     """Unpickle a ``torch.save`` zip archive without executing pickled code.
 
     Tensors are memory-mapped from the archive (copy-on-write). Allowed globals: tensor and
@@ -459,16 +548,24 @@ def safe_torch_load(path: PathLike) -> Any:
 
     Args:
         path: a zip-format ``torch.save`` file.
+        max_inflate_bytes: most bytes compressed records may inflate to in total (``torch.save``
+            never compresses; stored records are memory-mapped and do not count).
     Returns:
         The unpickled object tree (containers, tensors, stubs).
     Raises:
-        CheckpointError: not a torch zip archive, or malformed records.
+        CheckpointError: not a torch zip archive, malformed records, sizes that do not add up,
+            or compressed records beyond the limits (zip bombs), all before allocating.
     """
-    p = Path(path)
+    return _unpickle(Path(path), max_inflate_bytes)[0]
+
+
+def _unpickle(p: Path, max_inflate_bytes: int) -> tuple[Any, list[str], _TorchZipReader]:
+    """The object tree, ``module.name`` of every pickled global that became a stub, and the
+    (closed) reader that knows which record each storage came from."""
     fmt = sniff_format(p)
     if fmt != FORMAT_TORCH_ZIP:
         raise CheckpointError(f"{p}: expected a torch zip archive, found {fmt}")
-    reader = _TorchZipReader(p)
+    reader = _TorchZipReader(p, max_inflate_bytes)
     try:
         unpickler = _RestrictedUnpickler(reader.data_pkl(), reader.storage)
         obj = unpickler.load()
@@ -481,7 +578,7 @@ def safe_torch_load(path: PathLike) -> Any:
     if unpickler.stubbed:
         log.info("%s: %d pickled class(es)/function(s) replaced by inert stubs: %s", p.name,
                  len(unpickler.stubbed), ", ".join(unpickler.stubbed[:8]))
-    return obj
+    return obj, unpickler.stubbed, reader
 
 
 # -- containers and sources ------------------------------------------------------------------
@@ -498,7 +595,9 @@ class Checkpoint:
         model_config: the stored config (project files), else None.
         info: plain scalar fields of the container (``epoch``, ``net_type``, ...) or the extra
             metadata of a project file.
-        stubs: ``module.name`` of every pickled global replaced by a stub.
+        stubs: ``module.name`` of every pickled global replaced by a stub, wherever the pickle
+            names it (values, dict keys, ``__setstate__`` / BUILD state of any object, state
+            that was dropped), sorted.
     """
 
     format: str
@@ -507,23 +606,6 @@ class Checkpoint:
     model_config: Optional[ModelConfig] = None
     info: dict[str, Any] = field(default_factory=dict)
     stubs: tuple[str, ...] = ()
-
-
-def _stub_names(obj: Any, seen: Optional[set[int]] = None, depth: int = 0) -> set[str]:
-    seen = set() if seen is None else seen
-    if id(obj) in seen or depth > 50:
-        return set()
-    seen.add(id(obj))
-    if isinstance(obj, StubObject):
-        out = {f"{obj.stub_module}.{obj.stub_name}"}
-        for child in (*obj.args, obj.state, *obj.items, *obj.entries.values()):
-            out |= _stub_names(child, seen, depth + 1)
-        return out
-    if isinstance(obj, Mapping):
-        return set().union(*(_stub_names(v, seen, depth + 1) for v in obj.values())) if obj else set()
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return set().union(*(_stub_names(v, seen, depth + 1) for v in obj)) if obj else set()
-    return set()
 
 
 def unwrap_state_dict(obj: Any) -> dict[str, Tensor]:
@@ -631,22 +713,26 @@ def infer_variant(state_dict: Mapping[str, Tensor]) -> str:
     return by_tokens[int(pos.shape[1])]
 
 
-def read_checkpoint(path: PathLike) -> Checkpoint:
+def read_checkpoint(path: PathLike, max_inflate_bytes: int = MAX_INFLATE_BYTES) -> Checkpoint:
     """Read any supported weights file (format sniffed from content).
 
     Args:
         path: official ``.pth.tar`` (torch zip) or project safetensors file.
+        max_inflate_bytes: see :func:`safe_torch_load`.
     Returns:
         :class:`Checkpoint`.
     Raises:
-        CheckpointError: unsupported format, unsafe/malformed content, no state dict.
+        CheckpointError: unsupported format, unsafe/malformed content, no state dict, a digest
+            or CRC-32 that does not match (damaged file), a stored config that does not describe
+            the stored tensors, sizes beyond the limits.
     """
     p = Path(path)
     fmt = sniff_format(p)
     if fmt == FORMAT_SAFETENSORS:
         return _read_safetensors(p)
-    obj = safe_torch_load(p)
+    obj, stubs, reader = _unpickle(p, max_inflate_bytes)
     sd = unwrap_state_dict(obj)
+    reader.verify_crc(sd.values())
     info: dict[str, Any] = {}
     if isinstance(obj, Mapping):
         info = {
@@ -654,31 +740,37 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
             for k, v in obj.items()
             if isinstance(v, (int, float, str, bool)) or v is None
         }
-    stubs = tuple(sorted(_stub_names(obj)))
-    return Checkpoint(format=fmt, state_dict=sd, source=detect_source(sd), info=info, stubs=stubs)
+    return Checkpoint(format=fmt, state_dict=sd, source=detect_source(sd), info=info, stubs=tuple(stubs))
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
+    """Header first (no data read): digest, then the stored config against the listed tensors."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import load_file
 
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-        sd = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: unreadable safetensors file: {err}") from err
+    header = read_header(path)
+    if verify_digest(header) is None:
+        log.info("%s: no recorded %s: integrity not verified (files written before digests, or not by "
+                 "utptrack_ros; add one with utptrack_ros.safetensors_header.add_digest)", path, DIGEST_KEY)
+    meta = header.metadata
     config = None
     info: dict[str, Any] = {}
     if meta.get(_META_FORMAT) == _META_FORMAT_VALUE:
+        if _META_CONFIG not in meta:
+            raise CheckpointError(f"{path}: corrupt utptrack_ros metadata: no {_META_CONFIG}")
+        config = check_stored_config(meta[_META_CONFIG], header)
         try:
-            config = from_mapping(ModelConfig, json.loads(meta[_META_CONFIG]))
             info = json.loads(meta.get(_META_EXTRA, "{}"))
-        except (KeyError, json.JSONDecodeError, ConfigError) as err:
+        except json.JSONDecodeError as err:
             raise CheckpointError(f"{path}: corrupt utptrack_ros metadata: {err}") from err
         source = SOURCE_PROJECT
     else:
-        info = meta
+        info = dict(meta)
+    try:
+        sd = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable safetensors file: {err}") from err
+    if config is None:
         source = detect_source(sd)
     return Checkpoint(format=FORMAT_SAFETENSORS, state_dict=sd, source=source, model_config=config, info=info)
 
@@ -839,7 +931,8 @@ def save_model(model: nn.Module, path: PathLike, extra: Optional[Mapping[str, An
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out), metadata=meta)
-    log.info("saved %r (%d tensors) to %s", config.name, len(tensors), out)
+    digest = add_digest(out)
+    log.info("saved %r (%d tensors, %s %s) to %s", config.name, len(tensors), DIGEST_KEY, digest[:12], out)
     return out
 
 

@@ -237,7 +237,7 @@ class OneStreamBackbone(nn.Module):
             self.search_token = nn.Parameter(torch.zeros(dim))
             self.template_foreground_token = nn.Parameter(torch.zeros(dim))
             self.template_background_token = nn.Parameter(torch.zeros(dim))
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
         self.blocks = nn.ModuleList(
             Block(dim, num_heads, mlp_ratio, rates[i], norm_eps, layer=i) for i in range(depth)
         )

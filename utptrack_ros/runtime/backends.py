@@ -21,6 +21,7 @@ from ..config import ModelConfig, from_mapping
 from ..errors import ConfigError, InputError
 from ..types import Task, TokenLedger
 from .export import META_CONFIG, SEARCH_FILE, SEARCH_PROMPT_FILE, TEMPLATES_FILE
+from .ort_telemetry import import_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class OrtBackend:
         self, directory: PathLike, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None
     ) -> None:
         try:
-            import onnxruntime as ort
+            ort = import_onnxruntime()  # telemetry off first (ort_telemetry)
         except ModuleNotFoundError as err:
             raise ModuleNotFoundError("OrtBackend needs onnxruntime (pip install onnxruntime==1.32.0)") from err
         self.directory = Path(directory)

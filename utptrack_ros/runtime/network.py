@@ -38,6 +38,7 @@ from ..config import PruneConfig, to_mapping
 from ..errors import ConfigError
 from ..types import Task
 from .export import SEARCH_FILE
+from .ort_telemetry import import_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,8 @@ class OrtNetwork:
         opset: int = 17,
     ) -> None:
         # fail before any cache handling when onnxruntime is absent (``_load`` treats load
-        # errors as a corrupt cache and deletes it)
-        import onnxruntime  # noqa: F401
+        # errors as a corrupt cache and deletes it); telemetry off before the import
+        import_onnxruntime()
 
         self.model = model.eval()
         self.config = model.config
