@@ -160,8 +160,10 @@ class MultiTracker:
         """Build a tracker from the shipped weights of ``name`` or from a weights file.
 
         ``weights`` may be a project checkpoint (safetensors with its config) or an official
-        OSTrack / UTPTrack-O training checkpoint (o256 / o384 inferred from its shapes, loaded
-        without executing pickled code); the file then decides the architecture. ``*_base``
+        OSTrack / UTPTrack-O training checkpoint, loaded without executing pickled code; the
+        file then decides the architecture: its size from the weights, OSTrack (``ostrack*``,
+        CE or not) or UTPTrack-O (``o256`` / ``o384``) from its own metadata
+        (``checkpoint.infer_variant``). ``*_base``
         names run the weights unpruned (every keep ratio 1.0); ``prune``, when given, replaces
         the pruning settings after that. See ``utptrack_ros.checkpoint``. ``backend``,
         ``onnx_cache`` and ``threads`` as in the constructor.
