@@ -146,3 +146,54 @@ def test_registered_ostrack_variants_have_the_official_token_counts():
         out = model(torch.randn(1, 3, 256, 256), torch.randn(1, 3, 128, 128), None, box, None)
     assert [lt.sr for lt in out.ledger.layers if lt.layer in (3, 6, 9)] == [180, 126, 89]
     assert out.ledger == expected_ledger(model.config)
+
+
+def test_onnxruntime_tracker_reproduces_the_official_tracker(golden, tmp_path):
+    """The exported single-template graphs (no dynamic-template input) in the tracker."""
+    import onnx
+
+    model = reduced_model(256, ce=True)
+    config = TrackerConfig(search_factor=4.0, update_interval=0, lost_threshold=0.0)
+    tracker = Tracker(model, config=config, backend="onnxruntime", onnx_cache=tmp_path)
+    assert tracker.backend == "onnxruntime"
+    (export_dir,) = (tmp_path / "onnx").iterdir()
+    assert [i.name for i in onnx.load(str(export_dir / "templates.onnx")).graph.input] == ["static", "static_box"]
+    assert [i.name for i in onnx.load(str(export_dir / "search.onnx")).graph.input] == ["search", "st", "st_fg"]
+    tracker.init(golden["frames"][0], golden["init_box"])
+    boxes = np.array([tracker.track(f).box.as_xywh() for f in golden["frames"][1:]])
+    assert np.abs(boxes - golden["ce256.tracker_box"]).max() <= BOX_TOL_PX
+
+
+_TRACKERVIT_CHECK = r"""
+import sys, numpy as np, cv2
+path, data = sys.argv[1], np.load(sys.argv[2])
+net = cv2.dnn.readNet(path)
+net.setInput(data["template"], "template")
+net.setInput(data["search"], "search")
+outs = net.forward(["output1", "output2", "output3"])
+print(max(float(np.abs(o.reshape(data[k].shape) - data[k]).max()) for o, k in zip(outs, ("score", "size", "offset"))))
+"""
+
+
+def test_ostrack_shaped_export_feeds_the_one_template(golden, tmp_path):
+    """``template``, ``search`` -> ``output1..3`` equals the official maps of the first frame."""
+    import subprocess
+    import sys
+
+    from utptrack_ros.preprocess import crop_geometry, crop_image, crops_to_tensor
+    from utptrack_ros.runtime import export_ostrack_shaped
+    from utptrack_ros.types import Box
+
+    model = reduced_model(256, ce=True)
+    path = export_ostrack_shaped(model, tmp_path / "ostrack.onnx")
+    frames, box = golden["frames"], Box.from_sequence(golden["init_box"])
+    crop = lambda image, factor, size: crops_to_tensor(  # noqa: E731
+        [crop_image(image, crop_geometry(box, factor, size))], None, 3, torch.device("cpu"), channels_last=False).numpy()
+    template, search = crop(frames[0], 2.0, 128), crop(frames[1], 4.0, 256)
+    data = tmp_path / "io.npz"
+    np.savez(data, template=template, search=search, score=golden["ce256.score_map"][:1],
+             size=golden["ce256.size_map"][:1], offset=golden["ce256.offset_map"][:1])
+    proc = subprocess.run([sys.executable, "-c", _TRACKERVIT_CHECK, str(path), str(data)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.split()[-1]) <= MAP_TOL
