@@ -15,6 +15,7 @@ import torch
 
 from utptrack_ros.checkpoint import (
     StubObject,
+    infer_variant,
     load_model,
     load_state_dict_into,
     load_weights,
@@ -215,6 +216,8 @@ def test_official_training_file_loads_strictly_without_repo_classes(tmp_path, o2
     ckpt = read_checkpoint(path)
     assert ckpt.format == "torch-zip" and ckpt.source == "ostrack"
     assert ckpt.info["epoch"] == 300 and ckpt.info["net_type"] == "OSTrackCMP"
+    assert ckpt.info["settings.config_name"] == "ceatetta_256_r7_all"  # read from the stub
+    assert infer_variant(ckpt.state_dict, ckpt.info) == "o256"  # UTPTrack-O stays UTPTrack-O
     assert "lib.train.admin.settings.Settings" in ckpt.stubs
     assert "lib.train.admin.stats.StatValue" in ckpt.stubs
 
@@ -234,8 +237,9 @@ def test_load_model_infers_the_variant_from_an_official_file(tmp_path):
     net = random_state_dict(shapes, seed=2)
     path = tmp_path / "OSTrack_ep0300.pth.tar"
     torch.save({"net": net, "epoch": 300}, path)
-    model = load_model(path)
-    assert model.config.name == "o256" and not model.training
+    model = load_model(path)  # a bare OSTrack-layout file runs as OSTrack (one template, CE)
+    assert model.config.name == "ostrack256" and not model.training
+    assert model.config.num_templates == 1
     assert torch.equal(model.backbone.pos_embed_x, net["backbone.pos_embed_x"])
 
 

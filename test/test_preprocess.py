@@ -126,3 +126,56 @@ def test_hann_window_values():
     assert w.shape == (16, 16)
     assert math.isclose(w.max(), (0.5 * (1 - math.cos(2 * math.pi * 8 / 17))) ** 2)
     assert math.isclose(w.max(), 0.983, abs_tol=1e-3) and math.isclose(w[0, 0], 0.0011, abs_tol=1e-4)
+
+
+def official_template_box(box_in, box_extract, resize_factor, crop_sz, divisor):
+    """transform_image_to_crop(normalize=True) of the official trackers (method.md 6.5), written
+    out: OSTrack divides by ``crop_sz``, SUTrack / UTPTrack-S by ``crop_sz - 1``."""
+    cin = (box_in[0] + box_in[2] / 2, box_in[1] + box_in[3] / 2)
+    cex = (box_extract[0] + box_extract[2] / 2, box_extract[1] + box_extract[3] / 2)
+    w, h = box_in[2] * resize_factor, box_in[3] * resize_factor
+    cx = (crop_sz - 1) / 2 + (cin[0] - cex[0]) * resize_factor
+    cy = (crop_sz - 1) / 2 + (cin[1] - cex[1]) * resize_factor
+    return np.array([cx - w / 2, cy - h / 2, w, h]) / divisor
+
+
+@pytest.mark.parametrize("target", [(50.0, 30.0, 20.0, 10.0), (53.5, 31.0, 20.0, 10.0)])
+def test_template_box_follows_each_familys_official_transform(target):
+    from utptrack_ros.preprocess import template_box
+
+    extract = Box(50.0, 30.0, 20.0, 10.0)  # the box the template crop was cut around
+    geom = crop_geometry(extract, 2.0, 128)
+    r = geom.resize_factor
+    box = Box(*target)
+    ostrack = official_template_box(target, extract.as_xywh(), r, 128, 128)
+    sutrack = official_template_box(target, extract.as_xywh(), r, 128, 127)
+    np.testing.assert_allclose(template_box(geom, box, "ostrack"), ostrack, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(template_box(geom, box, "sutrack"), sutrack, rtol=0, atol=1e-12)
+    # "crop" is the exact inverse of the map-back (the project's own models train with it)
+    np.testing.assert_allclose(template_box(geom, box, "crop"), geom.box_to_crop(box), rtol=0, atol=0)
+    # the three differ: centre (T-1)/2 vs T/2, and the divisor T vs T-1
+    if target == extract.as_xywh():
+        assert template_box(geom, box, "ostrack")[0] + template_box(geom, box, "ostrack")[2] / 2 == pytest.approx(63.5 / 128)
+        assert template_box(geom, box, "sutrack")[0] + template_box(geom, box, "sutrack")[2] / 2 == pytest.approx(0.5)
+        assert template_box(geom, box, "crop")[0] + template_box(geom, box, "crop")[2] / 2 == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="unknown template box rule"):
+        template_box(geom, box, "stark")
+
+
+@pytest.mark.parametrize("name, rule", [("o256", "ostrack"), ("ostrack256", "ostrack"), ("tiny", "crop")])
+def test_tracker_feeds_the_box_prior_by_the_models_rule(name, rule):
+    from utptrack_ros.models import create_model, model_config
+    from utptrack_ros.preprocess import template_box
+    from utptrack_ros.tracker import Tracker
+
+    assert model_config(name).template_box == rule
+    overrides = {} if name == "tiny" else dict(embed_dim=48, num_heads=3, head_channels=(8, 8, 8, 8))
+    tracker = Tracker(create_model(name, **overrides).eval())
+    seen = []
+    embed = tracker.model.embed_templates
+    tracker.model.embed_templates = lambda static, dynamic, sbox, dbox: seen.append(sbox) or embed(static, dynamic, sbox, dbox)
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    box = Box(40.0, 30.0, 21.0, 17.0)
+    tracker.init(image, box)
+    geom = crop_geometry(box, tracker.config.template_factor, tracker.model.config.template_size)
+    np.testing.assert_allclose(seen[0].numpy()[0], template_box(geom, box, rule), atol=1e-7)

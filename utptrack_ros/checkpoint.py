@@ -25,7 +25,7 @@ is strict by default: missing keys, unexpected keys and shape mismatches raise
 
 Typical use::
 
-    model = load_model("OSTrackCMP_ep0300.pth.tar")        # variant inferred from the weights
+    model = load_model("OSTrackCMP_ep0300.pth.tar")        # variant from the file's content
     model = load_model("weights.safetensors")               # config stored in the file
     report = load_weights(create_model("o256"), path)        # into an existing model
     save_model(model, "weights.safetensors", extra={"recipe": "..."})
@@ -593,8 +593,9 @@ class Checkpoint:
         state_dict: parameter/buffer name -> tensor (unwrapped from ``net``/``model``/...).
         source: ``ostrack`` (OSTrack / UTPTrack-O keys), ``sutrack``, ``utptrack_ros`` or ``unknown``.
         model_config: the stored config (project files), else None.
-        info: plain scalar fields of the container (``epoch``, ``net_type``, ...) or the extra
-            metadata of a project file.
+        info: plain scalar fields of the container (``epoch``, ``net_type``, ...) plus the plain
+            fields of its pickled official ``settings`` as ``settings.<name>`` (``script_name``,
+            ``config_name``, ``output_sz``, ...), or the extra metadata of a project file.
         stubs: ``module.name`` of every pickled global replaced by a stub, wherever the pickle
             names it (values, dict keys, ``__setstate__`` / BUILD state of any object, state
             that was dropped), sorted.
@@ -692,25 +693,49 @@ _FILTERS: dict[str, Callable[[Mapping[str, Tensor], nn.Module], dict[str, Tensor
 }
 
 
-def infer_variant(state_dict: Mapping[str, Tensor]) -> str:
-    """Registered variant matching an OSTrack-family state dict, from ``pos_embed_x``.
+def infer_variant(state_dict: Mapping[str, Tensor], info: Optional[Mapping[str, Any]] = None) -> str:
+    """Registered variant of an OSTrack-layout file, from its own content (``official.py``).
+
+    The weights give the size (``pos_embed_x``); the container's ``net_type`` and pickled
+    ``settings`` (``info``, as :func:`read_checkpoint` collects it) tell OSTrack (CE or not)
+    from UTPTrack-O, whose state dicts are identical in keys and shapes.
 
     Raises:
         CheckpointError: not an OSTrack-family file, or a grid no variant has.
     """
+    from .official import choose_variant
+
     source = detect_source(state_dict)
     if source == SOURCE_SUTRACK:
         raise CheckpointError(
             "this is a SUTrack / UTPTrack-S checkpoint (encoder.body.* keys); it needs the Fast-iTPN "
             "backbone, which no registered variant implements"
         )
-    pos = state_dict.get("backbone.pos_embed_x")
-    if source != SOURCE_OSTRACK or pos is None:
+    if source != SOURCE_OSTRACK or "backbone.pos_embed_x" not in state_dict:
         raise CheckpointError("cannot infer the variant: not an OSTrack / UTPTrack-O state dict; pass name=")
-    by_tokens = {256: "o256", 576: "o384"}
-    if pos.dim() != 3 or int(pos.shape[1]) not in by_tokens:
-        raise CheckpointError(f"backbone.pos_embed_x {tuple(pos.shape)} matches no registered variant; pass name=")
-    return by_tokens[int(pos.shape[1])]
+    return choose_variant(state_dict, info or {}).name
+
+
+def _settings_info(obj: Any) -> dict[str, Any]:
+    """``settings.<field>`` entries from the pickled official ``Settings`` object (a stub):
+    its plain fields (``script_name``, ``config_name``, ...) and dicts of them (``output_sz``)."""
+    settings = obj.get("settings") if isinstance(obj, Mapping) else None
+    state = settings.state if isinstance(settings, StubObject) else None
+    if not isinstance(state, Mapping):
+        return {}
+
+    def plain(v: Any) -> bool:
+        return v is None or isinstance(v, (int, float, str, bool))
+
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if not isinstance(key, str):
+            continue
+        if plain(value):
+            out[f"settings.{key}"] = value
+        elif isinstance(value, Mapping) and all(isinstance(k, str) and plain(v) for k, v in value.items()):
+            out[f"settings.{key}"] = dict(value)
+    return out
 
 
 def read_checkpoint(path: PathLike, max_inflate_bytes: int = MAX_INFLATE_BYTES) -> Checkpoint:
@@ -740,6 +765,7 @@ def read_checkpoint(path: PathLike, max_inflate_bytes: int = MAX_INFLATE_BYTES) 
             for k, v in obj.items()
             if isinstance(v, (int, float, str, bool)) or v is None
         }
+        info.update(_settings_info(obj))
     return Checkpoint(format=fmt, state_dict=sd, source=detect_source(sd), info=info, stubs=tuple(stubs))
 
 
@@ -942,7 +968,9 @@ def load_model(
     """Build a UTPTrack from a weights file, strictly loaded, in eval mode.
 
     The architecture comes from ``name`` if given, else from the config stored in a project
-    file, else it is inferred from an official file's position embeddings (o256 / o384).
+    file, else from an official file's own content: its size from the position embeddings, its
+    family and schedule (OSTrack CE / no-CE, UTPTrack-O) from the container's ``net_type`` and
+    ``settings`` (:func:`infer_variant`).
 
     Args:
         path: official ``.pth.tar`` or project safetensors file.
@@ -960,7 +988,7 @@ def load_model(
     elif ckpt.model_config is not None:
         model = UTPTrack(ckpt.model_config)
     else:
-        model = create_model(infer_variant(ckpt.state_dict))
+        model = create_model(infer_variant(ckpt.state_dict, ckpt.info))
     sd = _FILTERS.get(ckpt.source, project_filter_fn)(ckpt.state_dict, model)
     load_state_dict_into(model, sd, strict=strict)
     log.info("built %r from %s (%s, source %s)", model.config.name, path, ckpt.format, ckpt.source)

@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "demo": ("utptrack_ros.demo", "the main job: bundled multimodal bag -> node -> evaluation report"),
     "train": ("utptrack_ros.train.cli", "train the small unified model on generated sequences"),
     "export": ("utptrack_ros.runtime.cli", "export a model to static-shape ONNX"),
+    "convert": ("utptrack_ros.convert", "official training checkpoint -> weights + model config (safetensors)"),
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any, Mapping, Optional
 from .errors import ConfigError
 
 TTA_MODES = ("none", "full", "soft", "all")
+# How the first-frame box becomes the template box prior (``preprocess.template_box``, method.md 6.5)
+TEMPLATE_BOX_RULES = ("crop", "ostrack", "sutrack")
 TEXT_TARGETS = ("C", "D", "S")  # CE (search), DTE (dynamic template), STE (static template)
 COMPONENTS = ("ce", "dte", "ste")
 
@@ -118,6 +120,13 @@ class ModelConfig:
         num_tasks: outputs of the task-identification head (0 = no head).
         legacy_vit_params: keep OSTrack's unused ``cls_token`` / MAE ``pos_embed`` so official
             checkpoints load strictly.
+        num_templates: 2 (static + dynamic template, UTPTrack / SUTrack) or 1 (OSTrack: one
+            template, no dynamic template, no template updates, CE only).
+        template_box: how the tracker maps the target box into the template crop for the box
+            prior (type embeddings, TTA), each family as its official code does
+            (``preprocess.template_box``): ``ostrack`` (centre (T-1)/2, normalised by T),
+            ``sutrack`` (centre (T-1)/2, normalised by T-1) or ``crop`` (the exact inverse of the
+            map-back: centre T/2, normalised by T; what the project's own models train with).
     """
 
     name: str
@@ -137,6 +146,8 @@ class ModelConfig:
     text_encoder: str = ""
     num_tasks: int = 0
     legacy_vit_params: bool = False
+    num_templates: int = 2
+    template_box: str = "crop"
     prune: PruneConfig = field(default_factory=PruneConfig)
 
     def __post_init__(self) -> None:
@@ -157,6 +168,12 @@ class ModelConfig:
                     raise ConfigError(f"prune.{name} layer {layer} >= depth {self.depth}")
         if self.prune.text_guided and not self.text_dim:
             raise ConfigError("prune.text_guided needs a text token (text_dim > 0)")
+        if self.num_templates not in (1, 2):
+            raise ConfigError(f"model.num_templates must be 1 or 2, got {self.num_templates}")
+        if self.num_templates == 1 and (self.prune.dte or self.prune.ste):
+            raise ConfigError("a single-template model has no template pruning: prune.dte and prune.ste must be empty")
+        if self.template_box not in TEMPLATE_BOX_RULES:
+            raise ConfigError(f"model.template_box must be one of {TEMPLATE_BOX_RULES}, got {self.template_box!r}")
 
     @property
     def template_grid(self) -> int:

@@ -68,6 +68,32 @@ class CropGeometry:
         return Box.from_cxcywh(cx + self.cx - self.side / 2.0, cy + self.cy - self.side / 2.0, w, h)
 
 
+def template_box(geom: CropGeometry, box: Box, rule: str) -> np.ndarray:
+    """The target box in a template crop as the model's box prior takes it: ``x, y, w, h`` (4,).
+
+    Each family uses its own official transform (method.md 6.5; ``ModelConfig.template_box``):
+
+    * ``ostrack`` (OSTrack, UTPTrack-O): centre ``(T-1)/2 + (c_box - c_crop) * r``, size ``w*r``,
+      all divided by ``T`` (OSTrack's ``transform_image_to_crop(normalize=True)``);
+    * ``sutrack`` (SUTrack, UTPTrack-S): the same centre and size divided by ``T - 1``;
+    * ``crop``: :meth:`CropGeometry.box_to_crop` (centre ``T/2``, divided by ``T``), the exact
+      inverse of the map-back, which the project's own models are trained with.
+
+    ``T`` is the template size, ``r`` the crop's resize factor, ``c_crop`` the centre the crop was
+    requested around.
+    """
+    if rule == "crop":
+        return geom.box_to_crop(box)
+    if rule not in ("ostrack", "sutrack"):
+        raise ValueError(f"unknown template box rule {rule!r}")
+    r, t = geom.resize_factor, float(geom.out_size)
+    w, h = box.w * r, box.h * r
+    cx = (t - 1.0) / 2.0 + (box.cx - geom.cx) * r
+    cy = (t - 1.0) / 2.0 + (box.cy - geom.cy) * r
+    norm = t if rule == "ostrack" else t - 1.0
+    return np.array([cx - w / 2.0, cy - h / 2.0, w, h]) / norm
+
+
 def crop_geometry(box: Box, factor: float, out_size: int) -> CropGeometry:
     """Where the official trackers crop around ``box`` with context ``factor``."""
     if not box.is_finite() or box.w <= 0 or box.h <= 0:

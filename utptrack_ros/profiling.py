@@ -180,7 +180,8 @@ def expected_ledger(config: ModelConfig, prune: Optional[PruneConfig] = None) ->
     from .models.pruning import keep_count
 
     prune = config.prune if prune is None else prune
-    sr, st, dt = config.search_grid**2, config.template_grid**2, config.template_grid**2
+    n_z = config.template_grid**2
+    sr, st, dt = config.search_grid**2, n_z, n_z if config.num_templates == 2 else 0
     start = LayerTokens(-1, sr, st, dt)
     layers = []
     for layer in range(config.depth):
@@ -481,7 +482,8 @@ def format_report(report: ProfileReport) -> str:
     """Readable table: per-layer tokens, MACs in both conventions, latency, ratios."""
     p, u = report.pruned, report.unpruned
     lines = [
-        f"UTPTrack {report.model!r}: {_schedule(p.prune)}; TTA {p.prune.tta_mode}",
+        f"model {report.model!r}: {_schedule(p.prune)}"
+        + (f"; TTA {p.prune.tta_mode}" if p.prune.ste else ""),
         f"batch 1, cpu, {report.threads} torch thread(s), torch {report.environment.get('torch', '?')}",
         "",
         f"{'layer':>5} | {'SR':>4} | {'ST':>4} | {'DT':>4} | {'visual':>6} | {'attn N':>6}",

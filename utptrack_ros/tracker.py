@@ -5,8 +5,10 @@ single-target face of it. Per frame: crop the search region around each previous
 (official geometry), run the network with the cached template tokens, window the centre map,
 decode, map back around the previous centre, clip, decide TRACKING / LOST, and every
 ``update_interval`` frames replace the dynamic template where the windowed confidence exceeds
-``update_threshold``. The static template, its centre mask and the TTA box prior are built
-once at ``init`` and never rebuilt.
+``update_threshold`` (two-template models only: an OSTrack model has one template, never
+updated). The static template, its centre mask and the TTA box prior are built once at ``init``
+and never rebuilt; the box prior follows the model family's official transform
+(``preprocess.template_box``).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from .models.inference import prepare_for_inference
 from .models.text import TextEncoder, create_text_encoder, normalise_prompt
 from .modalities import AuxFrame, prepare_aux
 from .postprocess import clip_box, decode_windowed, smooth_size, window_tensor
-from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor
+from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor, template_box
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
 
 log = logging.getLogger(__name__)
@@ -158,8 +160,10 @@ class MultiTracker:
         """Build a tracker from the shipped weights of ``name`` or from a weights file.
 
         ``weights`` may be a project checkpoint (safetensors with its config) or an official
-        OSTrack / UTPTrack-O training checkpoint (o256 / o384 inferred from its shapes, loaded
-        without executing pickled code); the file then decides the architecture. ``*_base``
+        OSTrack / UTPTrack-O training checkpoint, loaded without executing pickled code; the
+        file then decides the architecture: its size from the weights, OSTrack (``ostrack*``,
+        CE or not) or UTPTrack-O (``o256`` / ``o384``) from its own metadata
+        (``checkpoint.infer_variant``). ``*_base``
         names run the weights unpruned (every keep ratio 1.0); ``prune``, when given, replaces
         the pruning settings after that. See ``utptrack_ros.checkpoint``. ``backend``,
         ``onnx_cache`` and ``threads`` as in the constructor.
@@ -314,15 +318,15 @@ class MultiTracker:
         cfg = self.model.config
         geoms = [crop_geometry(b, self.config.template_factor, cfg.template_size) for b in boxes]
         crops = self._crops(image, aux_frame, geoms)
-        box_norm = torch.tensor(np.stack([g.box_to_crop(b) for g, b in zip(geoms, boxes)]), dtype=torch.float32)
-        box_norm = box_norm.to(self.device)
+        box_norm = self._template_boxes(geoms, boxes)
         with torch.inference_mode():
-            tokens = self.network.embed_templates(crops, crops, box_norm, box_norm)
+            # both templates start as this crop (method.md 6.3); OSTrack models have only this one
+            tokens = self.network.embed_templates(crops, None, box_norm, None)
             text, task = self._encode_prompts(prompt_list)
         self._targets = _Targets(list(boxes), tokens, prompt_list, text, task, frame_index=0)
         total = (time.perf_counter() - t0) * 1000.0
         n_z, f = cfg.template_grid**2, cfg.search_grid
-        ledger = TokenLedger(LayerTokens(-1, f * f, n_z, n_z), ())
+        ledger = TokenLedger(LayerTokens(-1, f * f, n_z, n_z if cfg.num_templates == 2 else 0), ())
         return [
             TrackResult(
                 box=b,
@@ -397,11 +401,19 @@ class MultiTracker:
             for i, (box, c, state) in enumerate(results)
         ]
 
+    def _template_boxes(self, geoms: list[CropGeometry], boxes: Sequence[Box]) -> torch.Tensor:
+        """(B, 4) float32 box priors in the template crops, by the model family's own rule."""
+        rule = self.model.config.template_box
+        priors = np.stack([template_box(g, b, rule) for g, b in zip(geoms, boxes)])
+        return torch.tensor(priors, dtype=torch.float32).to(self.device)
+
     def _maybe_update_templates(
         self, image: np.ndarray, aux: Optional[AuxFrame], conf: np.ndarray
     ) -> set[int]:
         """Replace the dynamic template of confident targets every ``update_interval`` frames."""
         targets, cfg = self._targets, self.config
+        if self.model.config.num_templates < 2:  # OSTrack: the one template is never replaced
+            return set()
         if not cfg.update_interval or targets.frame_index % cfg.update_interval:
             return set()
         due = [i for i in range(len(targets.states)) if conf[i] > cfg.update_threshold]
@@ -410,9 +422,7 @@ class MultiTracker:
         size = self.model.config.template_size
         geoms = [crop_geometry(targets.states[i], cfg.template_factor, size) for i in due]
         crops = self._crops(image, aux, geoms)
-        box_norm = torch.tensor(
-            np.stack([g.box_to_crop(targets.states[i]) for g, i in zip(geoms, due)]), dtype=torch.float32
-        ).to(self.device)
+        box_norm = self._template_boxes(geoms, [targets.states[i] for i in due])
         with torch.inference_mode():
             new = self.network.embed_template(crops, box_norm)
         dt = targets.tokens.dt.clone()

@@ -190,12 +190,12 @@ class TemplateTokens:
 
     Attributes:
         st: (B, n_z, C) static-template tokens (patch embedding + pos + type embeddings).
-        dt: (B, n_z, C) dynamic-template tokens.
+        dt: (B, n_z, C) dynamic-template tokens; None for single-template models (OSTrack).
         st_fg: (B, n_z) foreground fraction of each static-template patch (TTA source).
     """
 
     st: Tensor
-    dt: Tensor
+    dt: Optional[Tensor]
     st_fg: Tensor
 
 
@@ -203,8 +203,10 @@ class OneStreamBackbone(nn.Module):
     """Stem + positional/type embeddings + blocks + final norm (OSTrack ``backbone.*`` names).
 
     Both templates share ``pos_embed_z`` (method.md 2.3); the sequence is ``[SR, ST, DT]`` plus
-    an optional TEXT token at the end. After the final norm the search tokens are restored to
-    raster order with exact zeros at pruned positions (method.md 4.1 step 7).
+    an optional TEXT token at the end, or ``[SR, ST]`` for a single-template model (OSTrack,
+    whose own order ``[Z, X]`` gives the same result: attention, norms and MLPs do not depend on
+    token order). After the final norm the search tokens are restored to raster order with exact
+    zeros at pruned positions (method.md 4.1 step 7).
     """
 
     def __init__(
@@ -220,8 +222,10 @@ class OneStreamBackbone(nn.Module):
         search_size: int,
         token_type_embed: bool,
         legacy_vit_params: bool,
+        num_templates: int = 2,
     ) -> None:
         super().__init__()
+        self.num_templates = num_templates
         self.template_size = template_size
         self.search_size = search_size
         self.template_grid = template_size // 16
@@ -257,9 +261,26 @@ class OneStreamBackbone(nn.Module):
             z = z + fg_w * self.template_foreground_token + (1 - fg_w) * self.template_background_token
         return z, fg
 
-    def embed_templates(self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor) -> TemplateTokens:
-        """Embed both templates in one stem pass (see :meth:`embed_template`)."""
+    def embed_templates(
+        self,
+        static: Tensor,
+        dynamic: Optional[Tensor] = None,
+        static_box: Optional[Tensor] = None,
+        dynamic_box: Optional[Tensor] = None,
+    ) -> TemplateTokens:
+        """Embed the templates (see :meth:`embed_template`), both in one stem pass.
+
+        ``dynamic=None`` means the dynamic template is the static crop (how tracking starts,
+        method.md 6.3), embedded once. Single-template models ignore ``dynamic`` and return
+        ``dt=None``. ``static_box`` is required; ``dynamic_box`` defaults to it.
+        """
+        if static_box is None:
+            raise ValueError("embed_templates needs static_box (B, 4)")
+        if self.num_templates == 1 or dynamic is None:
+            z, fg = self.embed_template(static, static_box)
+            return TemplateTokens(st=z, dt=None if self.num_templates == 1 else z, st_fg=fg)
         b = static.shape[0]
+        dynamic_box = static_box if dynamic_box is None else dynamic_box
         z, fg = self.embed_template(torch.cat([static, dynamic], dim=0), torch.cat([static_box, dynamic_box], dim=0))
         return TemplateTokens(st=z[:b], dt=z[b:], st_fg=fg[:b])
 
@@ -288,7 +309,11 @@ class OneStreamBackbone(nn.Module):
             x = x + self.search_token
         b, n_sr, _ = x.shape
         n_z = templates.st.shape[1]
-        parts = [x, templates.st, templates.dt]
+        parts = [x, templates.st]
+        if self.num_templates == 2:
+            if templates.dt is None:
+                raise ValueError("a two-template model needs dynamic-template tokens (TemplateTokens.dt)")
+            parts.append(templates.dt)
         if text_token is not None:
             parts.append(text_token)
         seq = torch.cat(parts, dim=1)
@@ -299,7 +324,7 @@ class OneStreamBackbone(nn.Module):
         state = TokenState(
             n_sr=n_sr,
             n_st=n_z,
-            n_dt=n_z,
+            n_dt=n_z if self.num_templates == 2 else 0,
             sr_index=raster,
             st_centre=centre,
             st_fg=templates.st_fg,

@@ -1,9 +1,14 @@
 """The UTPTrack family: the network module and its registered variants.
 
 * ``o256`` / ``o384``: UTPTrack-O (OSTrack ViT-B/16, RGB, two templates, CE @3,6,9 and
-  DTE/STE @4,7,10, all keep 0.7, TTA ``all``; method.md 1, 4.4, 4.7). Same state-dict keys as
-  OSTrack, so official OSTrack and UTPTrack-O files load strictly (``checkpoint.py``).
+  DTE/STE @4,7,10, all keep 0.7, TTA ``all``; method.md 1, 4.4, 4.7).
 * ``o256_base`` / ``o384_base``: the same networks with every keep ratio 1.0 (unpruned).
+* ``ostrack256`` / ``ostrack384``: OSTrack itself (one template, CE @3,6,9 keep 0.7 from the
+  static-template centre token, no dynamic template and no template updates; the
+  ``vitb_*_mae_ce_32x4_*`` configs); ``ostrack256_noce`` / ``ostrack384_noce``: OSTrack's
+  ``vitb_*_mae_32x4_ep300`` configs (no CE). OSTrack and UTPTrack-O files have the same
+  state-dict keys; ``checkpoint.load_model`` tells them apart by the file's own metadata
+  (``official.py``).
 * ``tiny``: the CPU-sized unified model: ImageNet MobileNetV2 stem over 6-channel
   RGB|auxiliary crops (96 px templates, 192 px search), a 6-block dim-128 encoder, a text token
   with text-guided pruning, token-type embeddings and a task head. ``tiny_base`` is unpruned.
@@ -82,6 +87,7 @@ class UTPTrack(nn.Module):
             search_size=config.search_size,
             token_type_embed=config.token_type_embed,
             legacy_vit_params=config.legacy_vit_params,
+            num_templates=config.num_templates,
         )
         self.box_head = CenterHead(config.embed_dim, config.head_channels)
         self.text_proj = nn.Linear(config.text_dim, config.embed_dim) if config.text_dim else None
@@ -113,9 +119,17 @@ class UTPTrack(nn.Module):
 
     # -- inputs ------------------------------------------------------------------------
     def embed_templates(
-        self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor
+        self,
+        static: Tensor,
+        dynamic: Optional[Tensor] = None,
+        static_box: Optional[Tensor] = None,
+        dynamic_box: Optional[Tensor] = None,
     ) -> TemplateTokens:
-        """Embed both template crops (B, C_in, T, T); boxes (B, 4) ``x, y, w, h`` / T."""
+        """Embed the template crops (B, C_in, T, T); boxes (B, 4) ``x, y, w, h`` / T.
+
+        ``dynamic=None``: the dynamic template is the static crop (tracking start). Single-template
+        models (``config.num_templates == 1``, OSTrack) ignore ``dynamic`` and return ``dt=None``.
+        """
         return self.backbone.embed_templates(static, dynamic, static_box, dynamic_box)
 
     def embed_template(self, crop: Tensor, box: Tensor) -> Tensor:
@@ -164,8 +178,9 @@ class UTPTrack(nn.Module):
         fmap = feat.transpose(1, 2).reshape(b, -1, f, f)
         score, size, offset = self.box_head(fmap)
         boxes, _ = decode_boxes(score, size, offset)
-        n_z = templates.st.shape[1]
-        ledger = TokenLedger(input=LayerTokens(-1, f * f, n_z, n_z), layers=layers)
+        n_st = templates.st.shape[1]
+        n_dt = templates.dt.shape[1] if self.config.num_templates == 2 else 0
+        ledger = TokenLedger(input=LayerTokens(-1, f * f, n_st, n_dt), layers=layers)
         return ModelOutput(
             score_map=score,
             size_map=size,
@@ -180,9 +195,9 @@ class UTPTrack(nn.Module):
         self,
         search: Tensor,
         static: Tensor,
-        dynamic: Tensor,
+        dynamic: Optional[Tensor],
         static_box: Tensor,
-        dynamic_box: Tensor,
+        dynamic_box: Optional[Tensor],
         text: Optional[Tensor] = None,
         task: Optional[Tensor] = None,
         prune: Optional[PruneConfig] = None,
@@ -219,9 +234,17 @@ O256 = ModelConfig(
     template_size=128,
     search_size=256,
     legacy_vit_params=True,
+    template_box="ostrack",
     prune=_O_PRUNE,
 )
 O384 = replace(O256, name="o384", template_size=192, search_size=384)
+
+# OSTrack's CE: ce_template_mask = CTR_POINT (the template's centre token scores the search region)
+_OSTRACK_CE = PruneConfig(ce=((3, 0.7), (6, 0.7), (9, 0.7)), tta_mode="none")
+OSTRACK256 = replace(O256, name="ostrack256", num_templates=1, prune=_OSTRACK_CE)
+OSTRACK384 = replace(OSTRACK256, name="ostrack384", template_size=192, search_size=384)
+OSTRACK256_NOCE = replace(OSTRACK256, name="ostrack256_noce", prune=PruneConfig(tta_mode="none"))
+OSTRACK384_NOCE = replace(OSTRACK384, name="ostrack384_noce", prune=PruneConfig(tta_mode="none"))
 TINY = ModelConfig(
     name="tiny",
     stem="mobilenetv2",
@@ -251,7 +274,15 @@ def _unpruned(cfg: ModelConfig) -> ModelConfig:
 # 0.35: AUC 44.4, 44.0, 49.0, 47.9, 45.2, 44.7 (weights/MODEL_CARD.md, "Tracker settings").
 _TINY_TRACKER = TrackerConfig(search_factor=4.0, lost_threshold=0.1)
 
+# OSTrack's tracker: one template, never updated (method.md 6.3)
+_OSTRACK256_TRACKER = TrackerConfig(search_factor=4.0, update_interval=0)
+_OSTRACK384_TRACKER = TrackerConfig(search_factor=5.0, update_interval=0)
+
 VARIANTS: dict[str, tuple[ModelConfig, TrackerConfig]] = {
+    "ostrack256": (OSTRACK256, _OSTRACK256_TRACKER),
+    "ostrack256_noce": (OSTRACK256_NOCE, _OSTRACK256_TRACKER),
+    "ostrack384": (OSTRACK384, _OSTRACK384_TRACKER),
+    "ostrack384_noce": (OSTRACK384_NOCE, _OSTRACK384_TRACKER),
     "o256": (O256, TrackerConfig(search_factor=4.0)),
     "o256_base": (_unpruned(O256), TrackerConfig(search_factor=4.0)),
     "o384": (O384, TrackerConfig(search_factor=5.0)),

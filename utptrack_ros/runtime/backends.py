@@ -33,12 +33,13 @@ class TemplateArrays:
     """Embedded templates (computed on init and on dynamic-template updates).
 
     Attributes:
-        st, dt: (B, n_z, C) float32 static / dynamic template tokens.
+        st, dt: (B, n_z, C) float32 static / dynamic template tokens (``dt`` None for
+            single-template models, OSTrack).
         st_fg: (B, n_z) float32 foreground fraction of each static-template patch.
     """
 
     st: np.ndarray
-    dt: np.ndarray
+    dt: Optional[np.ndarray]
     st_fg: np.ndarray
 
 
@@ -67,9 +68,14 @@ class Backend(Protocol):
     config: ModelConfig
 
     def embed_templates(
-        self, static: np.ndarray, dynamic: np.ndarray, static_box: np.ndarray, dynamic_box: np.ndarray
+        self,
+        static: np.ndarray,
+        dynamic: Optional[np.ndarray],
+        static_box: np.ndarray,
+        dynamic_box: Optional[np.ndarray],
     ) -> TemplateArrays:
-        """static, dynamic: (B, C_in, T, T) normalised crops; boxes (B, 4) ``x, y, w, h`` / T."""
+        """static, dynamic: (B, C_in, T, T) normalised crops; boxes (B, 4) ``x, y, w, h`` / T.
+        ``dynamic=None``: the static crop (tracking start); single-template models ignore it."""
         ...
 
     def forward_search(
@@ -98,11 +104,19 @@ class TorchBackend:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
 
     def embed_templates(
-        self, static: np.ndarray, dynamic: np.ndarray, static_box: np.ndarray, dynamic_box: np.ndarray
+        self,
+        static: np.ndarray,
+        dynamic: Optional[np.ndarray],
+        static_box: np.ndarray,
+        dynamic_box: Optional[np.ndarray],
     ) -> TemplateArrays:
+        def t(a: Optional[np.ndarray]) -> Optional[torch.Tensor]:
+            return None if a is None else self._t(a)
+
         with torch.inference_mode():
-            t = self.model.embed_templates(self._t(static), self._t(dynamic), self._t(static_box), self._t(dynamic_box))
-        return TemplateArrays(t.st.cpu().numpy(), t.dt.cpu().numpy(), t.st_fg.cpu().numpy())
+            tok = self.model.embed_templates(self._t(static), t(dynamic), self._t(static_box), t(dynamic_box))
+        dt = None if tok.dt is None else tok.dt.cpu().numpy()
+        return TemplateArrays(tok.st.cpu().numpy(), dt, tok.st_fg.cpu().numpy())
 
     def forward_search(
         self, search: np.ndarray, templates: TemplateArrays, text: Optional[np.ndarray] = None
@@ -115,7 +129,8 @@ class TorchBackend:
         if text is not None and self.config.text_dim:
             text_t = self._t(text)
             task = torch.full((b,), int(Task.LANGUAGE), dtype=torch.long, device=self.device)
-        tokens = TemplateTokens(self._t(templates.st), self._t(templates.dt), self._t(templates.st_fg))
+        dt = None if templates.dt is None else self._t(templates.dt)
+        tokens = TemplateTokens(self._t(templates.st), dt, self._t(templates.st_fg))
         with torch.inference_mode():
             out = self.model.forward_search(self._t(search), tokens, text_t, task)
         return SearchMaps(
@@ -173,16 +188,23 @@ class OrtBackend:
         log.info("onnxruntime backend %r from %s (providers %s)", self.config.name, self.directory, self._providers)
 
     def embed_templates(
-        self, static: np.ndarray, dynamic: np.ndarray, static_box: np.ndarray, dynamic_box: np.ndarray
+        self,
+        static: np.ndarray,
+        dynamic: Optional[np.ndarray],
+        static_box: np.ndarray,
+        dynamic_box: Optional[np.ndarray],
     ) -> TemplateArrays:
         c = self.config
         crop = (self.batch, c.in_chans, c.template_size, c.template_size)
         feeds = {
             "static": _f32("static", static, crop),
-            "dynamic": _f32("dynamic", dynamic, crop),
             "static_box": _f32("static_box", static_box, (self.batch, 4)),
-            "dynamic_box": _f32("dynamic_box", dynamic_box, (self.batch, 4)),
         }
+        if c.num_templates == 1:
+            st, st_fg = self._templates.run(None, feeds)
+            return TemplateArrays(st, None, st_fg)
+        feeds["dynamic"] = feeds["static"] if dynamic is None else _f32("dynamic", dynamic, crop)
+        feeds["dynamic_box"] = feeds["static_box"] if dynamic_box is None else _f32("dynamic_box", dynamic_box, (self.batch, 4))
         st, dt, st_fg = self._templates.run(None, feeds)
         return TemplateArrays(st, dt, st_fg)
 
@@ -193,9 +215,12 @@ class OrtBackend:
         feeds = {
             "search": _f32("search", search, (self.batch, c.in_chans, c.search_size, c.search_size)),
             "st": _f32("st", templates.st, templates.st.shape),
-            "dt": _f32("dt", templates.dt, templates.dt.shape),
             "st_fg": _f32("st_fg", templates.st_fg, templates.st_fg.shape),
         }
+        if c.num_templates == 2:
+            if templates.dt is None:
+                raise InputError("dt: a two-template model needs dynamic-template tokens")
+            feeds["dt"] = _f32("dt", templates.dt, templates.dt.shape)
         session = self._search
         if text is not None and c.text_dim:
             if self._search_prompt is None:

@@ -11,6 +11,10 @@ Two graphs per variant, so an onnxruntime backend needs no torch at tracking tim
   (B, F*F) bool (run every frame). Models with a text token also get ``search_prompt.onnx``
   with an extra ``text`` (B, text_dim) input and text-guided pruning on (method.md 4.5).
 
+Single-template models (OSTrack, ``ModelConfig.num_templates == 1``) have no dynamic template:
+their ``templates.onnx`` takes ``static``, ``static_box`` -> ``st``, ``st_fg`` and their
+``search.onnx`` takes ``search``, ``st``, ``st_fg``.
+
 The keep ratios are baked in (static shapes: ``ceil(ratio * n)`` per layer), as is everything in
 :class:`~utptrack_ros.config.ModelConfig`, which is stored as JSON in the model metadata.
 
@@ -50,6 +54,9 @@ SEARCH_PROMPT_FILE = "search_prompt.onnx"
 TEMPLATE_INPUTS = ("static", "dynamic", "static_box", "dynamic_box")
 TEMPLATE_OUTPUTS = ("st", "dt", "st_fg")
 SEARCH_INPUTS = ("search", "st", "dt", "st_fg")
+SINGLE_TEMPLATE_INPUTS = ("static", "static_box")  # single-template (OSTrack) models
+SINGLE_TEMPLATE_OUTPUTS = ("st", "st_fg")
+SINGLE_SEARCH_INPUTS = ("search", "st", "st_fg")
 SEARCH_OUTPUTS = ("score_map", "size_map", "offset_map", "search_keep_mask")
 OSTRACK_INPUTS = ("template", "search")
 OSTRACK_OUTPUTS = ("output1", "output2", "output3")  # score, size, offset (cv2.TrackerVit names)
@@ -89,6 +96,18 @@ class _TemplateGraph(nn.Module):
         return t.st, t.dt, t.st_fg
 
 
+class _SingleTemplateGraph(nn.Module):
+    """The template graph of a single-template (OSTrack) model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, static: Tensor, static_box: Tensor) -> tuple[Tensor, ...]:
+        t = self.model.embed_templates(static, None, static_box, None)
+        return t.st, t.st_fg
+
+
 class _SearchGraph(nn.Module):
     """``forward_search`` with a constant task: text guidance on (prompt) or off."""
 
@@ -107,24 +126,42 @@ class _SearchGraph(nn.Module):
         return out.score_map, out.size_map, out.offset_map, out.search_keep_mask
 
 
+class _SingleSearchGraph(_SearchGraph):
+    """The search graph of a single-template (OSTrack) model: no ``dt`` input."""
+
+    def forward(self, search: Tensor, st: Tensor, st_fg: Tensor, text: Optional[Tensor] = None) -> tuple[Tensor, ...]:
+        return super().forward(search, st, None, st_fg, text)
+
+
+def centred_template_box(config: ModelConfig) -> list[float]:
+    """The box prior of a target filling the central half of the template crop (the crop is 2x
+    the target's size), by the family's template-box rule (``preprocess.template_box``)."""
+    from ..preprocess import CropGeometry, template_box
+    from ..types import Box
+
+    t = config.template_size
+    geom = CropGeometry(cx=0.0, cy=0.0, side=t, x1=-(t // 2), y1=-(t // 2), out_size=t)
+    return [float(v) for v in template_box(geom, Box.from_cxcywh(0.0, 0.0, t / 2.0, t / 2.0), config.template_box)]
+
+
 class _OstrackShapedGraph(nn.Module):
     """One template crop + search crop -> score/size/offset, the OSTrack / cv2.TrackerVit contract.
 
-    The template serves as both ST and DT (both start as the first-frame crop, method.md 6.3);
-    the first-frame box prior assumes the target fills the central half of the template crop
-    (the crop is 2x the target's size), since this contract carries no box.
+    A single-template (OSTrack) model embeds the one template, as OSTrack does; a two-template
+    model uses it as both ST and DT (both start as the first-frame crop, method.md 6.3). The
+    box prior assumes the target fills the central half of the template crop
+    (:func:`centred_template_box`), since this contract carries no box.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.box = centred_template_box(model.config)
 
     def forward(self, template: Tensor, search: Tensor) -> tuple[Tensor, ...]:
-        from ..models.encoder import TemplateTokens
-
-        box = torch.tensor([[0.25, 0.25, 0.5, 0.5]], dtype=template.dtype).expand(template.shape[0], 4)
-        t = self.model.embed_templates(template, template, box, box)
-        out = self.model.forward_search(search, TemplateTokens(t.st, t.dt, t.st_fg))
+        box = torch.tensor([self.box], dtype=template.dtype).expand(template.shape[0], 4)
+        t = self.model.embed_templates(template, None, box, None)
+        out = self.model.forward_search(search, t)
         return out.score_map, out.size_map, out.offset_map
 
 
@@ -268,20 +305,30 @@ def export_onnx(
         static, dynamic, sbox, dbox, search = _example(config, batch)
         with torch.no_grad():
             t = model.embed_templates(static, dynamic, sbox, dbox)
+        if config.num_templates == 1:
+            template_graph, template_args = _SingleTemplateGraph(model), (static, sbox)
+            template_io = (SINGLE_TEMPLATE_INPUTS, SINGLE_TEMPLATE_OUTPUTS)
+            search_graph, search_args = _SingleSearchGraph, (search, t.st, t.st_fg)
+            search_inputs = SINGLE_SEARCH_INPUTS
+        else:
+            template_graph, template_args = _TemplateGraph(model), (static, dynamic, sbox, dbox)
+            template_io = (TEMPLATE_INPUTS, TEMPLATE_OUTPUTS)
+            search_graph, search_args = _SearchGraph, (search, t.st, t.dt, t.st_fg)
+            search_inputs = SEARCH_INPUTS
         templates = _export(
-            _TemplateGraph(model), (static, dynamic, sbox, dbox), TEMPLATE_INPUTS, TEMPLATE_OUTPUTS,
+            template_graph, template_args, *template_io,
             out / TEMPLATES_FILE, opset, {META_CONFIG: meta_config, META_GRAPH: "templates"},
         )
         search_path = _export(
-            _SearchGraph(model, prompt=False), (search, t.st, t.dt, t.st_fg), SEARCH_INPUTS, SEARCH_OUTPUTS,
+            search_graph(model, prompt=False), search_args, search_inputs, SEARCH_OUTPUTS,
             out / SEARCH_FILE, opset, {META_CONFIG: meta_config, META_GRAPH: "search"},
         )
         prompt_path = None
         if config.text_dim:
             text = torch.randn(batch, config.text_dim, generator=torch.Generator().manual_seed(1))
             prompt_path = _export(
-                _SearchGraph(model, prompt=True), (search, t.st, t.dt, t.st_fg, text),
-                (*SEARCH_INPUTS, "text"), SEARCH_OUTPUTS, out / SEARCH_PROMPT_FILE, opset,
+                search_graph(model, prompt=True), (*search_args, text),
+                (*search_inputs, "text"), SEARCH_OUTPUTS, out / SEARCH_PROMPT_FILE, opset,
                 {META_CONFIG: meta_config, META_GRAPH: "search_prompt"},
             )
     finally:
@@ -295,7 +342,9 @@ def export_ostrack_shaped(model: nn.Module, path: PathLike, opset: int = DEFAULT
 
     This is the interface ``cv2.TrackerVit`` loads: template (1, 3, T, T), search (1, 3, S, S)
     -> score (1, 1, F, F), size (1, 2, F, F), offset (1, 2, F, F). The template is embedded on
-    every call (as in OSTrack's exported graphs).
+    every call (as in OSTrack's exported graphs). An OSTrack model feeds it as its one template;
+    a UTPTrack-O model as both static and dynamic template (never updated: the contract has no
+    second template).
     """
     config: ModelConfig = model.config
     if config.in_chans != 3 or config.text_dim:

@@ -186,15 +186,26 @@ class OrtNetwork:
             shutil.rmtree(tmp, ignore_errors=True)
 
     # -- the tracker's calls -----------------------------------------------------------------
-    def embed_templates(self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor) -> Any:
+    def embed_templates(
+        self, static: Tensor, dynamic: Optional[Tensor], static_box: Tensor, dynamic_box: Optional[Tensor]
+    ) -> Any:
+        """As ``UTPTrack.embed_templates`` (``dynamic=None``: the static crop)."""
         from ..models.encoder import TemplateTokens
 
         if self._active is None:
             return self.model.embed_templates(static, dynamic, static_box, dynamic_box)
-        parts = [self._active.embed_templates(*(_np(x[i : i + 1]) for x in (static, dynamic, static_box, dynamic_box)))
+
+        def row(x: Optional[Tensor], i: int) -> Optional[np.ndarray]:
+            return None if x is None else _np(x[i : i + 1])
+
+        parts = [self._active.embed_templates(*(row(x, i) for x in (static, dynamic, static_box, dynamic_box)))
                  for i in range(static.shape[0])]
-        return TemplateTokens(*(torch.from_numpy(np.concatenate([getattr(p, k) for p in parts]))
-                                for k in ("st", "dt", "st_fg")))
+
+        def joined(key: str) -> Optional[Tensor]:
+            arrays = [getattr(p, key) for p in parts]
+            return None if arrays[0] is None else torch.from_numpy(np.concatenate(arrays))
+
+        return TemplateTokens(*(joined(k) for k in ("st", "dt", "st_fg")))
 
     def embed_template(self, crop: Tensor, box: Tensor) -> Tensor:
         """Tokens of one template crop each (the dynamic-template update)."""
@@ -213,7 +224,8 @@ class OrtNetwork:
         maps = []
         for i in range(search.shape[0]):
             prompt = task is not None and text is not None and int(task[i]) == int(Task.LANGUAGE)
-            arrays = TemplateArrays(*(_np(getattr(templates, k)[i : i + 1]) for k in ("st", "dt", "st_fg")))
+            arrays = TemplateArrays(*(None if getattr(templates, k) is None else _np(getattr(templates, k)[i : i + 1])
+                                      for k in ("st", "dt", "st_fg")))
             maps.append(self._active.forward_search(_np(search[i : i + 1]), arrays, _np(text[i : i + 1]) if prompt else None))
         score, size, offset, keep = (torch.from_numpy(np.concatenate([getattr(m, k) for m in maps]))
                                      for k in ("score_map", "size_map", "offset_map", "search_keep_mask"))
