@@ -331,3 +331,50 @@ def test_depth_config_is_validated():
     depth = np.full((H, W), 0.2, np.float32)
     est = estimate_depth(depth, Box(10, 10, 20, 20), DepthConfig(min_depth_m=0.3))
     assert est.status is DepthStatus.NO_VALID_DEPTH and "100 out of range" in est.reason
+
+
+# -- over time: the prior keeps the target through an occluder ------------------------------
+
+def _occlusion_frames(rng, covered_columns):
+    """Target at 2.4 m filling the box, an occluder at 1.2 m covering the box's left columns."""
+    box = Box(200, 150, 160, 120)
+    frames = []
+    for columns in covered_columns:
+        z = np.full((H, W), 4500.0)
+        z[150:270, 200:360] = 2400.0
+        z[:, 200:200 + columns] = 1200.0
+        frames.append(_noisy(z, rng))
+    return box, frames
+
+
+def test_prior_keeps_the_target_while_an_occluder_covers_most_of_the_centre(rng):
+    from utptrack_ros.spatial import TargetLocator
+
+    # central columns are 240..319: 0, 30 %, 70 % and 85 % of them covered, then 100 %, then clear
+    box, frames = _occlusion_frames(rng, [0, 64, 96, 108, 160, 0])
+    cam = CameraIntrinsics.from_camera_info(camera_info())
+    locator = TargetLocator()
+    stamps = [i * 33_000_000 for i in range(len(frames))]
+    points = [locator.locate(f, {"a": box}, cam, s)["a"] for f, s in zip(frames, stamps)]
+    for point in points[:4]:  # 70 % and 85 % covered: without the prior the occluder would win
+        assert point.ok and abs(point.position_m[2] - 2.4) < 0.01, point
+    assert estimate_depth(frames[2], box).depth_m == pytest.approx(1.2, abs=0.01)  # no prior: occluder wins
+    hidden = points[4]
+    assert hidden.depth.status is DepthStatus.OCCLUDED and not hidden.ok
+    assert "a surface at 1.20 m covers 100 %" in hidden.reason and "last at 2.40 m" in hidden.reason
+    assert points[5].ok and abs(points[5].position_m[2] - 2.4) < 0.01  # back in view: prior still fresh
+    # a stale prior is dropped: the fully covered frame 2 s later is the occluder's depth
+    late = locator.locate(frames[4], {"a": box}, cam, stamps[5] + 2_000_000_000)["a"]
+    assert late.ok and abs(late.position_m[2] - 1.2) < 0.01
+    locator.forget("a")
+    assert locator.prior("a", stamps[5]) is None
+
+
+def test_prior_follows_a_target_moving_in_depth_and_lets_go_of_a_vanished_one(rng):
+    depth = np.full((H, W), 5000.0)
+    depth[150:270, 200:360] = 2400.0
+    box = Box(200, 150, 160, 120)
+    moved = estimate_depth(_noisy(depth * 1.1, rng), box, prior_depth_m=2.4)  # 10 % farther: same target
+    assert moved.ok and abs(moved.depth_m - 2.64) < 0.01
+    gone = np.full((H, W), 5000.0)  # the box now holds only background, farther than the prior
+    assert estimate_depth(_noisy(gone, rng), box, prior_depth_m=2.4).depth_m == pytest.approx(5.0, abs=0.03)

@@ -42,6 +42,7 @@ class Layer:
     deform_speed: float = 0.0  # radians per frame
     deform_phase: float = 0.0
     kind: str = ""  # occluders: hand / object / board
+    depth_holes: Optional[np.ndarray] = None  # (hs, ws) float32 1 = the depth camera gets no return there
     pixels: np.ndarray = field(init=False, repr=False)  # (hs, ws, 4) premultiplied r, g, b, alpha
     aux_pixels: np.ndarray = field(init=False, repr=False)  # (hs, ws, 2) premultiplied temperature, relief
     alpha: np.ndarray = field(init=False, repr=False)  # (hs, ws) float32
@@ -217,6 +218,22 @@ def _heat_and_relief(sprite: Sprite, t_base: float, t_core: float, relief_mm: fl
     temperature = t_base + t_core * np.sqrt(core) + 0.8 * (lum - lum.mean())
     relief = -relief_mm * np.sqrt(core)
     return temperature.astype(np.float32), relief.astype(np.float32)
+
+
+def _depth_hole_mask(alpha: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """(hs, ws) float32: random elliptic patches covering about ``fraction`` of the opaque sprite
+    (IR-absorbing or shiny parts of the target that give the depth camera no return)."""
+    hs, ws = alpha.shape
+    opaque = alpha > 0.5
+    holes = np.zeros((hs, ws), np.uint8)
+    total = max(int(opaque.sum()), 1)
+    for _ in range(60):
+        if (holes.astype(bool) & opaque).sum() >= fraction * total:
+            break
+        centre = (int(rng.uniform(0, ws)), int(rng.uniform(0, hs)))
+        axes = (int(rng.uniform(0.08, 0.25) * ws) + 1, int(rng.uniform(0.08, 0.25) * hs) + 1)
+        cv2.ellipse(holes, centre, axes, rng.uniform(0, 180), 0, 360, 1, -1)
+    return holes.astype(np.float32)
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -576,5 +593,10 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
                              "source": l.sprite.source} for l in layers if l.role == "distractor"]
     attrs["ambient_c"] = round(ambient, 2)
     attrs["speed_px_per_frame"] = round(speed, 2)
+    k = s(Challenge.DEPTH_HOLES)
+    if k > 0:  # opt-in: its own stream, drawn only when on, so other sequences stay as they were
+        layers[0].depth_holes = _depth_hole_mask(layers[0].alpha, 0.25 + 0.45 * k, rng_for(spec.seed, "depth_holes"))
+        opaque = layers[0].alpha > 0.5
+        attrs["depth_holes"] = {"target_fraction": round(float(layers[0].depth_holes[opaque].mean()), 3)}
     return Scene(spec, W, H, canvas, background_aux, margin, plane.astype(np.float32), pan, shake, layers, gain, dark,
                  spot, cast, exposure, lowres, ambient, thermal, depth_cfg, events, attrs)

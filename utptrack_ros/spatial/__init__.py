@@ -17,7 +17,7 @@ See docs/spatial.md for the conventions and how a planner uses the point.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from .depth import (DEPTH_ENCODINGS, DepthConfig, DepthEstimate, DepthImageError
 __all__ = [
     "CameraInfoError", "CameraIntrinsics", "DEPTH_ENCODINGS", "DISTORTION_MODELS", "DepthConfig", "DepthEstimate",
     "DepthImageError", "DepthStatus", "EQUIDISTANT", "PLUMB_BOB", "RATIONAL_POLYNOMIAL", "TargetPoint",
-    "box_centre_pixel", "check_depth_image", "depth_unit", "estimate_depth", "locate_target", "locate_targets",
+    "TargetLocator", "box_centre_pixel", "check_depth_image", "depth_unit", "estimate_depth", "locate_target",
+    "locate_targets",
 ]
 
 
@@ -62,7 +63,8 @@ class TargetPoint:
 
 
 def locate_targets(depth: np.ndarray, boxes: Iterable[Box], intrinsics: CameraIntrinsics,
-                   config: DepthConfig = DepthConfig()) -> list[TargetPoint]:
+                   config: DepthConfig = DepthConfig(), priors: Optional[Sequence[Optional[float]]] = None
+                   ) -> list[TargetPoint]:
     """The 3D position of every box's target (one :class:`TargetPoint` per box, in order).
 
     Args:
@@ -70,6 +72,8 @@ def locate_targets(depth: np.ndarray, boxes: Iterable[Box], intrinsics: CameraIn
         boxes: boxes in that colour image's pixels (``types.Box``).
         intrinsics: the colour camera's intrinsics (from its CameraInfo).
         config: depth estimation parameters.
+        priors: per box, the target's recent depth (metres) or None (``depth.target_cluster``);
+            :class:`TargetLocator` keeps them across frames.
 
     Raises:
         DepthImageError: ``depth`` is not a REP 118 depth array.
@@ -78,7 +82,10 @@ def locate_targets(depth: np.ndarray, boxes: Iterable[Box], intrinsics: CameraIn
     depth = check_depth_image(depth)
     intrinsics.check_image_size(depth.shape[1], depth.shape[0], what="depth image")
     boxes = list(boxes)
-    estimates = [estimate_depth(depth, box, config) for box in boxes]
+    priors = list(priors) if priors is not None else [None] * len(boxes)
+    if len(priors) != len(boxes):
+        raise ValueError(f"locate_targets: {len(priors)} priors for {len(boxes)} boxes")
+    estimates = [estimate_depth(depth, box, config, prior) for box, prior in zip(boxes, priors)]
     pixels = np.array([box_centre_pixel(box) for box in boxes], np.float64).reshape(-1, 2)
     z = np.array([e.depth_m for e in estimates], np.float64)
     ok = np.array([e.ok for e in estimates], bool)
@@ -97,3 +104,42 @@ def locate_target(depth: np.ndarray, box: Box, intrinsics: CameraIntrinsics,
     """:func:`locate_targets` for one box."""
     return locate_targets(depth, [box], intrinsics, config)[0]
 
+
+
+class TargetLocator:
+    """:func:`locate_targets` frame after frame for a set of targets (by id), each target's last
+    valid depth being its prior on the next frame while it is at most ``prior_max_age_s`` old.
+
+    Not thread-safe: one per node (or per evaluated sequence). Call :meth:`forget` when a target is
+    re-initialised, lost or removed.
+    """
+
+    def __init__(self, config: DepthConfig = DepthConfig(), prior_max_age_s: float = 1.0) -> None:
+        self.config = config
+        self.prior_max_age_ns = int(prior_max_age_s * 1e9)
+        self._last: dict[str, tuple[int, float]] = {}  # target id -> (stamp ns, depth m)
+
+    def prior(self, target_id: str, stamp_ns: int) -> Optional[float]:
+        """The target's prior depth for a frame stamped ``stamp_ns`` (None when none or stale)."""
+        last = self._last.get(target_id)
+        if last is None or not 0 <= stamp_ns - last[0] <= self.prior_max_age_ns:
+            return None
+        return last[1]
+
+    def locate(self, depth: np.ndarray, boxes: Mapping[str, Box], intrinsics: CameraIntrinsics, stamp_ns: int
+               ) -> dict[str, TargetPoint]:
+        """Every target's point on the frame stamped ``stamp_ns`` (same errors as :func:`locate_targets`)."""
+        ids = list(boxes)
+        priors = [self.prior(i, stamp_ns) for i in ids]
+        points = locate_targets(depth, [boxes[i] for i in ids], intrinsics, self.config, priors)
+        for target_id, point in zip(ids, points):
+            if point.ok:
+                self._last[target_id] = (int(stamp_ns), point.depth.depth_m)
+        return dict(zip(ids, points))
+
+    def forget(self, target_id: Optional[str] = None) -> None:
+        """Drop one target's prior (all targets' with None)."""
+        if target_id is None:
+            self._last.clear()
+        else:
+            self._last.pop(target_id, None)
