@@ -24,16 +24,23 @@ a slanted occluder spreads over many. So:
    robust standard deviation, metres); plus the valid fraction of the region and the cluster's
    share of the valid pixels.
 
-It fails when something else covers more of the central region than the target does (then that
-is the dominant mode), which the cluster share and the spread make visible. Too few valid pixels
-give a :class:`DepthStatus` other than OK with the reason in words, never a made-up value.
+Over time (``prior_depth_m``, kept per target by ``spatial.TargetLocator``): the target's last
+depth picks its cluster even when an occluder now covers more of the region than the target's
+visible rest, as long as the target keeps ``prior_min_share`` of the valid pixels; below that,
+with a nearer surface dominating, the answer is OCCLUDED (no value) rather than the occluder's
+depth. See :func:`target_cluster`.
+
+Limits: without a prior, something covering more of the central region than the target wins
+(the cluster share and the spread show it); a target with a hole at its centre (a ring, a "C") is
+measured through the hole. Too few valid pixels, or an occluded target, give a
+:class:`DepthStatus` other than OK with the reason in words, never a made-up value.
 """
 from __future__ import annotations
 
 import enum
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -56,6 +63,7 @@ class DepthStatus(str, enum.Enum):
     OUTSIDE_IMAGE = "outside_image"  # the box's central region has no pixel inside the image
     NO_VALID_DEPTH = "no_valid_depth"  # every pixel in the region is invalid (0, NaN, inf, out of range)
     TOO_FEW_VALID = "too_few_valid"  # below min_valid_pixels or min_valid_fraction
+    OCCLUDED = "occluded"  # with a prior: a nearer surface covers the target's centre (target_cluster)
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,10 @@ class DepthConfig:
         min_valid_fraction: fewer valid pixels than this share of the region = no estimate.
         min_valid_pixels: fewer valid pixels than this = no estimate.
         min_depth_m, max_depth_m: valid range; values outside count as invalid.
+        prior_tolerance: with a prior depth, histogram peaks within this relative distance of it
+            are the target's candidates (0.15 = 15 %).
+        prior_min_share: the prior's cluster must hold this share of the valid pixels to win over
+            the dominant mode.
     """
 
     core_fraction: float = 0.5
@@ -79,6 +91,8 @@ class DepthConfig:
     min_valid_pixels: int = 4
     min_depth_m: float = 0.0
     max_depth_m: float = math.inf
+    prior_tolerance: float = 0.15
+    prior_min_share: float = 0.15
 
     def __post_init__(self) -> None:
         if not 0.0 < self.core_fraction <= 1.0:
@@ -91,6 +105,9 @@ class DepthConfig:
             raise ValueError(f"min_valid_fraction must be in [0, 1], got {self.min_valid_fraction}")
         if self.min_valid_pixels < 1:
             raise ValueError(f"min_valid_pixels must be >= 1, got {self.min_valid_pixels}")
+        if self.prior_tolerance <= 0 or not 0.0 <= self.prior_min_share <= 1.0:
+            raise ValueError(f"need prior_tolerance > 0 and prior_min_share in [0, 1], got {self.prior_tolerance}, "
+                             f"{self.prior_min_share}")
         if not 0.0 <= self.min_depth_m < self.max_depth_m:
             raise ValueError(f"need 0 <= min_depth_m < max_depth_m, got {self.min_depth_m}, {self.max_depth_m}")
 
@@ -189,26 +206,84 @@ def _valid_metres(values: np.ndarray, config: DepthConfig) -> np.ndarray:
     return z
 
 
-def dominant_cluster(z: np.ndarray, config: DepthConfig = DepthConfig()) -> np.ndarray:
-    """Boolean mask of the depths (metres, all valid, non-empty) in the dominant mode's cluster."""
+def _histogram(z: np.ndarray, config: DepthConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-depth histogram of ``z`` (metres, valid, non-empty): the [1, 2, 1]-smoothed counts, each
+    value's bin (0 = the nearest) and the raw counts."""
     logz = np.log(z)
     bins = np.floor((logz - logz.min()) / math.log1p(config.bin_fraction)).astype(np.int64)
     counts = np.bincount(bins).astype(np.float64)
     padded = np.pad(counts, 1)
-    smooth = (padded[:-2] + 2.0 * padded[1:-1] + padded[2:]) / 4.0
-    peak = int(np.argmax(smooth))
-    floor = config.valley_fraction * smooth[peak]
+    return (padded[:-2] + 2.0 * padded[1:-1] + padded[2:]) / 4.0, bins, counts
+
+
+def _cluster(smooth: np.ndarray, peak: int, valley_fraction: float) -> tuple[int, int]:
+    """Bins ``lo..hi`` around ``peak`` while the smoothed count stays above the valley level."""
+    floor = valley_fraction * smooth[peak]
     lo = peak
     while lo > 0 and smooth[lo - 1] > floor:
         lo -= 1
     hi = peak
     while hi + 1 < smooth.size and smooth[hi + 1] > floor:
         hi += 1
-    return (bins >= lo) & (bins <= hi)
+    return lo, hi
 
 
-def estimate_depth(depth: np.ndarray, box: Box, config: DepthConfig = DepthConfig()) -> DepthEstimate:
-    """The target's depth in ``box`` (image pixels, ``types.Box``) of an aligned depth image.
+@dataclass(frozen=True)
+class TargetCluster:
+    """Which valid depths :func:`target_cluster` attributes to the target.
+
+    Attributes:
+        members: (n,) bool over the valid depths; all False when ``occluder_m`` is set.
+        occluder_m: with a prior whose cluster is (nearly) gone while a surface nearer than it
+            dominates: that surface's depth (metres); else None.
+        occluder_share / target_share: shares of the valid pixels (set with ``occluder_m``).
+    """
+
+    members: np.ndarray
+    occluder_m: Optional[float] = None
+    occluder_share: float = 0.0
+    target_share: float = 0.0
+
+
+def target_cluster(z: np.ndarray, config: DepthConfig = DepthConfig(), prior_depth_m: Optional[float] = None
+                   ) -> TargetCluster:
+    """The target's cluster among the valid depths ``z`` (metres, non-empty).
+
+    Without a prior: the dominant mode's cluster. With ``prior_depth_m`` (the target's depth a
+    moment ago): the histogram peak nearest to it within ``prior_tolerance`` (relative), when its
+    cluster holds at least ``prior_min_share`` of the valid pixels. When it does not and the
+    dominant mode is *nearer* than the prior by more than the tolerance, something has moved in
+    front of the target: no cluster, the occluder's depth is reported instead (an occluder does not
+    take over the target's position). When the dominant mode is farther (the target shrank out of
+    the region, or the box slid onto what is behind), the dominant mode is taken.
+    """
+    smooth, bins, counts = _histogram(z, config)
+    dom_lo, dom_hi = _cluster(smooth, int(np.argmax(smooth)), config.valley_fraction)
+    dominant = (bins >= dom_lo) & (bins <= dom_hi)
+    if prior_depth_m is None or not math.isfinite(prior_depth_m) or prior_depth_m <= 0:
+        return TargetCluster(dominant)
+    step = math.log1p(config.bin_fraction)
+    centre = (math.log(prior_depth_m) - float(np.log(z.min()))) / step
+    reach = math.log1p(config.prior_tolerance) / step
+    padded = np.pad(smooth, 1, constant_values=-1.0)
+    peaks = np.flatnonzero((smooth > 0) & (smooth >= padded[:-2]) & (smooth >= padded[2:]))
+    near = peaks[np.abs(peaks + 0.5 - centre) <= reach]
+    share = 0.0
+    if near.size:
+        lo, hi = _cluster(smooth, int(near[np.argmin(np.abs(near + 0.5 - centre))]), config.valley_fraction)
+        share = float(counts[lo:hi + 1].sum() / z.size)
+        if share >= config.prior_min_share:
+            return TargetCluster((bins >= lo) & (bins <= hi))
+    front = float(np.median(z[dominant]))
+    if front * (1.0 + config.prior_tolerance) < prior_depth_m:
+        return TargetCluster(np.zeros(z.shape, bool), front, float(dominant.mean()), share)
+    return TargetCluster(dominant)
+
+
+def estimate_depth(depth: np.ndarray, box: Box, config: DepthConfig = DepthConfig(),
+                   prior_depth_m: Optional[float] = None) -> DepthEstimate:
+    """The target's depth in ``box`` (image pixels, ``types.Box``) of an aligned depth image;
+    ``prior_depth_m``: the target's recent depth, if known (see :func:`target_cluster`).
 
     Raises:
         DepthImageError: ``depth`` is not a REP 118 depth array (see :func:`check_depth_image`).
@@ -236,7 +311,13 @@ def estimate_depth(depth: np.ndarray, box: Box, config: DepthConfig = DepthConfi
                              f"only {n_valid} of the box's central {n} pixels have valid depth "
                              f"({100 * fraction:.0f} %; need {config.min_valid_pixels} and "
                              f"{100 * config.min_valid_fraction:.0f} %)")
-    members = z[dominant_cluster(z, config)]
+    cluster = target_cluster(z, config, prior_depth_m)
+    if cluster.occluder_m is not None:
+        return DepthEstimate(DepthStatus.OCCLUDED, nan, nan, fraction, nan, n, n_valid,
+                             f"occluded: a surface at {cluster.occluder_m:.2f} m covers "
+                             f"{100 * cluster.occluder_share:.0f} % of the valid pixels in the box's centre; "
+                             f"the target (last at {prior_depth_m:.2f} m) holds {100 * cluster.target_share:.0f} %")
+    members = z[cluster.members]
     centre = float(np.median(members))
     spread = MAD_TO_SIGMA * float(np.median(np.abs(members - centre)))
     return DepthEstimate(DepthStatus.OK, centre, spread, fraction, members.size / n_valid, n, n_valid)
