@@ -378,3 +378,22 @@ def test_prior_follows_a_target_moving_in_depth_and_lets_go_of_a_vanished_one(rn
     assert moved.ok and abs(moved.depth_m - 2.64) < 0.01
     gone = np.full((H, W), 5000.0)  # the box now holds only background, farther than the prior
     assert estimate_depth(_noisy(gone, rng), box, prior_depth_m=2.4).depth_m == pytest.approx(5.0, abs=0.03)
+
+
+def test_a_ring_is_measured_on_the_ring_not_through_its_hole(rng):
+    """The central region of a ring sees the wall behind it; the wall also surrounds the box, and
+    the ring is the nearer cluster the surround lacks, so the ring's depth is taken from the box."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+    r = np.hypot(xx - 320, yy - 240)
+    z = 4000.0 + 0.3 * (xx - 320)  # a slightly slanted wall
+    z[(r >= 28) & (r < 40)] = 2000.0
+    depth = _noisy(z, rng)
+    box = Box(280, 200, 80, 80)
+    est = estimate_depth(depth, box)
+    assert est.ok and est.region == "box" and abs(est.depth_m - 2.0) < 0.01, est
+    plain = estimate_depth(depth, box, DepthConfig(hollow_targets=False))
+    assert plain.region == "centre" and abs(plain.depth_m - 4.0) < 0.05
+    # a solid disc of the same size stays a centre measurement
+    z[r < 40] = 2000.0
+    solid = estimate_depth(_noisy(z, rng), box)
+    assert solid.region == "centre" and abs(solid.depth_m - 2.0) < 0.01

@@ -30,10 +30,17 @@ visible rest, as long as the target keeps ``prior_min_share`` of the valid pixel
 with a nearer surface dominating, the answer is OCCLUDED (no value) rather than the occluder's
 depth. See :func:`target_cluster`.
 
-Limits: without a prior, something covering more of the central region than the target wins
-(the cluster share and the spread show it); a target with a hole at its centre (a ring, a "C") is
-measured through the hole. Too few valid pixels, or an occluded target, give a
-:class:`DepthStatus` other than OK with the reason in words, never a made-up value.
+Looking through the target: a ring, a "C" or a thin cross leaves mostly background in the
+central region. When the dominant central cluster is also what surrounds the box (at least
+``background_support`` of the valid pixels in a band just outside it lie within
+``prior_tolerance`` of its depth) and the *whole* box holds a
+nearer cluster of at least ``hollow_min_share`` of its valid pixels that the surround does not
+have, that nearer cluster is the target (``DepthEstimate.region == "box"``). An occluder reaching
+into the box from outside is in the surround too, so this does not pick it.
+
+Limits: without a prior, something covering more of the central region than the target (and not
+behind it) wins; the cluster share and the spread show it. Too few valid pixels, or an occluded
+target, give a :class:`DepthStatus` other than OK with the reason in words, never a made-up value.
 """
 from __future__ import annotations
 
@@ -82,6 +89,13 @@ class DepthConfig:
             are the target's candidates (0.15 = 15 %).
         prior_min_share: the prior's cluster must hold this share of the valid pixels to win over
             the dominant mode.
+        hollow_targets: look for a target the central region sees through (module doc).
+        surround: inner and outer scale (about the box centre) of the band around the box that
+            stands for the background.
+        background_support: the dominant central cluster is background when this share of the
+            band's valid pixels lies within ``prior_tolerance`` of its depth.
+        hollow_min_share: the nearer cluster must hold this share of the whole box's valid pixels
+            (and less than ``1 - background_support`` of the band's).
     """
 
     core_fraction: float = 0.5
@@ -93,6 +107,10 @@ class DepthConfig:
     max_depth_m: float = math.inf
     prior_tolerance: float = 0.15
     prior_min_share: float = 0.15
+    hollow_targets: bool = True
+    surround: tuple[float, float] = (1.1, 1.5)
+    background_support: float = 0.5
+    hollow_min_share: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.core_fraction <= 1.0:
@@ -108,6 +126,10 @@ class DepthConfig:
         if self.prior_tolerance <= 0 or not 0.0 <= self.prior_min_share <= 1.0:
             raise ValueError(f"need prior_tolerance > 0 and prior_min_share in [0, 1], got {self.prior_tolerance}, "
                              f"{self.prior_min_share}")
+        if not 1.0 <= self.surround[0] < self.surround[1]:
+            raise ValueError(f"surround must be (inner, outer) scales with 1 <= inner < outer, got {self.surround}")
+        if not 0.0 < self.background_support <= 1.0 or not 0.0 < self.hollow_min_share <= 1.0:
+            raise ValueError("background_support and hollow_min_share must be in (0, 1]")
         if not 0.0 <= self.min_depth_m < self.max_depth_m:
             raise ValueError(f"need 0 <= min_depth_m < max_depth_m, got {self.min_depth_m}, {self.max_depth_m}")
 
@@ -125,6 +147,9 @@ class DepthEstimate:
         num_pixels: pixels of the central region inside the image.
         num_valid: valid depth pixels among them.
         reason: what went wrong, in words ("" when OK).
+        region: where the target's cluster was found: ``"centre"`` (the central region) or
+            ``"box"`` (the whole box: the centre showed what is behind the target);
+            ``cluster_fraction`` is a share of that region's valid pixels.
     """
 
     status: DepthStatus
@@ -135,6 +160,7 @@ class DepthEstimate:
     num_pixels: int
     num_valid: int
     reason: str = ""
+    region: str = "centre"
 
     @property
     def ok(self) -> bool:
@@ -243,6 +269,7 @@ class TargetCluster:
     occluder_m: Optional[float] = None
     occluder_share: float = 0.0
     target_share: float = 0.0
+    dominant: bool = True  # the dominant mode's cluster (not chosen by the prior)
 
 
 def target_cluster(z: np.ndarray, config: DepthConfig = DepthConfig(), prior_depth_m: Optional[float] = None
@@ -273,11 +300,63 @@ def target_cluster(z: np.ndarray, config: DepthConfig = DepthConfig(), prior_dep
         lo, hi = _cluster(smooth, int(near[np.argmin(np.abs(near + 0.5 - centre))]), config.valley_fraction)
         share = float(counts[lo:hi + 1].sum() / z.size)
         if share >= config.prior_min_share:
-            return TargetCluster((bins >= lo) & (bins <= hi))
+            return TargetCluster((bins >= lo) & (bins <= hi), dominant=False)
     front = float(np.median(z[dominant]))
     if front * (1.0 + config.prior_tolerance) < prior_depth_m:
-        return TargetCluster(np.zeros(z.shape, bool), front, float(dominant.mean()), share)
+        return TargetCluster(np.zeros(z.shape, bool), front, float(dominant.mean()), share, dominant=False)
     return TargetCluster(dominant)
+
+
+def _box_values(depth: np.ndarray, box: Box, scale: float) -> tuple[np.ndarray, tuple[slice, slice]]:
+    rows, cols = central_region(box, depth.shape[1], depth.shape[0], scale)
+    return depth[rows, cols], (rows, cols)
+
+
+def _surround_values(depth: np.ndarray, box: Box, config: DepthConfig) -> np.ndarray:
+    """The valid depths (metres) of the band between the box scaled by ``surround[0]`` and ``[1]``."""
+    outer, (rows, cols) = _box_values(depth, box, config.surround[1])
+    _, (in_rows, in_cols) = _box_values(depth, box, config.surround[0])
+    keep = np.ones(outer.shape, bool)
+    keep[max(in_rows.start - rows.start, 0):max(in_rows.stop - rows.start, 0),
+         max(in_cols.start - cols.start, 0):max(in_cols.stop - cols.start, 0)] = False
+    return _valid_metres(outer[keep], config)
+
+
+def through_target(depth: np.ndarray, box: Box, centre_members: np.ndarray, config: DepthConfig = DepthConfig()
+                   ) -> Optional[np.ndarray]:
+    """The target's depths (metres) when the central region looks through it (module doc), else None.
+
+    Args:
+        depth: the (H, W) depth image.
+        box: the target's box.
+        centre_members: depths (metres) of the dominant cluster of the central region.
+    """
+    ring = _surround_values(depth, box, config)
+    if ring.size < config.min_valid_pixels:
+        return None
+    behind = float(np.median(centre_members))
+    same = (ring >= behind / (1.0 + config.prior_tolerance)) & (ring <= behind * (1.0 + config.prior_tolerance))
+    if np.mean(same) < config.background_support:
+        return None  # the centre is not the surface that surrounds the box
+    values, _ = _box_values(depth, box, 1.0)
+    whole = _valid_metres(values, config)
+    if whole.size < config.min_valid_pixels:
+        return None
+    smooth, bins, counts = _histogram(whole, config)
+    padded = np.pad(smooth, 1, constant_values=-1.0)
+    best: Optional[np.ndarray] = None
+    for peak in np.flatnonzero((smooth > 0) & (smooth >= padded[:-2]) & (smooth >= padded[2:])):
+        lo, hi = _cluster(smooth, int(peak), config.valley_fraction)
+        if counts[lo:hi + 1].sum() < config.hollow_min_share * whole.size:
+            continue
+        members = whole[(bins >= lo) & (bins <= hi)]
+        if float(np.median(members)) * (1.0 + config.prior_tolerance) >= behind:
+            continue  # not in front of the background the centre shows
+        if np.mean((ring >= members.min()) & (ring <= members.max())) >= 1.0 - config.background_support:
+            continue  # around the box as well: background or an occluder, not the target
+        if best is None or members.size > best.size:
+            best = members
+    return best
 
 
 def estimate_depth(depth: np.ndarray, box: Box, config: DepthConfig = DepthConfig(),
@@ -318,6 +397,13 @@ def estimate_depth(depth: np.ndarray, box: Box, config: DepthConfig = DepthConfi
                              f"{100 * cluster.occluder_share:.0f} % of the valid pixels in the box's centre; "
                              f"the target (last at {prior_depth_m:.2f} m) holds {100 * cluster.target_share:.0f} %")
     members = z[cluster.members]
+    region, share = "centre", members.size / n_valid
+    if cluster.dominant and config.hollow_targets:
+        seen_through = through_target(depth, box, members, config)
+        if seen_through is not None:
+            values, _ = _box_values(depth, box, 1.0)
+            region, share = "box", seen_through.size / _valid_metres(values, config).size
+            members = seen_through
     centre = float(np.median(members))
     spread = MAD_TO_SIGMA * float(np.median(np.abs(members - centre)))
-    return DepthEstimate(DepthStatus.OK, centre, spread, fraction, members.size / n_valid, n, n_valid)
+    return DepthEstimate(DepthStatus.OK, centre, spread, fraction, share, n, n_valid, region=region)
