@@ -393,6 +393,12 @@ def test_a_ring_is_measured_on_the_ring_not_through_its_hole(rng):
     assert est.ok and est.region == "box" and abs(est.depth_m - 2.0) < 0.01, est
     plain = estimate_depth(depth, box, DepthConfig(hollow_targets=False))
     assert plain.region == "centre" and abs(plain.depth_m - 4.0) < 0.05
+    # a board reaching in from the left, covering more of the box than the ring, is in the
+    # surround as well: not taken for the target
+    boarded = z.copy()
+    boarded[:, :312] = 1000.0
+    with_board = estimate_depth(_noisy(boarded, rng), box)
+    assert with_board.region == "box" and abs(with_board.depth_m - 2.0) < 0.01, with_board
     # a solid disc of the same size stays a centre measurement
     z[r < 40] = 2000.0
     solid = estimate_depth(_noisy(z, rng), box)

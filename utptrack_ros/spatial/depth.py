@@ -33,10 +33,12 @@ depth. See :func:`target_cluster`.
 Looking through the target: a ring, a "C" or a thin cross leaves mostly background in the
 central region. When the dominant central cluster is also what surrounds the box (at least
 ``background_support`` of the valid pixels in a band just outside it lie within
-``prior_tolerance`` of its depth) and the *whole* box holds a
-nearer cluster of at least ``hollow_min_share`` of its valid pixels that the surround does not
-have, that nearer cluster is the target (``DepthEstimate.region == "box"``). An occluder reaching
-into the box from outside is in the surround too, so this does not pick it.
+``background_tolerance`` of its depth) and the *whole* box holds a
+nearer cluster of at least ``hollow_min_share`` of its valid pixels that the surround hardly has
+(at most ``hollow_max_surround`` of the band), the largest such cluster is the target
+(``DepthEstimate.region == "box"``). An occluder reaching into the box from outside is in the
+surround too, so this does not pick it. The check runs only when the answer would otherwise be the
+dominant mode (no prior, or the prior's cluster is gone): a target followed by its prior keeps it.
 
 Limits: without a prior, something covering more of the central region than the target (and not
 behind it) wins; the cluster share and the spread show it. Too few valid pixels, or an occluded
@@ -93,9 +95,9 @@ class DepthConfig:
         surround: inner and outer scale (about the box centre) of the band around the box that
             stands for the background.
         background_support: the dominant central cluster is background when this share of the
-            band's valid pixels lies within ``prior_tolerance`` of its depth.
+            band's valid pixels lies within ``background_tolerance`` (relative) of its depth.
         hollow_min_share: the nearer cluster must hold this share of the whole box's valid pixels
-            (and less than ``1 - background_support`` of the band's).
+            and ``hollow_max_surround``: at most this share of the band's.
     """
 
     core_fraction: float = 0.5
@@ -110,7 +112,9 @@ class DepthConfig:
     hollow_targets: bool = True
     surround: tuple[float, float] = (1.1, 1.5)
     background_support: float = 0.5
-    hollow_min_share: float = 0.2
+    background_tolerance: float = 0.15
+    hollow_min_share: float = 0.1
+    hollow_max_surround: float = 0.25
 
     def __post_init__(self) -> None:
         if not 0.0 < self.core_fraction <= 1.0:
@@ -128,8 +132,10 @@ class DepthConfig:
                              f"{self.prior_min_share}")
         if not 1.0 <= self.surround[0] < self.surround[1]:
             raise ValueError(f"surround must be (inner, outer) scales with 1 <= inner < outer, got {self.surround}")
-        if not 0.0 < self.background_support <= 1.0 or not 0.0 < self.hollow_min_share <= 1.0:
-            raise ValueError("background_support and hollow_min_share must be in (0, 1]")
+        if not all(0.0 < v <= 1.0 for v in (self.background_support, self.hollow_min_share, self.hollow_max_surround)):
+            raise ValueError("background_support, hollow_min_share and hollow_max_surround must be in (0, 1]")
+        if self.background_tolerance <= 0:
+            raise ValueError(f"background_tolerance must be > 0, got {self.background_tolerance}")
         if not 0.0 <= self.min_depth_m < self.max_depth_m:
             raise ValueError(f"need 0 <= min_depth_m < max_depth_m, got {self.min_depth_m}, {self.max_depth_m}")
 
@@ -335,7 +341,7 @@ def through_target(depth: np.ndarray, box: Box, centre_members: np.ndarray, conf
     if ring.size < config.min_valid_pixels:
         return None
     behind = float(np.median(centre_members))
-    same = (ring >= behind / (1.0 + config.prior_tolerance)) & (ring <= behind * (1.0 + config.prior_tolerance))
+    same = (ring >= behind / (1.0 + config.background_tolerance)) & (ring <= behind * (1.0 + config.background_tolerance))
     if np.mean(same) < config.background_support:
         return None  # the centre is not the surface that surrounds the box
     values, _ = _box_values(depth, box, 1.0)
@@ -352,7 +358,7 @@ def through_target(depth: np.ndarray, box: Box, centre_members: np.ndarray, conf
         members = whole[(bins >= lo) & (bins <= hi)]
         if float(np.median(members)) * (1.0 + config.prior_tolerance) >= behind:
             continue  # not in front of the background the centre shows
-        if np.mean((ring >= members.min()) & (ring <= members.max())) >= 1.0 - config.background_support:
+        if np.mean((ring >= members.min()) & (ring <= members.max())) > config.hollow_max_surround:
             continue  # around the box as well: background or an occluder, not the target
         if best is None or members.size > best.size:
             best = members
