@@ -86,7 +86,8 @@ def test_ground_truth_boxes_give_millimetre_errors(oracle_results):
     """With exact boxes the error is the depth estimate's alone: sensor noise (1 mm + 1.5e-6 z^2,
     <= 19 mm per pixel at 3.5 m) averages down over the target cluster's pixels, depth is whole
     millimetres, and holes and occluders only remove pixels (or give no point), so the median stays
-    below 10 mm and the 95th percentile below 40 mm (measured: about 2-6 mm and 10-20 mm)."""
+    below 10 mm and the 95th percentile below 40 mm (measured: 2.7 mm and 8.3 mm, every frame valid;
+    the margin covers OpenCV's rendering differences across CPUs)."""
     out, results = oracle_results
     pos = results["results"]["ground_truth_boxes"]["position3d"]
     overall = pos["overall"]
