@@ -14,6 +14,7 @@ CORE_MODULES = [
     "utptrack_ros.preprocess",
     "utptrack_ros.postprocess",
     "utptrack_ros.modalities",
+    "utptrack_ros.spatial",
     "utptrack_ros.tracker",
 ]
 

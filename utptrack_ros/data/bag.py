@@ -1,13 +1,16 @@
 """rosbag2 layout of one sequence (docs/architecture.md, "Sequences"): read and write with ``rosbags``.
 
 ```
-/camera/color/image_raw  sensor_msgs/msg/Image rgb8          /prompt       std_msgs/msg/String
-/camera/depth/image_raw  sensor_msgs/msg/Image 16UC1 (mm)    /groundtruth  geometry_msgs/msg/PolygonStamped
-/thermal/image_raw       sensor_msgs/msg/Image mono16                      (x1,y1),(x2,y2); empty = absent
-/event/image_raw         sensor_msgs/msg/Image rgb8 (rendered event frame)
+/camera/color/image_raw    sensor_msgs/msg/Image rgb8        /prompt       std_msgs/msg/String
+/camera/color/camera_info  sensor_msgs/msg/CameraInfo        /groundtruth  geometry_msgs/msg/PolygonStamped
+/camera/depth/image_raw    sensor_msgs/msg/Image 16UC1 (mm)                (x1,y1),(x2,y2); empty = absent
+/thermal/image_raw         sensor_msgs/msg/Image mono16
+/event/image_raw           sensor_msgs/msg/Image rgb8 (rendered event frame)
 ```
-Every image and ground-truth message of frame ``i`` carries the frame's stamp in its header and as
-its bag time; the prompt is written at the first frame's stamp. The sequence name, attributes and
+Every image, camera_info and ground-truth message of frame ``i`` carries the frame's stamp in its
+header and as its bag time; the prompt is written at the first frame's stamp. The camera_info
+(the colour camera's, which the aux images are registered to) is written when the sequence knows
+its camera (``data.camera``) and read back into ``attributes["camera_info"]`` (first message). The sequence name, attributes and
 per-frame info travel in the bag metadata (``custom_data["utptrack.sequence"]``, JSON), so a
 generated bag loads back with the same attributes. Bags from elsewhere load without it.
 This module imports no ROS package: messages are (de)serialised by ``rosbags``.
@@ -24,6 +27,7 @@ import numpy as np
 from ..sensors import (AUX_ENCODINGS, RGB_ENCODINGS, SensorError, aux_to_array, compressed_to_aux, compressed_to_rgb,
                        image_to_rgb, stamp_to_ns)
 from ..types import Modality
+from .camera import IDENTITY, camera_info_fields, camera_info_from_message
 from .errors import FrameCountError, MissingTopicError, SequenceError, SequenceFormatError, UnsupportedMessageError
 from .folder import _json_default
 from .sequence import AUX_MODALITIES, ArrayFrames, ModalityLike, Sequence, as_modality
@@ -34,6 +38,7 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 STRING = "std_msgs/msg/String"
 POLYGON = "geometry_msgs/msg/PolygonStamped"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 FRAME_ID = "camera_color_optical_frame"  # aux images are registered to the colour camera
 
 
@@ -47,6 +52,7 @@ class BagTopics:
     event: Optional[str] = "/event/image_raw"
     prompt: Optional[str] = "/prompt"
     groundtruth: Optional[str] = "/groundtruth"
+    camera_info: Optional[str] = "/camera/color/camera_info"
 
     def aux(self, modality: Modality) -> Optional[str]:
         return getattr(self, modality.value)
@@ -119,6 +125,20 @@ def groundtruth_message(ts: Any, box_xywh: np.ndarray, stamp_ns: int, frame_id: 
                              polygon=ts.types["geometry_msgs/msg/Polygon"](points=points))
 
 
+def camera_info_message(ts: Any, fields: Mapping[str, Any], stamp_ns: int, frame_id: str = FRAME_ID) -> Any:
+    """``sensor_msgs/msg/CameraInfo`` (rosbags class) from ``data.camera.camera_info_fields``."""
+    roi = fields.get("roi") or {}
+    return ts.types[CAMERA_INFO](
+        header=_header(ts, stamp_ns, frame_id), height=int(fields["height"]), width=int(fields["width"]),
+        distortion_model=str(fields.get("distortion_model", "")), d=np.asarray(fields.get("d") or [], np.float64),
+        k=np.asarray(fields["k"], np.float64), r=np.asarray(fields.get("r") or IDENTITY, np.float64),
+        p=np.asarray(fields["p"], np.float64), binning_x=int(fields.get("binning_x", 0)),
+        binning_y=int(fields.get("binning_y", 0)),
+        roi=ts.types["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=int(roi.get("x_offset", 0)), y_offset=int(roi.get("y_offset", 0)), height=int(roi.get("height", 0)),
+            width=int(roi.get("width", 0)), do_rectify=bool(roi.get("do_rectify", False))))
+
+
 _AUX_ENCODING = {Modality.DEPTH: "16UC1", Modality.THERMAL: "mono16", Modality.EVENT: "rgb8"}
 _AUX_DTYPE = {Modality.DEPTH: np.uint16, Modality.THERMAL: np.uint16, Modality.EVENT: np.uint8}
 
@@ -165,6 +185,8 @@ def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: O
         aux = {m: writer.add_connection(topics.aux(m), IMAGE, typestore=ts)
                for m in seq.modalities if topics.aux(m)}
         gt = writer.add_connection(topics.groundtruth, POLYGON, typestore=ts) if topics.groundtruth else None
+        camera = camera_info_fields(seq.attributes, seq.image_size) if topics.camera_info else None
+        info = writer.add_connection(topics.camera_info, CAMERA_INFO, typestore=ts) if camera else None
         if seq.prompt and topics.prompt:
             prompt = writer.add_connection(topics.prompt, STRING, typestore=ts)
             stamp = seq.stamp_ns(0)
@@ -172,6 +194,8 @@ def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: O
         for frame in seq.iter_frames(modalities=list(aux)):
             stamp = frame.stamp_ns
             writer.write(color, stamp, ts.serialize_cdr(image_message(ts, frame.rgb, "rgb8", stamp), IMAGE))
+            if info is not None:
+                writer.write(info, stamp, ts.serialize_cdr(camera_info_message(ts, camera, stamp), CAMERA_INFO))
             for modality, connection in aux.items():
                 image = frame.aux.get(modality)
                 if image is None:
@@ -277,12 +301,17 @@ def _read(reader: Any, path: Path, topics: BagTopics, modalities: Optional[Itera
     read_prompt = bool(topics.prompt and topics.prompt in available)
     if read_prompt:
         check_type(topics.prompt, (STRING,))
+    read_camera = bool(topics.camera_info and topics.camera_info in available)
+    if read_camera:
+        check_type(topics.camera_info, (CAMERA_INFO,))
 
     by_topic = {topics.color: "color", **{topics.aux(m): m for m in wanted}}
     if topics.groundtruth:
         by_topic[topics.groundtruth] = "gt"
     if read_prompt:
         by_topic[topics.prompt] = "prompt"
+    if read_camera:
+        by_topic[topics.camera_info] = "camera_info"
     records: dict[Any, list[tuple[int, Any]]] = {key: [] for key in by_topic.values()}
     connections = [c for c in reader.connections if c.topic in by_topic]
     try:
@@ -291,6 +320,8 @@ def _read(reader: Any, path: Path, topics: BagTopics, modalities: Optional[Itera
             msg = reader.deserialize(raw, connection.msgtype)
             if key == "prompt":
                 records[key].append((bag_time, str(msg.data)))
+            elif key == "camera_info":
+                records[key].append((stamp_to_ns(msg.header.stamp), camera_info_from_message(msg)))
             elif key == "gt":
                 records[key].append((stamp_to_ns(msg.header.stamp), [(p.x, p.y) for p in msg.polygon.points]))
             else:
@@ -350,6 +381,8 @@ def _read(reader: Any, path: Path, topics: BagTopics, modalities: Optional[Itera
         attributes["prompt_changes"] = [[int(s), text] for s, text in prompts]
     if not topics.groundtruth:
         attributes["has_groundtruth"] = False
+    if records.get("camera_info"):
+        attributes["camera_info"] = min(records["camera_info"], key=lambda r: r[0])[1]
     frame_info = {k: np.asarray(v) for k, v in (meta.get("frame_info") or {}).items()}
     if frame_info and any(len(v) != len(color) for v in frame_info.values()):
         frame_info = {}  # bag was cut or edited after writing: per-frame info no longer applies

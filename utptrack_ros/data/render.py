@@ -42,6 +42,19 @@ def _rotate(degrees: float) -> np.ndarray:
     return np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]], np.float64)
 
 
+def _central_relief(relief: np.ndarray, alpha: np.ndarray, mask: np.ndarray, x0: int, y0: int,
+                    box_xywh: np.ndarray) -> float:
+    """Median relief (mm, premultiplied ``relief`` / ``alpha``) of the target's pixels (``mask``, in
+    a patch whose top-left pixel is image pixel ``(x0, y0)``) whose centres lie in the central half
+    of its box (continuous coordinates); all of its pixels when none do (e.g. a ring)."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    cols = x0 + np.arange(mask.shape[1]) + 0.5
+    rows = y0 + np.arange(mask.shape[0]) + 0.5
+    inside = (np.abs(rows - (y + h / 2))[:, None] < h / 4) & (np.abs(cols - (x + w / 2))[None, :] < w / 4)
+    pick = mask & inside if (mask & inside).any() else mask
+    return float(np.median(relief[pick] / alpha[pick]))
+
+
 class Renderer:
     """Renders frames and ground truth of one ``Scene``."""
 
@@ -162,6 +175,10 @@ class Renderer:
                 d_region = depth[cy0:cy1, cx0:cx1]
                 d_region[solid] = float(_lerp(layer.depth, t)) + aux[..., 1][solid] / a[solid]
                 holes[cy0:cy1, cx0:cx1][solid] = 0.0
+                if layer.depth_holes is not None:
+                    lost = self._warp(self._deformed(layer, layer.depth_holes, t), hom, x0, y0, x1, y1)
+                    lost = motion_blur(lost, *motion, border=cv2.BORDER_CONSTANT)[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+                    holes[cy0:cy1, cx0:cx1][solid & (lost > 0.5)] = 1.0
         return rad, temp, depth, holes
 
     def illuminate(self, rad: np.ndarray, t: float) -> np.ndarray:
@@ -243,18 +260,23 @@ class Renderer:
         ``visibility`` (visible fraction of the target's pixels), ``in_view`` (fraction inside the
         image), ``occluded`` (fraction of the in-view part hidden), ``illumination`` (global gain),
         ``dark``, ``speed_px`` (target centre motion), ``blur_px`` (motion blur length), ``angle_deg``
-        (in-plane rotation) and ``camera_motion_px`` (background motion from pan and shake)."""
+        (in-plane rotation), ``camera_motion_px`` (background motion from pan and shake) and
+        ``target_position_m`` (:meth:`target_position` at the target's depth: the median noise-free
+        depth of its surface in the central half of its box, occluded and depth-hole parts included;
+        (N, 3), NaN rows where absent)."""
         sc = self.scene
         n, w, h = sc.length, sc.width, sc.height
         target = sc.target
         gt = np.full((n, 4), np.nan)
         absent = np.zeros(n, bool)
         info = {k: np.zeros(n) for k in ("visibility", "in_view", "occluded", "speed_px", "blur_px")}
+        position = np.full((n, 3), np.nan)
         hs, ws = target.alpha.shape
         for i in range(n):
             hom = self.layer_matrix(target, float(i))
             x0, y0, x1, y1 = self._bounds(hom, hs, ws, 1)
-            mask = self._warp(self._deformed(target, target.alpha, float(i)), hom, x0, y0, x1, y1) > 0.5
+            alpha = self._warp(self._deformed(target, target.alpha, float(i)), hom, x0, y0, x1, y1)
+            mask = alpha > 0.5
             total = int(mask.sum())
             if i > 0:
                 speed = float(np.hypot(*(self._centre(target, i) - self._centre(target, i - 1))))
@@ -292,10 +314,29 @@ class Renderer:
                 absent[i] = True
                 continue
             gt[i] = (cx0, cy0, cx1 - cx0, cy1 - cy0)
+            relief = self._warp(self._deformed(target, target.aux_pixels, float(i)), hom, x0, y0, x1, y1)[..., 1]
+            position[i] = self.target_position(gt[i], float(target.depth[i]) + _central_relief(relief, alpha, mask, x0, y0,
+                                                                                             gt[i]))
         info["illumination"] = sc.gain.astype(np.float64).copy()
         info["dark"] = sc.dark.copy()
         info["angle_deg"] = np.asarray(target.angle, np.float64).copy()
         centre = np.array([w / 2, h / 2, 1.0])
         bg = np.array([(self.background_matrix(float(i)) @ centre)[:2] for i in range(n)])
         info["camera_motion_px"] = np.r_[0.0, np.hypot(*np.diff(bg, axis=0).T)]
+        info["target_position_m"] = position
         return gt, absent, info
+
+    def target_position(self, box_xywh: np.ndarray, depth_mm: float) -> np.ndarray:
+        """Ground-truth 3D position of the target, (3,) metres in the colour camera's optical frame
+        (x right, y down, z forward): the ray through the centre of its box (clipped to the image)
+        at depth ``depth_mm`` (z, millimetres).
+
+        The camera is the pinhole of ``attributes["camera"]`` (fx, fy, cx, cy; pixel centres at
+        integers, no distortion); the box is continuous (pixel i covers [i, i + 1)), so its centre
+        is pixel ``x + w / 2 - 0.5``. Written out here, independent of ``utptrack_ros.spatial``, so
+        tests of one check the other."""
+        cam = self.scene.attributes["camera"]
+        x, y, w, h = (float(v) for v in box_xywh)
+        z = depth_mm / 1000.0
+        u, v = x + w / 2.0 - 0.5, y + h / 2.0 - 0.5
+        return np.array([(u - cam["cx"]) * z / cam["fx"], (v - cam["cy"]) * z / cam["fy"], z])

@@ -43,6 +43,7 @@ class Layer:
     deform_speed: float = 0.0  # radians per frame
     deform_phase: float = 0.0
     kind: str = ""  # occluders: hand / object / board
+    depth_holes: Optional[np.ndarray] = None  # (hs, ws) float32 1 = the depth camera gets no return there
     pixels: np.ndarray = field(init=False, repr=False)  # (hs, ws, 4) premultiplied r, g, b, alpha
     aux_pixels: np.ndarray = field(init=False, repr=False)  # (hs, ws, 2) premultiplied temperature, relief
     alpha: np.ndarray = field(init=False, repr=False)  # (hs, ws) float32
@@ -218,6 +219,22 @@ def _heat_and_relief(sprite: Sprite, t_base: float, t_core: float, relief_mm: fl
     temperature = t_base + t_core * np.sqrt(core) + 0.8 * (lum - lum.mean())
     relief = -relief_mm * np.sqrt(core)
     return temperature.astype(np.float32), relief.astype(np.float32)
+
+
+def _depth_hole_mask(alpha: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """(hs, ws) float32: random elliptic patches covering about ``fraction`` of the opaque sprite
+    (IR-absorbing or shiny parts of the target that give the depth camera no return)."""
+    hs, ws = alpha.shape
+    opaque = alpha > 0.5
+    holes = np.zeros((hs, ws), np.uint8)
+    total = max(int(opaque.sum()), 1)
+    for _ in range(60):
+        if (holes.astype(bool) & opaque).sum() >= fraction * total:
+            break
+        centre = (int(rng.uniform(0, ws)), int(rng.uniform(0, hs)))
+        axes = (int(rng.uniform(0.08, 0.25) * ws) + 1, int(rng.uniform(0.08, 0.25) * hs) + 1)
+        cv2.ellipse(holes, centre, axes, rng.uniform(0, 180), 0, 360, 1, -1)
+    return holes.astype(np.float32)
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -789,6 +806,17 @@ def _target_attributes(look: _TargetLook, pose: _TargetPose, ambient_c: float) -
             "deformation": round(pose.deform, 3)}
 
 
+def _plan_depth_holes(spec: SequenceSpec, target: Layer, attrs: dict[str, Any]) -> None:
+    """Opt-in challenge: holes in the target's depth, from a stream of its own drawn only when the
+    challenge is on, so every other sequence stays as it was."""
+    k = spec.strength(Challenge.DEPTH_HOLES)
+    if k <= 0:
+        return
+    target.depth_holes = _depth_hole_mask(target.alpha, 0.25 + 0.45 * k, rng_for(spec.seed, "depth_holes"))
+    opaque = target.alpha > 0.5
+    attrs["depth_holes"] = {"target_fraction": round(float(target.depth_holes[opaque].mean()), 3)}
+
+
 def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
     """Draw every random choice of a sequence from ``spec.seed`` (one named stream per part)."""
     n = spec.length
@@ -821,6 +849,7 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         "ambient_c": round(ambient, 2),
         "speed_px_per_frame": round(path.speed, 2),
     }
+    _plan_depth_holes(spec, target, attrs)
     W, H = spec.size
     return Scene(spec, W, H, background.canvas, background.aux, camera.margin, background.plane_mm, camera.pan,
                  camera.shake, [target, *distractors, *occluders.layers], light.gain, light.dark, light.spot,

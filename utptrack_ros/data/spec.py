@@ -51,6 +51,7 @@ class Challenge(str, enum.Enum):
     CAMERA_SHAKE = "camera_shake"            # jittery camera translation + rotation
     LOW_RESOLUTION = "low_resolution"        # small target and down/up-sampled RGB
     CAMOUFLAGE = "camouflage"                # target textured like the background (low RGB contrast)
+    DEPTH_HOLES = "depth_holes"              # parts of the target give no depth (opt-in: never drawn at random)
 
     @classmethod
     def parse(cls, value: Union["Challenge", str]) -> "Challenge":
@@ -145,16 +146,23 @@ def rng_for(seed: int, stream: str, *index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(seed) >> 32, zlib.crc32(stream.encode()), *index])
 
 
+#: Challenges only an explicit spec turns on: ``random_challenges`` neither draws nor picks them, so
+#: adding one leaves every seed's drawn challenges (and so every existing sequence) as it was.
+OPT_IN_CHALLENGES = frozenset({Challenge.DEPTH_HOLES})
+
 #: Probability that a random spec enables each challenge (training mix).
 DEFAULT_CHALLENGE_PROBABILITY = 0.22
 
 
 def random_challenges(seed: int, probability: float = DEFAULT_CHALLENGE_PROBABILITY
                       ) -> dict[Challenge, float]:
-    """Challenges drawn from ``seed``: each on with ``probability``, strength uniform in [0.3, 1]."""
+    """Challenges drawn from ``seed``: each on with ``probability``, strength uniform in [0.3, 1]
+    (``OPT_IN_CHALLENGES`` excepted)."""
     rng = rng_for(seed, "challenges")
     chosen = {}
     for challenge in Challenge:
+        if challenge in OPT_IN_CHALLENGES:
+            continue
         on, strength = rng.random() < probability, rng.uniform(0.3, 1.0)
         if on:
             chosen[challenge] = round(float(strength), 3)

@@ -4,7 +4,9 @@ Per (tracker, sequence) pair a worker opens the sequence, builds a fresh tracker
 factory, initialises it on the **first annotated frame** (first frame with a valid GT box:
 ``metrics.first_valid_index``) with that GT box, and tracks every later frame. Frames before the
 init frame have no prediction (NaN). It records per frame: box, confidence, state, kept-token
-fraction, search region + search keep mask (when the tracker reports them), call time.
+fraction, search region + search keep mask (when the tracker reports them), call time; and on
+RGB-D sequences with a known camera, the target's 3D point from the box (``eval.position3d``),
+scored against the sequence's ground-truth positions when it has them.
 
 Trackers under test (duck-typed, one dispatch point: ``_FrameTracker``):
 
@@ -38,6 +40,7 @@ sibling and moved into place at the end; an existing non-empty folder is refused
     <tracker>/<seq>_time.txt           seconds per frame (got10k style, nan = no call)
     <tracker>/<seq>_frames.csv         frame, stamp_ns, box, confidence, state, kept, time, failed
     <tracker>/<seq>_tokens.npz         search_region (N, 4), search_keep_mask (N, F, F) if reported
+    <tracker>/<seq>_points.csv         the target's 3D point per frame + status + GT (RGB-D with a camera)
     report.md / report.html / report.json / plots/   (``eval.report``) unless disabled
 """
 
@@ -67,11 +70,15 @@ from ..errors import UTPTrackError
 from ..machine import machine_record
 from ..types import Box, Modality
 from . import metrics as M
+from . import position3d as P
 
 logger = logging.getLogger(__name__)
 
 SCHEMA = "utptrack_ros.eval.offline/1"
 AUX_CHOICES = ("none", "auto", "depth", "thermal", "event")
+POINTS_CSV_COLUMNS = (
+    "frame", "x_m", "y_m", "z_m", "status", "spread_m", "valid_fraction", "gt_x_m", "gt_y_m", "gt_z_m",
+)  # fmt: skip
 FRAME_CSV_COLUMNS = (
     "frame", "stamp_ns", "x", "y", "w", "h", "confidence", "state", "kept_fraction", "time_ms", "failed_update",
 )  # fmt: skip
@@ -222,6 +229,9 @@ class SequenceRun:
     error: Optional[str] = None
     frame_errors: list[str] = field(default_factory=list)
     num_dropped_frames: Optional[int] = None  # the node's own drop counter (live replays)
+    points: Optional[P.PointTrack] = None  # the target's 3D point per frame (RGB-D sequences with a camera)
+    gt_points_xyz: Optional[np.ndarray] = None  # (N, 3) ground-truth positions, when the sequence has them
+    points_error: Optional[str] = None  # why the points could not be computed
 
     @property
     def num_frames(self) -> int:
@@ -248,6 +258,7 @@ class SequenceRun:
         prompt_used: bool = False,
         source: Optional[str] = None,
         num_dropped_frames: Optional[int] = None,
+        points: Optional[P.PointTrack] = None,
     ) -> "SequenceRun":
         """A run recorded outside ``run_sequence`` (e.g. a live bag replay through the node).
 
@@ -261,6 +272,8 @@ class SequenceRun:
             state: (N,) state names; default ``none`` where no output, else ``tracking``.
             aux_used / prompt_used / source: recorded as given.
             num_dropped_frames: the node's own drop counter for this sequence, if known.
+            points: the target's 3D points as published; None = computed here from the boxes, the
+                sequence's depth frames and camera (``eval.position3d``), when it has them.
         """
         gt = np.asarray(seq.gt, dtype=np.float64)
         n = gt.shape[0]
@@ -273,7 +286,7 @@ class SequenceRun:
 
         has_box = np.isfinite(boxes).all(axis=1)
         first = seq.rgb(0)
-        return cls(
+        run = cls(
             tracker=tracker,
             sequence=str(seq.name),
             source=source or describe_source(seq),
@@ -297,6 +310,32 @@ class SequenceRun:
             failed_update=np.zeros(n, dtype=bool),
             num_dropped_frames=num_dropped_frames,
         )
+        if points is not None:
+            run.points = points
+            run.gt_points_xyz = _gt_points(seq, n)
+        else:
+            _attach_points(run, seq)
+        return run
+
+
+def _gt_points(seq: Any, n: int) -> Optional[np.ndarray]:
+    from ..data.camera import target_positions
+
+    gt = target_positions(seq)
+    return gt[:n] if gt is not None and gt.shape[0] >= n else None
+
+
+def _attach_points(run: SequenceRun, seq: Any) -> None:
+    """The run's 3D points from its boxes (``eval.position3d``) when the sequence has depth frames
+    and a camera; a depth frame or camera that does not fit is recorded in ``points_error``."""
+    try:
+        found = P.run_points(seq, run.boxes_xywh, run.state, run.init_index, run.stamp_ns)
+    except UTPTrackError as err:
+        run.points_error = f"{type(err).__name__}: {err}"
+        logger.warning("%s on %s: no 3D points: %s", run.tracker, run.sequence, err)
+        return
+    if found is not None:
+        run.points, run.gt_points_xyz = found
 
 
 @dataclass(frozen=True)
@@ -475,7 +514,7 @@ def run_sequence(spec: TrackerSpec, source: SequenceSource, max_frames: Optional
             masks[i] = out.keep_mask
             regions[i] = out.search_region.as_xywh()  # type: ignore[index]
 
-    return SequenceRun(
+    run = SequenceRun(
         tracker=spec.name,
         sequence=str(seq.name),
         source=describe_source(source),
@@ -502,6 +541,9 @@ def run_sequence(spec: TrackerSpec, source: SequenceSource, max_frames: Optional
         error=error,
         frame_errors=frame_errors,
     )
+    if error is None:
+        _attach_points(run, seq)
+    return run
 
 
 # --------------------------------------------------------------------------------------------
@@ -621,12 +663,15 @@ def score_runs(runs: Sequence[SequenceRun]) -> dict[str, Any]:
     """Metrics of one tracker's runs: per sequence, overall, per attribute, latency.
 
     Returns:
-        ``{"overall", "latency", "per_attribute", "per_sequence", "kept_fraction_mean",
-        "init_time_ms_mean", "num_failed_updates", "num_frame_errors"}`` (JSON-ready values).
+        ``{"overall", "position3d", "latency", "per_attribute", "per_sequence", "kept_fraction_mean",
+        "init_time_ms_mean", "num_failed_updates", "num_frame_errors"}`` (JSON-ready values);
+        ``position3d`` (``eval.position3d``: ``overall`` and ``per_attribute`` 3D error statistics)
+        is None unless some sequence has depth frames, a camera and ground-truth positions.
     """
     seq_metrics = []
     per_sequence: dict[str, Any] = {}
     streams = []
+    positions: dict[str, P.PositionStats] = {}
     for run in runs:
         m = M.evaluate_sequence(
             run.boxes_xywh,
@@ -662,12 +707,28 @@ def score_runs(runs: Sequence[SequenceRun]) -> dict[str, Any]:
                 "failed_update": run.failed_update,
             },
         }
+        if run.points is not None:
+            per_sequence[run.sequence]["frames"].update(
+                points_xyz=run.points.points_xyz, point_status=list(run.points.status))
+            if run.gt_points_xyz is not None:
+                positions[run.sequence] = P.position_stats(run.points.points_xyz, run.gt_points_xyz, run.init_index)
+                per_sequence[run.sequence]["position3d"] = positions[run.sequence].to_dict()
+        if run.points_error:
+            per_sequence[run.sequence]["position3d_error"] = run.points_error
     kept = np.concatenate([r.kept_fraction[r.init_index + 1 :] for r in runs]) if runs else np.zeros(0)
     dropped = [r.num_dropped_frames for r in runs if r.num_dropped_frames is not None]
     latency = M.latency_stats(streams, num_dropped_frames=sum(dropped) if dropped else None)
+    position3d = None
+    if positions:
+        flags = {m.name: m.attributes for m in seq_metrics}
+        position3d = {
+            "overall": P.pool(list(positions.values())).to_dict(),
+            "per_attribute": {a: st.to_dict() for a, st in P.pool_by_attribute(positions, flags).items()},
+        }
     return to_jsonable(
         {
             "overall": M.aggregate(seq_metrics).to_dict(),
+            "position3d": position3d,
             "latency": latency.to_dict(per_frame=True),
             "per_attribute": {k: v.to_dict() for k, v in M.aggregate_by_attribute(seq_metrics).items()},
             "per_sequence": per_sequence,
@@ -707,6 +768,16 @@ def _write_run_files(run: SequenceRun, folder: Path) -> dict[str, str]:
                     int(run.failed_update[i]),
                 ]
             )
+    if run.points is not None:
+        files["points"] = f"{stem}_points.csv"
+        with open(folder / files["points"], "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(POINTS_CSV_COLUMNS)
+            gt = run.gt_points_xyz if run.gt_points_xyz is not None else np.full((run.num_frames, 3), np.nan)
+            for i in range(run.num_frames):
+                writer.writerow([i, *(f"{v:.4f}" for v in run.points.points_xyz[i]), run.points.status[i],
+                                 f"{run.points.spread_m[i]:.4f}", f"{run.points.valid_fraction[i]:.3f}",
+                                 *(f"{v:.4f}" for v in gt[i])])
     if run.search_keep_mask is not None and run.search_region is not None:
         files["tokens"] = f"{stem}_tokens.npz"
         np.savez_compressed(
@@ -847,7 +918,8 @@ def write_results(
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "environment": machine_record(),
             "settings": dict(settings or {}),
-            "conventions": {"otb": M.CONVENTION_OTB, "got10k": M.CONVENTION_GOT10K, "latency": M.CONVENTION_LATENCY},
+            "conventions": {"otb": M.CONVENTION_OTB, "got10k": M.CONVENTION_GOT10K, "latency": M.CONVENTION_LATENCY,
+                            "position3d": P.CONVENTION_3D},
             "trackers": {name: {**info, "folder": safe_name(name)} for name, info in meta.items() if by_tracker[name]},
             "sequences": {s: _sequence_info(r) for s, r in first_runs.items()},
             "results": {},

@@ -170,6 +170,51 @@ def replay_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+POSITION_COLUMNS: tuple[Column, ...] = (
+    Column("tracker", "Tracker"),
+    Column("auc", "AUC", 1),
+    Column("precision", "P@20px", 1),
+    Column("frames", "3D frames", 0),
+    Column("valid_pct", "3D valid %", 1),
+    Column("median_mm", "3D median mm", 1),
+    Column("p95_mm", "3D p95 mm", 1),
+)
+
+
+def position_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per tracker with 3D results (``eval.position3d``): the 2D headline next to the 3D error
+    statistics (``POSITION_COLUMNS`` keys); [] when no tracker has them."""
+    rows = []
+    for name in results["trackers"]:
+        res = results["results"][name]
+        pos = (res.get("position3d") or {}).get("overall")
+        if not pos:
+            continue
+        rows.append({"tracker": name, "auc": res["overall"]["auc"], "precision": res["overall"]["precision"],
+                     "frames": pos["num_frames"], "valid_pct": _pct(pos["valid_fraction"]),
+                     "median_mm": pos["median_mm"], "p95_mm": pos["p95_mm"]})
+    return rows
+
+
+def position_attribute_table(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Rows per challenge attribute: each tracker's 3D median, p95 (mm) and valid %."""
+    trackers = [t for t in results["trackers"] if (results["results"][t].get("position3d") or {}).get("overall")]
+    attrs = sorted({a for t in trackers for a in results["results"][t]["position3d"]["per_attribute"]})
+    rows = []
+    for a in attrs:
+        row: dict[str, Any] = {"attribute": a}
+        for t in trackers:
+            stats = results["results"][t]["position3d"]["per_attribute"].get(a) or {}
+            row[f"{t}/median"], row[f"{t}/p95"] = stats.get("median_mm"), stats.get("p95_mm")
+            row[f"{t}/valid"] = _pct(stats.get("valid_fraction"))
+        rows.append(row)
+    cols = [Column("attribute", "Attribute")]
+    for t in trackers:
+        cols += [Column(f"{t}/median", f"{t} med mm", 1), Column(f"{t}/p95", f"{t} p95 mm", 1),
+                 Column(f"{t}/valid", f"{t} valid %", 1)]
+    return _table(cols, rows)
+
+
 def tracker_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"tracker": n, "description": t.get("description", "")} for n, t in results["trackers"].items()]
 
@@ -258,6 +303,11 @@ SUMMARY_NOTE = (
     "Missed = frames without output; Dropped = frames the node reported dropping (live replay only); "
     "Failed upd = OpenCV updates that reported failure."
 )
+POSITION_NOTE = (
+    "3D = the target's point from the tracker's box, the aligned depth frame and the camera intrinsics, "
+    "against the generator's ground-truth position (error in mm over frames with a point after the init "
+    "frame; valid % = frames with a point / frames with the target present). See the position3d convention."
+)
 REPLAY_NOTE = (
     "E2E = colour publish -> ~/target received; Node = the node's own latency field; "
     "Model = the network's time inside the node."
@@ -276,6 +326,8 @@ def build_report_data(results: Mapping[str, Any], plots: Optional[Mapping[str, A
             "summary": _table(SUMMARY_COLUMNS, summary_rows(results)),
             "trackers": _table(TRACKER_COLUMNS, tracker_rows(results)),
             "replay": _table(REPLAY_COLUMNS, replay_rows(results)),
+            "position3d": _table(POSITION_COLUMNS, position_rows(results)),
+            "position3d_attributes": position_attribute_table(results),
             "attributes_auc": attribute_table(results, "auc"),
             "sequences_auc": sequence_table(results, "auc"),
             "environment": _table(ENVIRONMENT_COLUMNS, environment_rows(results)),
@@ -552,6 +604,10 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         markdown_table(t["trackers"]),
         "",
     ]
+    if t.get("position3d", {}).get("rows"):
+        parts += ["## 3D position", "", markdown_table(t["position3d"]), "", POSITION_NOTE, ""]
+        if t["position3d_attributes"]["rows"]:
+            parts += [markdown_table(t["position3d_attributes"]), ""]
     if t["replay"]["rows"]:
         parts += ["## Live replay through the node (per bag)", "", markdown_table(t["replay"]), "", REPLAY_NOTE, ""]
     if p.get("curves"):
@@ -598,6 +654,10 @@ def render_html(data: Mapping[str, Any]) -> str:
         f"<p>{esc(SUMMARY_NOTE)}</p>",
         html_table(t["trackers"]),
     ]
+    if t.get("position3d", {}).get("rows"):
+        parts += ["<h2>3D position</h2>", html_table(t["position3d"]), f"<p>{esc(POSITION_NOTE)}</p>"]
+        if t["position3d_attributes"]["rows"]:
+            parts.append(html_table(t["position3d_attributes"]))
     if t["replay"]["rows"]:
         parts += ["<h2>Live replay through the node (per bag)</h2>", html_table(t["replay"]), f"<p>{esc(REPLAY_NOTE)}</p>"]
     if p.get("curves"):
