@@ -5,7 +5,7 @@
   one conv with adjusted weight and bias; the BN becomes ``Identity``.
 * Channels-last weights for the convolutions (the crops arrive NHWC from OpenCV, so the stem
   runs without layout conversions).
-Measured on the 2-core CPU: the tiny model's head ~3x and stem ~1.5x faster.
+Their speed-up is recorded in docs/measurements-log.md.
 """
 from __future__ import annotations
 
