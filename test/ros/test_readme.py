@@ -93,3 +93,19 @@ def test_readme_sets_the_transport_profile_before_starting_anything():
         starts = [i for i, line in enumerate(lines) if re.search(r"\butptrack_node\b|ros2 launch|ros2 run", line)]
         if exports and starts:
             assert max(exports) < min(starts), f"the profile is exported after a start in:\n{block}"
+
+
+def test_readme_parameter_table_says_when_each_parameter_applies():
+    """The 'when' column is what the node does: start-up = read-only descriptor, live = applied
+    to the running tracker (LIVE_PREFIXES), configure = the rest."""
+    from utptrack_ros.ros.params import LIVE_PREFIXES, parameter_descriptor
+
+    rows = [line.split("|") for line in section(README, "### Parameters").splitlines() if line.startswith("| `")]
+    for row in rows:
+        for name in table_parameter_names(row[1]):
+            when = row[3].strip()
+            if name == "use_sim_time":
+                continue
+            expected = ("start-up" if parameter_descriptor(name).read_only
+                        else "live" if name.startswith(LIVE_PREFIXES) else "configure")
+            assert when == expected, f"{name}: README says {when!r}, the node: {expected!r}"
