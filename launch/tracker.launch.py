@@ -18,7 +18,9 @@ from launch_ros.substitutions import FindPackageShare
 MODALITIES = ["rgb", "depth", "thermal", "event"]
 
 # launch argument -> node parameter; an empty argument keeps the params file's value
-OVERRIDES = {"weights": "model.weights", "model": "model.name", "modality": "input.modality", "device": "model.device"}
+OVERRIDES = {"weights": "model.weights", "model": "model.name", "modality": "input.modality", "device": "model.device",
+             "backend": "model.backend"}
+BACKENDS = ["auto", "torch", "onnxruntime"]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -32,6 +34,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("modality", default_value="", choices=[""] + MODALITIES,
                               description="auxiliary stream on aux/image; empty = the params file's"),
         DeclareLaunchArgument("device", default_value="", description="cpu, cuda, cuda:N or auto; empty = the params file's"),
+        DeclareLaunchArgument("backend", default_value="", choices=[""] + BACKENDS,
+                              description="auto (onnxruntime on the CPU, torch on CUDA), torch or onnxruntime; "
+                                          "empty = the params file's (presets: auto)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("node_name", default_value="utptrack", description="node name"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],

@@ -25,7 +25,7 @@ PARAMS = f"""
 /**:
   ros__parameters:
     autostart: true
-    model: {{name: tiny, weights: random, seed: {SEED}, device: cpu, num_threads: 1}}
+    model: {{name: tiny, weights: random, seed: {SEED}, device: cpu, num_threads: 1, backend: torch}}
     input: {{modality: depth, qos_image: reliable, qos_aux: reliable, qos_depth: 5, max_prompt_chars: 200}}
     sync: {{slop_s: 0.02, queue_size: 5, aux_timeout_s: 2.0}}
     output: {{diagnostics_period_s: 0.25, stale_s: 1.0}}

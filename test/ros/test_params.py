@@ -46,7 +46,7 @@ def test_defaults_come_from_the_dataclasses_and_unset_core_values_mean_the_varia
         ({"input__zero_stamp": "keep"}, "drop or now"),
         ({"input__prompt": "x" * 600}, "at most input.max_prompt_chars"),
         ({"model__device": "tpu"}, "model.device"),
-        ({"model__backend": "tensorrt"}, "model.backend must be torch or onnxruntime"),
+        ({"model__backend": "tensorrt"}, "model.backend must be auto, torch, onnxruntime"),
         ({"model__backend": "onnxruntime", "model__device": "cuda"}, "runs on the CPU"),
         ({"output__stale_s": 0.0}, "output.stale_s"),
     ],
@@ -197,3 +197,35 @@ def test_the_init_history_budget_bounds_buffer_times_frame_size():
     with pytest.raises(ConfigError, match="GiB of buffered frames"):
         build_settings(values(input__init_buffer=1000), TrackerConfig())
     build_settings(values(input__init_buffer=1000, input__max_image_pixels=640 * 480), TrackerConfig())
+
+
+def test_backend_auto_is_onnxruntime_on_the_cpu_and_torch_on_cuda():
+    from utptrack_ros.ros.params import settings_summary
+
+    assert parameter_defaults()["model.backend"] == "auto"
+    s = build_settings(values(), TrackerConfig())
+    assert s.model.backend == "onnxruntime" and s.requested_backend == "auto"
+    assert "backend=onnxruntime (auto)" in settings_summary(s)
+    for device in ("cuda", "cuda:1"):
+        assert build_settings(values(model__device=device), TrackerConfig()).model.backend == "torch"
+    # device auto resolves like the tracker does (no CUDA on the CI machine: the CPU)
+    import torch
+
+    expected = "torch" if torch.cuda.is_available() else "onnxruntime"
+    assert build_settings(values(model__device="auto"), TrackerConfig()).model.backend == expected
+    s = build_settings(values(model__backend="torch"), TrackerConfig())
+    assert s.model.backend == "torch" and "(auto)" not in settings_summary(s)
+
+
+def test_every_cpu_preset_also_runs_on_cuda():
+    """`device:=cuda` with a shipped preset resolves to torch instead of failing validation."""
+    from pathlib import Path
+
+    import yaml
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml")):
+        params = _flatten(yaml.safe_load(path.read_text())["/**"]["ros__parameters"])
+        for device, backend in (("cuda", "torch"), ("cpu", "onnxruntime")):
+            merged = {**parameter_defaults(), **params, "model.device": device}
+            s = build_settings(merged, default_tracker_config(params["model.name"]))
+            assert s.model.backend == backend, (path.name, device)

@@ -19,6 +19,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from ..config import AUX_BOUNDS, TRACKER_BOUNDS, AuxConfig, Bounds, PruneConfig, TrackerConfig
 from ..errors import ConfigError
+from ..runtime import BACKENDS, resolve_backend
 from ..types import Modality
 from .qos import QOS_NAMES
 
@@ -50,9 +51,10 @@ class ModelParams:
     # OMP_WAIT_POLICY=PASSIVE (sleeping OpenMP workers leave the cores to the other nodes), and
     # with sleeping workers a second thread makes tiny slower (2-core CPU: 24.6 vs 35.4 frames/s)
     num_threads: int = 1
-    # torch, or onnxruntime (CPU only): the same network exported once per weights and keep ratios
-    # into onnx_cache and run by onnxruntime, ~1.4x faster for tiny on 2 cores (runtime/network.py)
-    backend: str = "torch"
+    # auto: onnxruntime on the CPU, torch on CUDA (runtime.resolve_backend, resolved at configure);
+    # onnxruntime (CPU only): the same network exported once per weights and keep ratios into
+    # onnx_cache and run by onnxruntime, ~1.4x faster for tiny on 2 cores (runtime/network.py)
+    backend: str = "auto"
     onnx_cache: str = ""  # "" = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros
 
 
@@ -162,8 +164,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "model.num_threads": ParamSpec(f"torch / onnxruntime CPU threads; 0 = the library's default. {_START_UP}",
                                    Bounds(0, 1024, "threads"), read_only=True),
     "model.backend": ParamSpec(
-        f"runtime: onnxruntime (CPU only; graphs exported once per weights and keep ratios) or torch. {_START_UP}",
-        read_only=True, constraints="torch, onnxruntime"),
+        f"runtime: auto = onnxruntime on the CPU, torch on CUDA (the configure log says which); onnxruntime "
+        f"(CPU only; static graphs exported once per weights and keep ratios); torch. {_START_UP}", read_only=True, constraints="auto, torch, onnxruntime"),
     "model.onnx_cache": ParamSpec(
         f"root of the onnxruntime export cache; empty = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros. "
         f"A path the node writes to: {_START_UP}", read_only=True),
@@ -267,6 +269,7 @@ class NodeSettings:
     prune_enabled: bool
     keep_ratios: dict  # component -> ratio or None (variant's own)
     autostart: bool
+    requested_backend: str = ""  # model.backend as set ("auto"); model.backend holds the resolved one
 
     @property
     def modality(self) -> Modality:
@@ -350,10 +353,12 @@ def build_settings(values: Mapping[str, Any], variant_tracker: TrackerConfig) ->
     _check(bool(model.name), "model.name must name a registered variant")
     _check(model.device == "auto" or model.device == "cpu" or model.device.startswith("cuda"),
            f"model.device must be cpu, cuda, cuda:N or auto, got {model.device!r}")
-    _check(model.backend in ("torch", "onnxruntime"),
-           f"model.backend must be torch or onnxruntime, got {model.backend!r}")
-    _check(model.backend == "torch" or model.device == "cpu",
-           f"model.backend onnxruntime runs on the CPU; model.device {model.device!r} needs model.backend torch")
+    _check(model.backend in BACKENDS, f"model.backend must be {', '.join(BACKENDS)}, got {model.backend!r}")
+    _check(model.backend != "onnxruntime" or model.device == "cpu",
+           f"model.backend onnxruntime runs on the CPU; model.device {model.device!r} needs model.backend "
+           "torch or auto")
+    requested_backend = model.backend
+    model = replace(model, backend=resolve_backend(model.backend, model.device))
     modalities = [m.value for m in Modality]
     _check(inp.modality in modalities, f"input.modality must be one of {modalities}, got {inp.modality!r}")
     for key in ("qos_image", "qos_aux"):
@@ -398,7 +403,7 @@ def build_settings(values: Mapping[str, Any], variant_tracker: TrackerConfig) ->
     enabled = True if enabled is None else _coerce("prune.enabled", enabled, bool)
     autostart = values.get("autostart", False)
     autostart = False if autostart is None else _coerce("autostart", autostart, bool)
-    return NodeSettings(model, inp, sync, out, tracker, enabled, ratios, autostart)
+    return NodeSettings(model, inp, sync, out, tracker, enabled, ratios, autostart, requested_backend)
 
 
 def effective_core_values(settings: NodeSettings, variant_prune: PruneConfig) -> dict[str, Any]:
@@ -420,7 +425,8 @@ def settings_summary(settings: NodeSettings) -> str:
     """One line for the configure log."""
     return (
         f"model={settings.model.name} weights={settings.model.weights or '<shipped>'} device={settings.model.device} "
-        f"backend={settings.model.backend} "
+        f"backend={settings.model.backend}"
+        f"{' (auto)' if settings.requested_backend == 'auto' else ''} "
         f"modality={settings.input.modality} slop={settings.sync.slop_s}s queue={settings.sync.queue_size} "
         f"lost_threshold={settings.tracker.lost_threshold} prune={'on' if settings.prune_enabled else 'off'}"
     )
