@@ -4,6 +4,10 @@
         params_file:=$(ros2 pkg prefix utptrack_ros)/share/utptrack_ros/config/rgbd.yaml \
         image:=/camera/color/image_raw aux_image:=/camera/aligned_depth_to_color/image_raw
 
+Parameters: the params file decides; a launch argument left empty passes nothing, so it cannot
+override the file (``autostart``, ``use_sim_time``, ``backend``, ``device``, ``model``, ``weights``,
+``modality``).
+
 Without ros2 launch (this repo's venv), the same node starts with:
 
     utptrack_node --ros-args --params-file config/rgbd.yaml \
@@ -16,18 +20,20 @@ from launch_ros.actions import LifecycleNode
 from launch_ros.substitutions import FindPackageShare
 
 MODALITIES = ["rgb", "depth", "thermal", "event"]
-
-# launch argument -> node parameter; an empty argument keeps the params file's value
-OVERRIDES = {"weights": "model.weights", "model": "model.name", "modality": "input.modality", "device": "model.device",
-             "backend": "model.backend"}
 BACKENDS = ["auto", "torch", "onnxruntime"]
+
+# launch argument -> node parameter; an empty argument passes nothing (the params file's value)
+OVERRIDES = {"weights": "model.weights", "model": "model.name", "modality": "input.modality", "device": "model.device",
+             "backend": "model.backend", "autostart": "autostart", "use_sim_time": "use_sim_time"}
+BOOLEANS = ("autostart", "use_sim_time")
 
 
 def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare("utptrack_ros")
     return LaunchDescription([
         DeclareLaunchArgument(
             "params_file",
-            default_value=PathJoinSubstitution([FindPackageShare("utptrack_ros"), "config", "rgb_cpu.yaml"]),
+            default_value=PathJoinSubstitution([share, "config", "rgb_cpu.yaml"]),
             description="parameter preset (share/utptrack_ros/config/*.yaml) or your own YAML file"),
         DeclareLaunchArgument("weights", default_value="", description="weights file; empty = the params file's"),
         DeclareLaunchArgument("model", default_value="", description="variant: tiny, o256, o384, ...; empty = the params file's"),
@@ -39,10 +45,12 @@ def generate_launch_description() -> LaunchDescription:
                                           "empty = the params file's (presets: auto)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("node_name", default_value="utptrack", description="node name"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
-                              description="follow /clock (bag replay: ros2 bag play --clock)"),
-        DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
-                              description="configure + activate at start; false = leave it to a lifecycle manager"),
+        DeclareLaunchArgument("use_sim_time", default_value="", choices=["", "true", "false"],
+                              description="follow /clock (bag replay: ros2 bag play --clock); empty = the params "
+                                          "file's (default false)"),
+        DeclareLaunchArgument("autostart", default_value="", choices=["", "true", "false"],
+                              description="configure + activate at start (false = leave it to a lifecycle "
+                                          "manager); empty = the params file's (presets: true)"),
         DeclareLaunchArgument("image", default_value="image", description="RGB input (sensor_msgs/Image)"),
         DeclareLaunchArgument("image_compressed", default_value="image/compressed",
                               description="RGB input when input.compressed is true (sensor_msgs/CompressedImage)"),
@@ -55,27 +63,30 @@ def generate_launch_description() -> LaunchDescription:
     ])
 
 
+def _arg(context, name: str) -> str:
+    return LaunchConfiguration(name).perform(context)
+
+
 def _tracker_node(context):
     """The node: a LifecycleNode whose own `autostart` parameter does configure + activate
     (works on every distro; launch_ros's LifecycleNode(autostart=...) needs >= 0.26)."""
-    arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    extra = {param: arg(name) for name, param in OVERRIDES.items() if arg(name)}
-    params = [
-        arg("params_file"),
-        {"use_sim_time": arg("use_sim_time") == "true", "autostart": arg("autostart") == "true", **extra},
-    ]
+    extra = {param: _arg(context, name) for name, param in OVERRIDES.items() if _arg(context, name)}
+    for name in BOOLEANS:
+        if name in extra:
+            extra[name] = extra[name] == "true"
+    params = [_arg(context, "params_file"), *([extra] if extra else [])]
     return [LifecycleNode(
         package="utptrack_ros",
         executable="utptrack_node",
-        name=arg("node_name"),
-        namespace=arg("namespace"),
+        name=_arg(context, "node_name"),
+        namespace=_arg(context, "namespace"),
         output="screen",
         parameters=params,
         remappings=[
-            ("image", arg("image")),
-            ("image/compressed", arg("image_compressed")),
-            ("aux/image", arg("aux_image")),
-            ("aux/image/compressed", arg("aux_image_compressed")),
-            ("prompt", arg("prompt")),
+            ("image", _arg(context, "image")),
+            ("image/compressed", _arg(context, "image_compressed")),
+            ("aux/image", _arg(context, "aux_image")),
+            ("aux/image/compressed", _arg(context, "aux_image_compressed")),
+            ("prompt", _arg(context, "prompt")),
         ],
     )]

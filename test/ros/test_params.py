@@ -116,17 +116,6 @@ def test_every_config_preset_validates():
         assert s.autostart, path.name
 
 
-def test_launch_file_compiles_and_declares_the_arguments():
-    import ast
-    from pathlib import Path
-
-    src = (Path(__file__).resolve().parents[2] / "launch" / "tracker.launch.py").read_text()
-    tree = ast.parse(src)
-    declared = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
-                and getattr(c.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared >= {"params_file", "weights", "modality", "namespace", "use_sim_time", "image", "aux_image", "autostart"}
-
-
 def test_every_parameter_has_a_descriptor_with_a_description_and_the_right_mutability():
     from utptrack_ros.ros.params import parameter_descriptor
 
