@@ -1,4 +1,5 @@
-"""launch/tracker.launch.py: the params file decides unless an argument is given.
+"""launch/tracker.launch.py: the params file decides unless an argument is given, and everything
+the launch starts (the camera driver too) runs under the FastDDS transport profile.
 
 Always: the launch file read statically (its DeclareLaunchArgument names and defaults).
 With launch_ros importable (a ROS 2 install; not on PyPI): the file run through the launch API
@@ -45,7 +46,8 @@ def module_constant(name: str):
 def test_launch_file_declares_the_arguments():
     declared = declared_arguments()
     assert set(declared) >= {"params_file", "weights", "model", "modality", "device", "backend", "namespace",
-                             "use_sim_time", "autostart", "image", "aux_image"}
+                             "use_sim_time", "autostart", "image", "aux_image", "fastdds_profile", "camera_launch",
+                             "camera_args"}
 
 
 def test_arguments_that_set_parameters_default_to_empty_so_the_params_file_wins():
@@ -80,6 +82,24 @@ DRIVER = textwrap.dedent("""
     sys.exit(service.run())
 """)
 
+CAMERA_LAUNCH = textwrap.dedent("""
+    # stands in for a camera driver's launch file: prints what its process sees
+    import sys
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, ExecuteProcess
+    from launch.substitutions import LaunchConfiguration
+
+    def generate_launch_description():
+        code = ("import os; print('CAMERA profile=' + os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', 'unset')"
+                " + ' width=' + sys.argv[1] + ' params_file=' + sys.argv[2], flush=True)")
+        return LaunchDescription([
+            DeclareLaunchArgument("width", default_value="640"),
+            DeclareLaunchArgument("params_file", default_value="camera-default"),
+            ExecuteProcess(cmd=[sys.executable, "-c", "import sys; " + code,
+                                LaunchConfiguration("width"), LaunchConfiguration("params_file")], output="screen"),
+        ])
+""")
+
 NO_AUTOSTART = """
 /**:
   ros__parameters:
@@ -94,9 +114,11 @@ def launch_env(ros_tmp):
     if not (REPO / "install" / "lib" / "utptrack_ros" / "utptrack_node").is_file():
         pytest.skip("no install/ (make setup)")
     (ros_tmp / "driver.py").write_text(DRIVER)
+    (ros_tmp / "camera.launch.py").write_text(CAMERA_LAUNCH)
     (ros_tmp / "no_autostart.yaml").write_text(NO_AUTOSTART)
     env = ros_env("test_launch")
     env["AMENT_PREFIX_PATH"] = os.pathsep.join([str(REPO / "install"), sys.prefix, env.get("AMENT_PREFIX_PATH", "")])
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE")  # the launch file sets it (or the test does)
     return env
 
 
@@ -152,3 +174,28 @@ def test_the_params_file_decides_autostart_unless_the_argument_is_given(launch_e
             assert launch.stop() == 0, launch.log()[-3000:]
     finally:
         client.close()
+
+
+def test_the_camera_driver_runs_under_the_transport_profile_with_only_its_own_arguments(launch_env, ros_tmp):
+    camera = f"camera_launch:={ros_tmp / 'camera.launch.py'}"
+    nodes = f"params_file:={ros_tmp / 'no_autostart.yaml'}"
+    launch = Launch(ros_tmp, launch_env, nodes, camera, "camera_args:=width:=1280")
+    try:
+        out = launch.wait_log("CAMERA profile=")
+        line = next(x for x in out.splitlines() if "CAMERA profile=" in x)
+        assert f"profile={Path(REPO / 'install/share/utptrack_ros/config/fastdds_large_shm.xml')}" in line, line
+        assert "width=1280" in line and "params_file=camera-default" in line, line
+        launch.wait_log("executor:")  # the tracker starts too
+    finally:
+        assert launch.stop() == 0, launch.log()[-3000:]
+    # the environment's own profile is kept; fastdds_profile:='' leaves the environment alone
+    for env_value, arg, expected in ((str(PROFILE), (), str(PROFILE)), (None, ("fastdds_profile:=",), "unset")):
+        env = dict(launch_env)
+        if env_value:
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = env_value
+        launch = Launch(ros_tmp, env, nodes, camera, *arg)
+        try:
+            line = next(x for x in launch.wait_log("CAMERA profile=").splitlines() if "CAMERA profile=" in x)
+            assert f"profile={expected} " in line, line
+        finally:
+            assert launch.stop() == 0, launch.log()[-3000:]
