@@ -31,3 +31,26 @@ def test_core_imports_without_rclpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_every_class_the_readme_documents_for_the_core_is_importable_from_the_package():
+    """README "The core in Python" names these beside ``Tracker``: each must be a public
+    attribute of ``utptrack_ros`` (listed in ``__all__``), not only of a submodule."""
+    import re
+    from pathlib import Path
+
+    import utptrack_ros
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("## The core in Python")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    names = set(re.findall(r"`([A-Z][a-z]+[A-Za-z]*)`", section)) | set(
+        re.findall(r"from utptrack_ros import ([A-Za-z, ]+)", section)[0].replace(" ", "").split(","))
+    names -= {"ValueError"}  # builtins named in passing
+    assert {"Tracker", "MultiTracker", "Box"} <= names
+    missing = sorted(n for n in names if n not in utptrack_ros.__all__ or not hasattr(utptrack_ros, n))
+    assert not missing, f"documented in the README but not importable from utptrack_ros: {missing}"
+    from utptrack_ros import MultiTracker, Tracker
+    from utptrack_ros.tracker import MultiTracker as Direct
+
+    assert MultiTracker is Direct and Tracker.__module__ == MultiTracker.__module__

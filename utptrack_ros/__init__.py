@@ -3,7 +3,7 @@ thin ROS 2 layer (``utptrack_ros.ros``, the only subpackage that imports rclpy).
 
 Public API (imported lazily so ``import utptrack_ros`` stays cheap)::
 
-    from utptrack_ros import create_model, list_models, Tracker, TrackerConfig, Box
+    from utptrack_ros import create_model, list_models, Tracker, MultiTracker, TrackerConfig, Box
 """
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ _LAZY = {
     "create_model": ("models", "create_model"),
     "list_models": ("models", "list_models"),
     "Tracker": ("tracker", "Tracker"),
+    "MultiTracker": ("tracker", "MultiTracker"),
+    "UTPTrackError": ("errors", "UTPTrackError"),
+    "ConfigError": ("errors", "ConfigError"),
+    "InputError": ("errors", "InputError"),
+    "CheckpointError": ("errors", "CheckpointError"),
 }
 
 __all__ = sorted(_LAZY)

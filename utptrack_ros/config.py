@@ -184,6 +184,55 @@ class ModelConfig:
         return self.search_size // 16
 
 
+class Bounds(typing.NamedTuple):
+    """Inclusive ``[low, high]`` of a numeric field (``low_open``: ``low`` itself is refused) and why."""
+
+    low: float
+    high: float
+    reason: str
+    low_open: bool = False
+
+    def text(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+    def holds(self, value: float) -> bool:
+        return (self.low < value if self.low_open else self.low <= value) and value <= self.high
+
+
+def check_bounds(obj: Any, bounds: Mapping[str, Bounds], prefix: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first field of ``obj`` outside its ``bounds``."""
+    for name, b in bounds.items():
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not b.holds(value):
+            raise ConfigError(f"{prefix}{name} must be in {b.text()} ({b.reason}), got {value!r}")
+
+
+#: Bounds of :class:`AuxConfig`'s numeric fields (also the node's ``tracker.aux.*`` parameter ranges).
+AUX_BOUNDS: dict[str, Bounds] = {
+    "depth_max_mm": Bounds(0.0, 1_000_000.0, "millimetres; 0 would clip every depth", low_open=True),
+    "thermal_low_pct": Bounds(0.0, 100.0, "a percentile"),
+    "thermal_high_pct": Bounds(0.0, 100.0, "a percentile"),
+    "thermal_gain": Bounds(0.0, 1_000_000.0, "8-bit value per raw count", low_open=True),
+    "thermal_offset": Bounds(-1_000_000.0, 1_000_000.0, "8-bit value added after the gain"),
+}
+
+#: Bounds of :class:`TrackerConfig`'s numeric fields (also the node's ``tracker.*`` parameter
+#: ranges). The crop factors size every crop the tracker allocates: its side is
+#: ``factor * sqrt(w * h)`` image pixels (zero-padded beyond the image) before the resize, so
+#: the memory of one crop grows with the factor squared; beyond these bounds the target also
+#: shrinks to a patch or two of the model's input (o384: 384 px / 8 = 48 px = 3 patches).
+TRACKER_BOUNDS: dict[str, Bounds] = {
+    "template_factor": Bounds(1.0, 4.0, "template crop side / target size; official 2"),
+    "search_factor": Bounds(1.0, 8.0, "search crop side / target size; official 4 (o384: 5)"),
+    "update_interval": Bounds(0, 1_000_000, "frames between dynamic-template updates; 0 = never"),
+    "update_threshold": Bounds(0.0, 1.0, "a confidence"),
+    "lost_threshold": Bounds(0.0, 1.0, "a confidence"),
+    "clip_margin": Bounds(0, 100_000, "pixels"),
+    "size_smoothing": Bounds(0.0, 0.99, "fraction of the previous size kept; 1 would freeze it"),
+}
+
+
 @dataclass(frozen=True)
 class AuxConfig:
     """How auxiliary frames become the 3-channel, 8-bit image the model sees (method.md 3.2).
@@ -205,12 +254,9 @@ class AuxConfig:
     def __post_init__(self) -> None:
         if self.thermal_mode not in ("minmax", "percentile", "linear"):
             raise ConfigError(f"aux.thermal_mode must be minmax, percentile or linear, got {self.thermal_mode!r}")
-        if not 0.0 <= self.thermal_low_pct < self.thermal_high_pct <= 100.0:
+        check_bounds(self, AUX_BOUNDS, "aux.")
+        if not self.thermal_low_pct < self.thermal_high_pct:
             raise ConfigError("aux.thermal_low_pct must be < thermal_high_pct, both in [0, 100]")
-        if not self.thermal_gain > 0:
-            raise ConfigError(f"aux.thermal_gain must be > 0, got {self.thermal_gain}")
-        if not self.depth_max_mm > 0:
-            raise ConfigError(f"aux.depth_max_mm must be > 0, got {self.depth_max_mm}")
 
 
 @dataclass(frozen=True)
@@ -241,18 +287,7 @@ class TrackerConfig:
     aux: AuxConfig = field(default_factory=AuxConfig)
 
     def __post_init__(self) -> None:
-        if not (self.template_factor > 0 and self.search_factor > 0):
-            raise ConfigError("template_factor and search_factor must be > 0")
-        if self.update_interval < 0:
-            raise ConfigError(f"update_interval must be >= 0, got {self.update_interval}")
-        if not 0.0 <= self.size_smoothing < 1.0:
-            raise ConfigError(f"size_smoothing must be in [0, 1), got {self.size_smoothing}")
-        for name in ("update_threshold", "lost_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {value}")
-        if self.clip_margin < 0:
-            raise ConfigError(f"clip_margin must be >= 0, got {self.clip_margin}")
+        check_bounds(self, TRACKER_BOUNDS)
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

@@ -42,7 +42,7 @@ PARAMS = """
 /**:
   ros__parameters:
     autostart: true
-    model: {name: tiny, weights: random, seed: 0, device: cpu, num_threads: 1}
+    model: {name: tiny, weights: random, seed: 0, device: cpu, num_threads: 1, backend: torch}
     output: {diagnostics_period_s: 0.25}
 """
 
@@ -82,7 +82,7 @@ def test_node_serves_everything_under_each_executor(executor, raw, ros_tmp):
 
 
 def test_node_tracks_on_the_onnxruntime_backend(ros_tmp):
-    """model.backend onnxruntime: activate exports the graphs into model.onnx_cache, the node
+    """model.backend auto on the CPU = onnxruntime: activate exports the graphs into model.onnx_cache, the node
     tracks with them (outputs equal the framework-free onnxruntime Tracker on the same frames),
     /diagnostics says so, and a live keep-ratio change without graphs runs on torch with a WARN."""
     import torch
@@ -93,11 +93,12 @@ def test_node_tracks_on_the_onnxruntime_backend(ros_tmp):
     tag = "test_main_onnxruntime"
     cache = ros_tmp / "onnx-cache"
     params = ros_tmp / "onnxruntime.yaml"
-    params.write_text(PARAMS.replace("num_threads: 1}", f"num_threads: 1, backend: onnxruntime, onnx_cache: '{cache}'}}"))
+    params.write_text(PARAMS.replace("backend: torch}", f"backend: auto, onnx_cache: '{cache}'}}"))
     proc = NodeProcess(params, ros_env(tag), ros_tmp / "onnxruntime.log")
     client = Client(domain_id(tag))
     try:
         try:
+            assert "backend=onnxruntime (auto)" in client.log_containing("configured:", timeout=180).msg
             assert "onnxruntime" in client.log_containing("active on cpu", timeout=180).msg
         except AssertionError:
             raise AssertionError(f"node did not come up; its log:\n{proc.log()[-3000:]}")

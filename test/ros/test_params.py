@@ -46,7 +46,7 @@ def test_defaults_come_from_the_dataclasses_and_unset_core_values_mean_the_varia
         ({"input__zero_stamp": "keep"}, "drop or now"),
         ({"input__prompt": "x" * 600}, "at most input.max_prompt_chars"),
         ({"model__device": "tpu"}, "model.device"),
-        ({"model__backend": "tensorrt"}, "model.backend must be torch or onnxruntime"),
+        ({"model__backend": "tensorrt"}, "model.backend must be auto, torch, onnxruntime"),
         ({"model__backend": "onnxruntime", "model__device": "cuda"}, "runs on the CPU"),
         ({"output__stale_s": 0.0}, "output.stale_s"),
     ],
@@ -116,12 +116,105 @@ def test_every_config_preset_validates():
         assert s.autostart, path.name
 
 
-def test_launch_file_compiles_and_declares_the_arguments():
-    import ast
+def test_every_parameter_has_a_descriptor_with_a_description_and_the_right_mutability():
+    from utptrack_ros.ros.params import parameter_descriptor
+
+    for name in parameter_defaults():
+        d = parameter_descriptor(name)
+        assert d.name == name and d.dynamic_typing
+        assert len(d.description) > 20, f"{name}: no description"
+        start_up = name == "autostart" or name.startswith(("model.", "input."))
+        assert d.read_only == start_up, f"{name}: read_only should be {start_up}"
+    for path in ("model.weights", "model.onnx_cache"):  # paths: never settable by a peer at run time
+        assert parameter_descriptor(path).read_only
+
+
+def _numeric_specs():
+    from utptrack_ros.ros.params import PARAM_SPECS
+
+    return sorted((n, s.bounds) for n, s in PARAM_SPECS.items() if s.bounds is not None)
+
+
+def test_numeric_parameters_have_ranges_and_validation_uses_the_same_bounds():
+    """The range ros2 param describe shows is what build_settings enforces, at both ends."""
+    from utptrack_ros.ros.params import parameter_descriptor
+
+    specs = _numeric_specs()
+    names = {n for n, _ in specs}
+    numeric = {n for n, v in parameter_defaults().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric |= {n for n, tp in CORE_PARAMS.items() if tp in (int, float)}
+    assert numeric - {"autostart"} <= names, f"numeric parameters without a range: {sorted(numeric - names)}"
+    base = values(input__init_buffer=1, input__max_image_pixels=1)  # the init-history budget stays out of the way
+    for name, b in specs:
+        d = parameter_descriptor(name)
+        is_int = isinstance(b.low, int) and isinstance(b.high, int)
+        rng = d.integer_range if is_int else d.floating_point_range
+        assert len(rng) == 1 and (rng[0].from_value, rng[0].to_value) == (b.low, b.high), name
+        step = 1 if is_int else max(1e-6, (b.high - b.low) * 1e-6)
+        ok = [b.high] + ([] if b.low_open else [b.low]) + ([b.low + step] if b.low_open else [])
+        # thermal_low_pct < thermal_high_pct also holds: each end is tried against the other's far end
+        partner = {"tracker.aux.thermal_low_pct": ("tracker.aux.thermal_high_pct", 100.0, b.high - 1),
+                   "tracker.aux.thermal_high_pct": ("tracker.aux.thermal_low_pct", 0.0, b.low + 1)}.get(name)
+        where = dict(base)
+        if partner:
+            where[partner[0]] = partner[1]
+            ok = [partner[2] if v == partner[1] else v for v in ok]
+        for value in ok:
+            build_settings({**where, name: value}, TrackerConfig())
+        for value in ([b.high + step] + ([b.low] if b.low_open else [b.low - step])):
+            with pytest.raises(ConfigError, match=name.rsplit(".", 1)[-1]):
+                build_settings({**where, name: value}, TrackerConfig())
+
+
+@pytest.mark.parametrize("name, value", [
+    ("tracker.search_factor", 1e6), ("tracker.template_factor", 1e5), ("tracker.search_factor", 0.5),
+    ("input.max_image_pixels", 10**9), ("input.init_buffer", 10**6), ("sync.queue_size", 10**6),
+])
+def test_what_sizes_an_allocation_is_bounded_with_the_reason(name, value):
+    with pytest.raises(ConfigError) as err:
+        build_settings(values(**{name.replace(".", "__"): value}), TrackerConfig())
+    assert name.rsplit(".", 1)[-1] in str(err.value) and "must be in" in str(err.value) and "(" in str(err.value)
+    if name.startswith("tracker."):  # the core refuses it too (Tracker.set_config, notebooks)
+        from dataclasses import replace
+
+        with pytest.raises(ConfigError, match=name.rsplit(".", 1)[-1]):
+            replace(TrackerConfig(), **{name.rsplit(".", 1)[-1]: value})
+
+
+def test_the_init_history_budget_bounds_buffer_times_frame_size():
+    build_settings(values(), TrackerConfig())  # the defaults fit
+    with pytest.raises(ConfigError, match="GiB of buffered frames"):
+        build_settings(values(input__init_buffer=1000), TrackerConfig())
+    build_settings(values(input__init_buffer=1000, input__max_image_pixels=640 * 480), TrackerConfig())
+
+
+def test_backend_auto_is_onnxruntime_on_the_cpu_and_torch_on_cuda():
+    from utptrack_ros.ros.params import settings_summary
+
+    assert parameter_defaults()["model.backend"] == "auto"
+    s = build_settings(values(), TrackerConfig())
+    assert s.model.backend == "onnxruntime" and s.requested_backend == "auto"
+    assert "backend=onnxruntime (auto)" in settings_summary(s)
+    for device in ("cuda", "cuda:1"):
+        assert build_settings(values(model__device=device), TrackerConfig()).model.backend == "torch"
+    # device auto resolves like the tracker does (no CUDA on the CI machine: the CPU)
+    import torch
+
+    expected = "torch" if torch.cuda.is_available() else "onnxruntime"
+    assert build_settings(values(model__device="auto"), TrackerConfig()).model.backend == expected
+    s = build_settings(values(model__backend="torch"), TrackerConfig())
+    assert s.model.backend == "torch" and "(auto)" not in settings_summary(s)
+
+
+def test_every_cpu_preset_also_runs_on_cuda():
+    """`device:=cuda` with a shipped preset resolves to torch instead of failing validation."""
     from pathlib import Path
 
-    src = (Path(__file__).resolve().parents[2] / "launch" / "tracker.launch.py").read_text()
-    tree = ast.parse(src)
-    declared = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
-                and getattr(c.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared >= {"params_file", "weights", "modality", "namespace", "use_sim_time", "image", "aux_image", "autostart"}
+    import yaml
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml")):
+        params = _flatten(yaml.safe_load(path.read_text())["/**"]["ros__parameters"])
+        for device, backend in (("cuda", "torch"), ("cpu", "onnxruntime")):
+            merged = {**parameter_defaults(), **params, "model.device": device}
+            s = build_settings(merged, default_tracker_config(params["model.name"]))
+            assert s.model.backend == backend, (path.name, device)

@@ -66,3 +66,46 @@ def test_readme_parameter_table_names_every_declared_parameter():
     assert len(documented) == len(set(documented)), "a parameter is documented twice"
     assert set(documented) - declared == set(), "documented but not declared"
     assert declared - set(documented) == set(), "declared but missing from the README table"
+
+
+def bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_commands_address_the_node_the_launch_example_starts():
+    """The examples after the robot launch call the node under the namespace that launch gives it."""
+    node = section(README, "## The ROS 2 node")
+    launches = [b for b in bash_blocks(node) if "ros2 launch utptrack_ros" in b]
+    assert launches
+    ns = {m for b in launches for m in re.findall(r"namespace:=(\S+)", b)}
+    assert len(ns) == 1, f"one namespace in the launch examples, got {ns}"
+    prefix = f"/{ns.pop()}/"
+    calls = re.findall(r"ros2 (?:service call|param set|lifecycle set|topic pub --once|param describe) (\S+)", node)
+    assert calls
+    wrong = [c for c in calls if not c.startswith(prefix)]
+    assert not wrong, f"commands not under {prefix}: {wrong}"
+
+
+def test_readme_sets_the_transport_profile_before_starting_anything():
+    for block in bash_blocks(README):
+        lines = block.splitlines()
+        exports = [i for i, line in enumerate(lines) if "FASTDDS_DEFAULT_PROFILES_FILE=" in line]
+        starts = [i for i, line in enumerate(lines) if re.search(r"\butptrack_node\b|ros2 launch|ros2 run", line)]
+        if exports and starts:
+            assert max(exports) < min(starts), f"the profile is exported after a start in:\n{block}"
+
+
+def test_readme_parameter_table_says_when_each_parameter_applies():
+    """The 'when' column is what the node does: start-up = read-only descriptor, live = applied
+    to the running tracker (LIVE_PREFIXES), configure = the rest."""
+    from utptrack_ros.ros.params import LIVE_PREFIXES, parameter_descriptor
+
+    rows = [line.split("|") for line in section(README, "### Parameters").splitlines() if line.startswith("| `")]
+    for row in rows:
+        for name in table_parameter_names(row[1]):
+            when = row[3].strip()
+            if name == "use_sim_time":
+                continue
+            expected = ("start-up" if parameter_descriptor(name).read_only
+                        else "live" if name.startswith(LIVE_PREFIXES) else "configure")
+            assert when == expected, f"{name}: README says {when!r}, the node: {expected!r}"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -47,7 +47,8 @@ from ..sensors import (
 from ..types import Modality, TrackResult, TrackState
 from . import diagnostics as diag
 from . import messages
-from .params import LIVE_PREFIXES, NodeSettings, build_settings, effective_core_values, parameter_defaults, settings_summary
+from .params import (LIVE_PREFIXES, NodeSettings, build_settings, effective_core_values, parameter_defaults,
+                     parameter_descriptor, settings_summary)
 from .qos import describe, qos_profile
 from .sync import ApproximateSync, FrameHistory, NewestSetMailbox, Stamped, SyncedSet
 from .trace import StageTrace
@@ -97,7 +98,7 @@ class TrackerNode(LifecycleNode):
     def __init__(self, node_name: str = "utptrack", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         for name, default in parameter_defaults().items():
-            self.declare_parameter(name, default, ParameterDescriptor(name=name, dynamic_typing=True))
+            self.declare_parameter(name, default, parameter_descriptor(name))
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.settings: Optional[NodeSettings] = None

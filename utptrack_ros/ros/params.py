@@ -15,8 +15,11 @@ import typing
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Optional
 
-from ..config import AuxConfig, PruneConfig, TrackerConfig
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from ..config import AUX_BOUNDS, TRACKER_BOUNDS, AuxConfig, Bounds, PruneConfig, TrackerConfig
 from ..errors import ConfigError
+from ..runtime import BACKENDS, resolve_backend
 from ..types import Modality
 from .qos import QOS_NAMES
 
@@ -30,6 +33,8 @@ __all__ = [
     "CORE_PARAMS",
     "LIVE_PREFIXES",
     "parameter_defaults",
+    "parameter_descriptor",
+    "PARAM_SPECS",
     "build_settings",
 ]
 
@@ -46,9 +51,10 @@ class ModelParams:
     # OMP_WAIT_POLICY=PASSIVE (sleeping OpenMP workers leave the cores to the other nodes), and
     # with sleeping workers a second thread makes tiny slower (2-core CPU: 24.6 vs 35.4 frames/s)
     num_threads: int = 1
-    # torch, or onnxruntime (CPU only): the same network exported once per weights and keep ratios
-    # into onnx_cache and run by onnxruntime, ~1.4x faster for tiny on 2 cores (runtime/network.py)
-    backend: str = "torch"
+    # auto: onnxruntime on the CPU, torch on CUDA (runtime.resolve_backend, resolved at configure);
+    # onnxruntime (CPU only): the same network exported once per weights and keep ratios into
+    # onnx_cache and run by onnxruntime, ~1.4x faster for tiny on 2 cores (runtime/network.py)
+    backend: str = "auto"
     onnx_cache: str = ""  # "" = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros
 
 
@@ -66,6 +72,7 @@ class InputParams:
     prompt: str = ""  # initial language prompt (the prompt topic replaces it at run time)
     max_prompt_chars: int = 500  # longer prompts are refused (WARN), the current one is kept
     init_buffer: int = 30  # frames kept for ~/init_target by stamp
+    max_image_pixels: int = 16_777_216  # frames with more pixels (W*H) are dropped with a WARN; bounds memory
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,139 @@ def parameter_defaults() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ParamSpec:
+    """What ``ros2 param describe`` shows for one parameter, and the bounds :func:`build_settings`
+    enforces (the descriptor's range and the validation are the same numbers).
+
+    Attributes:
+        description: what it does and when a change applies.
+        bounds: numeric range (ints for integer parameters) with its reason; None = not numeric.
+        read_only: settable at start-up only (parameter file, ``-p``, launch arguments): it
+            decides what is loaded, subscribed or written (paths), so changing it needs a new
+            process; ``ros2 param set`` is refused.
+        constraints: the accepted values where a range cannot say it (choices, formats).
+    """
+
+    description: str
+    bounds: Optional[Bounds] = None
+    read_only: bool = False
+    constraints: str = ""
+
+
+_START_UP = "Start-up only (read-only)."
+_CONFIGURE = "Applied at the next configure."
+_LIVE = "Live: applied to the running tracker."
+_QOS = f"one of {', '.join(QOS_NAMES)}"
+
+PARAM_SPECS: dict[str, ParamSpec] = {
+    "autostart": ParamSpec(f"configure + activate at start, for systems without a lifecycle manager. {_START_UP}",
+                           read_only=True),
+    "model.name": ParamSpec(f"registered model variant. {_START_UP}", read_only=True,
+                            constraints="tiny, tiny_base, o256, o256_base, o384, o384_base"),
+    "model.weights": ParamSpec(
+        f"weights file: empty = the variant's shipped weights; a project .safetensors or an official "
+        f"checkpoint path; 'random' = seeded random init (plumbing tests). A path: {_START_UP}", read_only=True),
+    "model.device": ParamSpec(f"torch device. {_START_UP}", read_only=True,
+                              constraints="cpu, cuda, cuda:N, or auto (cuda when available)"),
+    "model.seed": ParamSpec(f"torch seed for model.weights 'random'. {_START_UP}",
+                            Bounds(0, 2**31 - 1, "a seed"), read_only=True),
+    "model.num_threads": ParamSpec(f"torch / onnxruntime CPU threads; 0 = the library's default. {_START_UP}",
+                                   Bounds(0, 1024, "threads"), read_only=True),
+    "model.backend": ParamSpec(
+        f"runtime: auto = onnxruntime on the CPU, torch on CUDA (the configure log says which); onnxruntime "
+        f"(CPU only; static graphs exported once per weights and keep ratios); torch. {_START_UP}", read_only=True, constraints="auto, torch, onnxruntime"),
+    "model.onnx_cache": ParamSpec(
+        f"root of the onnxruntime export cache; empty = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros. "
+        f"A path the node writes to: {_START_UP}", read_only=True),
+    "input.modality": ParamSpec(f"auxiliary stream on aux/image. {_START_UP}", read_only=True,
+                                constraints="rgb (none), depth, thermal, event"),
+    "input.compressed": ParamSpec(f"RGB from image/compressed (sensor_msgs/CompressedImage) instead of image. {_START_UP}",
+                                  read_only=True),
+    "input.aux_compressed": ParamSpec(f"aux from aux/image/compressed instead of aux/image. {_START_UP}", read_only=True),
+    "input.qos_image": ParamSpec(f"QoS of the RGB subscription. {_START_UP}", read_only=True, constraints=_QOS),
+    "input.qos_aux": ParamSpec(f"QoS of the aux subscription. {_START_UP}", read_only=True, constraints=_QOS),
+    "input.qos_depth": ParamSpec(f"KEEP_LAST depth of the image subscriptions. {_START_UP}",
+                                 Bounds(1, 100, "messages queued per subscription"), read_only=True),
+    "input.zero_stamp": ParamSpec(f"frames stamped 0: drop (WARN) or now (stamp with the node clock). {_START_UP}",
+                                  read_only=True, constraints="drop, now"),
+    "input.prompt": ParamSpec(f"initial language prompt; the prompt topic replaces it at run time. {_START_UP}",
+                              read_only=True, constraints="at most input.max_prompt_chars characters"),
+    "input.max_prompt_chars": ParamSpec(f"longer prompts are refused (WARN). {_START_UP}",
+                                        Bounds(1, 10_000, "characters"), read_only=True),
+    "input.init_buffer": ParamSpec(
+        f"frames kept for ~/init_target by stamp. {_START_UP}",
+        Bounds(1, 1000, "frames held in memory"), read_only=True,
+        constraints="init_buffer * max_image_pixels * 6 bytes (RGB + aux) <= 4 GiB"),
+    "input.max_image_pixels": ParamSpec(
+        f"frames with more pixels (W*H) are dropped with a WARN; bounds the memory of every frame. {_START_UP}",
+        Bounds(1, 67_108_864, "pixels; 8192 x 8192 at most"), read_only=True),
+    "sync.slop_s": ParamSpec(f"max |stamp(rgb) - stamp(aux)| of a pair, seconds. {_LIVE}", Bounds(0.0, 10.0, "seconds")),
+    "sync.queue_size": ParamSpec(f"per-stream queue of not-yet-paired frames. {_LIVE}",
+                                 Bounds(1, 100, "frames held in memory")),
+    "sync.aux_timeout_s": ParamSpec(f"aux silent this long (node clock) -> RGB-only fallback (WARN), seconds. {_LIVE}",
+                                    Bounds(0.0, 3600.0, "seconds", low_open=True)),
+    "output.debug_image": ParamSpec(f"create ~/debug_image (rendered only while subscribed). {_CONFIGURE}"),
+    "output.diagnostics_period_s": ParamSpec(f"period of /diagnostics, seconds. {_CONFIGURE}",
+                                             Bounds(0.05, 60.0, "seconds")),
+    "output.stale_s": ParamSpec(f"no RGB frame for this long while active -> STALE (ERROR), seconds. {_CONFIGURE}",
+                                Bounds(0.0, 3600.0, "seconds", low_open=True)),
+    "prune.enabled": ParamSpec(f"false = every keep ratio 1.0 (the unpruned network). {_LIVE}"),
+    **{f"prune.keep_ratio_{c}": ParamSpec(
+        f"one keep ratio for every pruning layer of {name}; unset = the variant's per-layer ratios. {_LIVE}",
+        Bounds(0.0, 1.0, "fraction of tokens kept; 1.0 keeps every token", low_open=True))
+       for c, name in (("ce", "CE (search region)"), ("dte", "DTE (dynamic template)"), ("ste", "STE (static template)"))},
+}
+
+_TRACKER_TEXT = {
+    "template_factor": "template crop side / target size (sqrt(w*h))",
+    "search_factor": "search crop side / target size (sqrt(w*h)); sizes every per-frame crop",
+    "update_interval": "frames between dynamic-template updates; 0 = never",
+    "update_threshold": "windowed confidence above which the dynamic template is updated",
+    "lost_threshold": "confidence below which the state is LOST (the box is still published)",
+    "hann_window": "multiply the centre map by a Hann window before the argmax",
+    "clip_margin": "pixels of the box kept inside the image",
+    "size_smoothing": "fraction of the previous width/height kept on each confident frame; 0 = none",
+    "depth_max_mm": "depth clip in millimetres (min(3 * median, this))",
+    "thermal_mode": "16-bit thermal to 8 bits: minmax, percentile or linear",
+    "thermal_low_pct": "percentile mapped to 0 (thermal_mode percentile)",
+    "thermal_high_pct": "percentile mapped to 255 (thermal_mode percentile)",
+    "thermal_gain": "8-bit value per raw count (thermal_mode linear)",
+    "thermal_offset": "added after the gain (thermal_mode linear)",
+}
+for _f in _TRACKER_FIELDS:
+    PARAM_SPECS[f"tracker.{_f.name}"] = ParamSpec(
+        f"{_TRACKER_TEXT[_f.name]}; unset = the variant's value (filled in at configure). {_LIVE}",
+        TRACKER_BOUNDS.get(_f.name))
+for _f in _AUX_FIELDS:
+    PARAM_SPECS[f"tracker.aux.{_f.name}"] = ParamSpec(
+        f"{_TRACKER_TEXT[_f.name]}; unset = the variant's value (filled in at configure). {_LIVE}",
+        AUX_BOUNDS.get(_f.name), constraints="minmax, percentile, linear" if _f.name == "thermal_mode" else "")
+
+
+def parameter_descriptor(name: str) -> ParameterDescriptor:
+    """The descriptor ``name`` is declared with: description, range, read-only (``ros2 param describe``).
+
+    Every parameter is dynamically typed (``tracker.*`` are declared without a value and filled
+    in at configure; a YAML ``1`` for a float parameter is accepted), so the range applies to
+    values of its own type and :func:`build_settings` checks every value with the same bounds.
+    """
+    spec = PARAM_SPECS.get(name, ParamSpec(""))
+    d = ParameterDescriptor(name=name, dynamic_typing=True, description=spec.description, read_only=spec.read_only)
+    constraints = [spec.constraints] if spec.constraints else []
+    b = spec.bounds
+    if b is not None:
+        if b.low_open:
+            constraints.append(f"> {b.low:g}")
+        constraints.append(b.reason)
+        if isinstance(b.low, int) and isinstance(b.high, int):
+            d.integer_range = [IntegerRange(from_value=b.low, to_value=b.high, step=1)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(b.low), to_value=float(b.high), step=0.0)]
+    d.additional_constraints = "; ".join(constraints)
+    return d
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     """Everything the node runs with, validated."""
 
@@ -129,6 +269,7 @@ class NodeSettings:
     prune_enabled: bool
     keep_ratios: dict  # component -> ratio or None (variant's own)
     autostart: bool
+    requested_backend: str = ""  # model.backend as set ("auto"); model.backend holds the resolved one
 
     @property
     def modality(self) -> Modality:
@@ -177,6 +318,21 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+#: worst case of the init history: RGB (3 bytes per pixel) + an aux frame (up to 3)
+_HISTORY_BYTES_PER_PIXEL = 6
+_MAX_HISTORY_BYTES = 4 * 2**30
+
+
+def _check_bounds(group: str, params: Any) -> None:
+    """Every bounded field of ``params`` (the ``group.*`` parameters) within its :data:`PARAM_SPECS` range."""
+    for f in fields(params):
+        name = f"{group}.{f.name}"
+        b = PARAM_SPECS[name].bounds if name in PARAM_SPECS else None
+        if b is not None:
+            value = getattr(params, f.name)
+            _check(b.holds(value), f"{name} must be in {b.text()} ({b.reason}), got {value!r}")
+
+
 def build_settings(values: Mapping[str, Any], variant_tracker: TrackerConfig) -> NodeSettings:
     """Validate parameter ``values`` (name -> value, None = unset) into :class:`NodeSettings`.
 
@@ -197,27 +353,26 @@ def build_settings(values: Mapping[str, Any], variant_tracker: TrackerConfig) ->
     _check(bool(model.name), "model.name must name a registered variant")
     _check(model.device == "auto" or model.device == "cpu" or model.device.startswith("cuda"),
            f"model.device must be cpu, cuda, cuda:N or auto, got {model.device!r}")
-    _check(model.num_threads >= 0, f"model.num_threads must be >= 0, got {model.num_threads}")
-    _check(model.backend in ("torch", "onnxruntime"),
-           f"model.backend must be torch or onnxruntime, got {model.backend!r}")
-    _check(model.backend == "torch" or model.device == "cpu",
-           f"model.backend onnxruntime runs on the CPU; model.device {model.device!r} needs model.backend torch")
+    _check(model.backend in BACKENDS, f"model.backend must be {', '.join(BACKENDS)}, got {model.backend!r}")
+    _check(model.backend != "onnxruntime" or model.device == "cpu",
+           f"model.backend onnxruntime runs on the CPU; model.device {model.device!r} needs model.backend "
+           "torch or auto")
+    requested_backend = model.backend
+    model = replace(model, backend=resolve_backend(model.backend, model.device))
     modalities = [m.value for m in Modality]
     _check(inp.modality in modalities, f"input.modality must be one of {modalities}, got {inp.modality!r}")
     for key in ("qos_image", "qos_aux"):
         _check(getattr(inp, key) in QOS_NAMES, f"input.{key} must be one of {list(QOS_NAMES)}, got {getattr(inp, key)!r}")
-    _check(1 <= inp.qos_depth <= 100, f"input.qos_depth must be in [1, 100], got {inp.qos_depth}")
     _check(inp.zero_stamp in ("drop", "now"), f"input.zero_stamp must be drop or now, got {inp.zero_stamp!r}")
-    _check(1 <= inp.max_prompt_chars <= 10000, f"input.max_prompt_chars must be in [1, 10000], got {inp.max_prompt_chars}")
+    for group, params in (("model", model), ("input", inp), ("sync", sync), ("output", out)):
+        _check_bounds(group, params)
     _check(len(inp.prompt) <= inp.max_prompt_chars,
            f"input.prompt has {len(inp.prompt)} characters; at most input.max_prompt_chars={inp.max_prompt_chars}")
-    _check(1 <= inp.init_buffer <= 1000, f"input.init_buffer must be in [1, 1000], got {inp.init_buffer}")
-    _check(0.0 <= sync.slop_s <= 10.0, f"sync.slop_s must be in [0, 10] seconds, got {sync.slop_s}")
-    _check(1 <= sync.queue_size <= 100, f"sync.queue_size must be in [1, 100], got {sync.queue_size}")
-    _check(0.0 < sync.aux_timeout_s <= 3600.0, f"sync.aux_timeout_s must be in (0, 3600], got {sync.aux_timeout_s}")
-    _check(0.05 <= out.diagnostics_period_s <= 60.0,
-           f"output.diagnostics_period_s must be in [0.05, 60], got {out.diagnostics_period_s}")
-    _check(0.0 < out.stale_s <= 3600.0, f"output.stale_s must be in (0, 3600], got {out.stale_s}")
+    history = inp.init_buffer * inp.max_image_pixels * _HISTORY_BYTES_PER_PIXEL
+    _check(history <= _MAX_HISTORY_BYTES,
+           f"input.init_buffer * input.max_image_pixels allow {history / 2**30:.1f} GiB of buffered frames "
+           f"(RGB + aux, {_HISTORY_BYTES_PER_PIXEL} bytes per pixel); at most {_MAX_HISTORY_BYTES / 2**30:.0f} GiB: "
+           "lower one of them")
 
     tracker_kwargs = {}
     for f in _TRACKER_FIELDS:
@@ -241,13 +396,14 @@ def build_settings(values: Mapping[str, Any], variant_tracker: TrackerConfig) ->
         value = values.get(key)
         if value is not None:
             value = _coerce(key, value, float)
-            _check(0.0 < value <= 1.0, f"{key} must be in (0, 1] (1.0 keeps every token), got {value}")
+            b = PARAM_SPECS[key].bounds
+            _check(b.holds(value), f"{key} must be in {b.text()} ({b.reason}), got {value}")
         ratios[c] = value
     enabled = values.get("prune.enabled", True)
     enabled = True if enabled is None else _coerce("prune.enabled", enabled, bool)
     autostart = values.get("autostart", False)
     autostart = False if autostart is None else _coerce("autostart", autostart, bool)
-    return NodeSettings(model, inp, sync, out, tracker, enabled, ratios, autostart)
+    return NodeSettings(model, inp, sync, out, tracker, enabled, ratios, autostart, requested_backend)
 
 
 def effective_core_values(settings: NodeSettings, variant_prune: PruneConfig) -> dict[str, Any]:
@@ -269,7 +425,8 @@ def settings_summary(settings: NodeSettings) -> str:
     """One line for the configure log."""
     return (
         f"model={settings.model.name} weights={settings.model.weights or '<shipped>'} device={settings.model.device} "
-        f"backend={settings.model.backend} "
+        f"backend={settings.model.backend}"
+        f"{' (auto)' if settings.requested_backend == 'auto' else ''} "
         f"modality={settings.input.modality} slop={settings.sync.slop_s}s queue={settings.sync.queue_size} "
         f"lost_threshold={settings.tracker.lost_threshold} prune={'on' if settings.prune_enabled else 'off'}"
     )

@@ -10,11 +10,13 @@ or runs the torch model directly, with the same call contract::
     tokens = backend.embed_templates(static, dynamic, static_box, dynamic_box)
     maps = backend.forward_search(search, tokens)          # SearchMaps (numpy)
 
-Importing :mod:`utptrack_ros` or this package does not import onnx or onnxruntime.
+``resolve_backend("auto", device)`` picks the runtime for a device (the node's ``model.backend``
+default). Importing :mod:`utptrack_ros` or this package does not import onnx or onnxruntime.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 _LAZY = {
@@ -28,7 +30,26 @@ _LAZY = {
     "SearchMaps": "backends",
 }
 
-__all__ = sorted(_LAZY)
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+__all__ = sorted([*_LAZY, "BACKENDS", "resolve_backend"])
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """The runtime ``backend`` names on ``device``: ``auto`` is onnxruntime on the CPU (the same
+    network exported to static graphs, ~1.4x faster for ``tiny``) when onnxruntime is installed,
+    and torch on a GPU or without onnxruntime; ``torch`` / ``onnxruntime`` are returned as given.
+
+    ``device`` is a device string (``cpu``, ``cuda``, ``cuda:N``, ``auto`` = cuda when available).
+    """
+    if backend != "auto":
+        return backend
+    if str(device) == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_cpu = str(device).split(":")[0] == "cpu"
+    return "onnxruntime" if on_cpu and importlib.util.find_spec("onnxruntime") is not None else "torch"
 
 
 def __getattr__(name: str) -> Any:

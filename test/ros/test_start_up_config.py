@@ -1,0 +1,65 @@
+"""Start-up-only parameters (model.*, input.*): each configuration is a node started with it.
+
+The node refuses to change them at run time (test_param_descriptors.py), so bad weights and the
+compressed input path are each tried on a node process of their own.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("rclpy")
+from ros_harness import Client, NodeProcess, domain_id, ros_env, target_box, H, W  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+PARAMS = """
+/**:
+  ros__parameters:
+    autostart: true
+    model: {{name: tiny, weights: '{weights}', seed: 0, device: cpu, num_threads: 1, backend: torch}}
+    input: {{modality: rgb, compressed: {compressed}}}
+    output: {{diagnostics_period_s: 0.25}}
+"""
+
+
+def start(tmp, tag: str, weights: str, compressed: bool = False) -> tuple[NodeProcess, Client]:
+    params = tmp / f"{tag}.yaml"
+    params.write_text(PARAMS.format(weights=weights, compressed=str(compressed).lower()))
+    return NodeProcess(params, ros_env(tag), tmp / f"{tag}.log"), Client(domain_id(tag))
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt"])
+def test_bad_weights_fail_configure_with_the_reason_and_the_node_stays_up(case, ros_tmp):
+    weights = ros_tmp / f"{case}.safetensors"
+    if case == "corrupt":
+        weights.write_bytes(b"\x00garbage" * 100)
+    proc, client = start(ros_tmp, f"test_start_up_config_{case}", str(weights))
+    try:
+        d = client.wait_diagnostics(lambda d: d["tracker"][0] == 2, timeout=90, what="ERROR tracker status")
+        assert "model load failed" in d["tracker"][1]
+        assert ("no such file" in d["tracker"][1]) == (case == "missing"), d["tracker"][1]
+        assert client.state() == "unconfigured"
+        res = client.init((10.0, 10.0, 20.0, 20.0))
+        assert not res.success and "the model is not configured" in res.message
+        assert proc.proc.poll() is None
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
+
+
+def test_compressed_rgb_input(ros_tmp):
+    proc, client = start(ros_tmp, "test_start_up_config_compressed", "random", compressed=True)
+    try:
+        client.log_containing("active on cpu", timeout=90)
+        time.sleep(0.5)
+        t = client.target_for(client.publish_compressed(0))
+        assert t.state == 0 and t.modality == "rgb" and (t.image_width, t.image_height) == (W, H)
+        res = client.init(target_box(0))
+        assert res.success, res.message
+        t = client.target_for(client.publish_compressed(1))
+        assert t.frame_index == 1 and t.target_id == res.target_id and not t.aux_fallback
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
