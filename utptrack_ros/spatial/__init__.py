@@ -3,9 +3,13 @@
 Framework-free (numpy + OpenCV, no rclpy). The flow per colour frame, for every target's box::
 
     intrinsics = CameraIntrinsics.from_camera_info(camera_info_msg, rectified=False)   # once per CameraInfo
+    locator = TargetLocator()                                                         # once per node
     intrinsics.check_image_size(width, height)                                        # per image
-    points = locate_targets(depth_array, [box, ...], intrinsics)                      # per frame
-    points[0].position_m  -> (x, y, z) in the image's optical frame, or None with .reason
+    points = locator.locate(depth_array, {"a": box, ...}, intrinsics, stamp_ns)       # per frame
+    points["a"].position_m  -> (x, y, z) in the image's optical frame, or None with .reason
+
+(``locate_targets`` is the stateless per-frame call; the locator adds each target's last depth as
+the prior of the next frame.)
 
 * ``spatial.camera``: :class:`CameraIntrinsics` (CameraInfo validation, raw vs rectified,
   plumb_bob / rational_polynomial / equidistant undistortion, binning and ROI, back-projection).
