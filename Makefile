@@ -33,7 +33,9 @@ $(PKG_STAMP): setup.py $(DEPS_STAMP)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-$(IFACE_STAMP): $(INTERFACES) CMakeLists.txt package.xml scripts/build_interfaces.sh $(DEPS_STAMP)
+# install/: interfaces, utptrack_node, launch/config, and the presets' prebuilt onnxruntime graphs
+$(IFACE_STAMP): $(INTERFACES) CMakeLists.txt package.xml scripts/build_interfaces.sh $(DEPS_STAMP) \
+		$(wildcard launch/* config/* utptrack_ros/weights/*.safetensors)
 	bash scripts/build_interfaces.sh $(VENV)
 	touch $@
 

@@ -9,7 +9,8 @@
 #  1. rewrites the wheels' baked-in /opt/python/cpXY-cpXY include paths in
 #     <venv>/share/*/cmake/*rosidl_generator_pyExport.cmake to this venv's Python/numpy includes;
 #  2. runs `colcon build` on this package with AMENT_PREFIX_PATH/CMAKE_PREFIX_PATH = the venv
-#     and -DUTPTRACK_VENV_BUILD=ON (no copy of the Python sources, $ORIGIN RPATHs);
+#     and -DUTPTRACK_VENV_BUILD=ON (no copy of the Python sources, $ORIGIN RPATHs); its install
+#     step also exports the CPU presets' onnxruntime graphs (runtime/prebuilt.py);
 #  3. writes <site-packages>/utptrack_ros.pkg naming install/.../site-packages/utptrack_ros:
 #     utptrack_ros/__init__.py calls pkgutil.extend_path, which reads such .pkg files, so
 #     utptrack_ros.msg / .srv resolve there while every other module still comes from the
@@ -63,8 +64,9 @@ fi
 INPUT_HASH=$(
   {
     echo "$VENV $PYVER $PYINC $NPINC"
-    cd "$REPO" && cat CMakeLists.txt package.xml scripts/build_interfaces.sh msg/*.msg srv/*.srv
-    ls "$SITE" | grep -E '^ros_.*\.dist-info$' || true   # the ROS wheels and their versions
+    cd "$REPO" && cat CMakeLists.txt package.xml scripts/build_interfaces.sh msg/*.msg srv/*.srv launch/* config/*
+    sha256sum utptrack_ros/weights/*.safetensors     # the prebuilt graphs (share/utptrack_ros/onnx) follow them
+    ls "$SITE" | grep -E '^(ros_.*|torch-.*|onnx.*)\.dist-info$' || true   # ROS wheels, exporter versions
   } | sha256sum | cut -d' ' -f1
 )
 HASH_FILE="$INSTALL/.utptrack_interfaces.sha256"
@@ -91,7 +93,8 @@ if [ -f "$HASH_FILE" ] && [ "$(cat "$HASH_FILE")" = "$INPUT_HASH" ] && [ -f "$SI
   exit 0
 fi
 
-log "colcon build of utptrack_ros (install: $INSTALL; log: log/build_interfaces.log)"
+log "colcon build of utptrack_ros (install: $INSTALL; log: log/build_interfaces.log;"
+log "  includes exporting the CPU presets' onnxruntime graphs into share/utptrack_ros/onnx: ~20-100 s)"
 mkdir -p "$LOG"
 rm -f "$HASH_FILE"
 # The venv lives inside the repo, and CMake refuses to export include directories (the venv's

@@ -10,7 +10,8 @@ Two builds of the same CMakeLists.txt must give the same, complete tree:
 For each: ``ament_index_python`` (as ros2run / launch_ros do) finds the package prefix from
 ``AMENT_PREFIX_PATH``; ``<prefix>/lib/utptrack_ros/utptrack_node`` exists, is executable and
 runs (``--help`` exits 0 from a clean environment); ``share/utptrack_ros`` holds package.xml,
-the launch file and the config presets; the ament resource marker is there.
+the launch file, the config presets and the presets' prebuilt onnxruntime graphs; the ament
+resource marker is there.
 """
 from __future__ import annotations
 
@@ -77,6 +78,13 @@ def check_tree(found: dict, prefix: Path, pythonpath: str = "") -> set[str]:
     files = set(found["share_files"])
     presets = {f"config/{p.name}" for p in (REPO / "config").iterdir()}
     assert {"package.xml", "launch/tracker.launch.py"} | presets <= files
+    # the CPU presets' onnxruntime graphs, prebuilt at install, intact (runtime/prebuilt.py)
+    from utptrack_ros.runtime.prebuilt import check_manifest
+
+    graphs = sorted({f.split("/")[1] for f in files if f.startswith("onnx/") and f.endswith("/manifest.json")})
+    assert graphs, "no prebuilt onnxruntime graphs in share/utptrack_ros/onnx"
+    for folder in graphs:
+        assert check_manifest(Path(found["share"]) / "onnx" / folder) is None, folder
     env = clean_env()
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
@@ -100,7 +108,7 @@ def test_make_setup_install_tree_runs_like_a_ros_workspace():
 
 @pytest.mark.slow
 def test_plain_colcon_workspace_gives_the_same_tree(tmp_path):
-    """A ROS 2 workspace build of the repo (~15 s on 2 cores: rosidl generation + compile)."""
+    """A ROS 2 workspace build of the repo (~1 min on 2 cores: rosidl generation, compile, graph export)."""
     venv_files = _venv_tree()
     src = tmp_path / "ws" / "src" / "utptrack_ros"
     src.mkdir(parents=True)

@@ -29,6 +29,15 @@ def _frames(n=32, size=(480, 640)):
     return frames, boxes
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_prebuilt_graphs():
+    """The export cache is under test here; graphs prebuilt at install (test_prebuilt.py) would
+    otherwise serve the shipped model without an export."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UTPTRACK_PREBUILT_ONNX", "0")
+        yield
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("utptrack-cache")

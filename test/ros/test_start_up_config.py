@@ -63,3 +63,26 @@ def test_compressed_rgb_input(ros_tmp):
     finally:
         client.close()
         assert proc.stop() == 0, proc.log()[-3000:]
+
+
+def test_first_start_of_the_shipped_cpu_preset_exports_nothing(ros_tmp):
+    """config/rgb_cpu.yaml (shipped tiny, backend auto = onnxruntime) with an empty user cache:
+    the graphs prebuilt at install (share/utptrack_ros/onnx) are used; nothing is exported."""
+    from ros_harness import REPO
+
+    if not list((REPO / "install" / "share" / "utptrack_ros" / "onnx").glob("tiny-*/manifest.json")):
+        pytest.skip("no prebuilt graphs in install/ (make setup)")
+    tag = "test_start_up_config_first_start"
+    env = ros_env(tag)
+    cache = ros_tmp / "empty-user-cache"
+    env["UTPTRACK_CACHE_DIR"] = str(cache)
+    proc = NodeProcess(REPO / "config" / "rgb_cpu.yaml", env, ros_tmp / f"{tag}.log")
+    client = Client(domain_id(tag))
+    try:
+        assert "onnxruntime" in client.log_containing("active on cpu", timeout=90).msg
+        assert not cache.exists(), "the first start exported graphs into the user cache"
+        d = client.wait_diagnostics(lambda d: d["tracker"][2].get("backend") == "onnxruntime", what="backend")
+        assert d["tracker"][2]["model"] == "tiny"
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]

@@ -165,7 +165,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {
                                    Bounds(0, 1024, "threads"), read_only=True),
     "model.backend": ParamSpec(
         f"runtime: auto = onnxruntime on the CPU, torch on CUDA (the configure log says which); onnxruntime "
-        f"(CPU only; static graphs exported once per weights and keep ratios); torch. {_START_UP}", read_only=True, constraints="auto, torch, onnxruntime"),
+        f"(CPU only; static graphs, prebuilt at install for the shipped presets, else exported once per weights "
+        f"and keep ratios); torch. {_START_UP}", read_only=True, constraints="auto, torch, onnxruntime"),
     "model.onnx_cache": ParamSpec(
         f"root of the onnxruntime export cache; empty = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros. "
         f"A path the node writes to: {_START_UP}", read_only=True),

@@ -10,6 +10,9 @@ cache directory and loaded from there afterwards:
   the model config with its keep ratios, the opset and the torch / package versions;
   ``<cache>`` = ``$UTPTRACK_CACHE_DIR``, else ``$XDG_CACHE_HOME/utptrack_ros``, else
   ``~/.cache/utptrack_ros``. An export takes ~20 s for ``tiny`` on 2 cores; loading ~0.3 s.
+* Graphs prebuilt at install time for the shipped presets (``share/utptrack_ros/onnx``,
+  :mod:`.prebuilt`) are used read-only before the cache, when their folder name (the same
+  fingerprint) and checksums match: a first start then exports nothing.
 * A cache folder that onnxruntime cannot load (truncated or corrupt file) is exported again.
 * Keep ratios changed live (:meth:`OrtNetwork.set_prune`) use cached graphs when they exist and
   otherwise run on the torch model (same outputs) until :meth:`OrtNetwork.prepare` exports them:
@@ -74,6 +77,11 @@ def fingerprint(weights: str, config: Any, prune: PruneConfig, opset: int) -> st
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def graphs_folder(config: Any, weights: str, prune: PruneConfig, opset: int) -> str:
+    """``<variant>-<fingerprint>``: the folder of one export, in the cache and in the prebuilt graphs."""
+    return f"{config.name}-{fingerprint(weights, config, prune, opset)}"
+
+
 class OrtNetwork:
     """``model``'s tracking calls run by onnxruntime; ``model`` stays the torch reference.
 
@@ -121,14 +129,19 @@ class OrtNetwork:
     def export_dir(self, prune: Optional[PruneConfig] = None) -> Path:
         """The cache folder of the graphs for ``prune`` (default: the current keep ratios)."""
         prune = self.prune if prune is None else prune
-        key = fingerprint(self._weights, self.config, prune, self.opset)
-        return self.cache_dir / "onnx" / f"{self.config.name}-{key}"
+        return self.cache_dir / "onnx" / graphs_folder(self.config, self._weights, prune, self.opset)
+
+    @property
+    def graphs_dir(self) -> Optional[Path]:
+        """The folder of the graphs running now (prebuilt or cache), None while on torch."""
+        return None if self._active is None else self._active.directory
 
     def _activate(self, export: bool) -> Path:
-        """Use the graphs for the current keep ratios: loaded, cached on disk, or (``export``) new."""
+        """Use the graphs for the current keep ratios: loaded, prebuilt at install (read-only,
+        ``runtime.prebuilt``), cached on disk, or (``export``) new."""
         directory = self.export_dir()
         if directory not in self._loaded:
-            backend = self._load(directory)
+            backend = self._load_prebuilt(directory.name) or self._load(directory)
             if backend is None and export:
                 self._export(directory)
                 backend = self._load(directory, strict=True)
@@ -148,6 +161,20 @@ class OrtNetwork:
         if self._active is None:
             log.warning("no onnxruntime graphs for keep ratios %s yet: tracking runs on torch until "
                         "prepare() exports them (~20 s; the node does on activate)", prune)
+
+    def _load_prebuilt(self, folder: str) -> Optional[Any]:
+        """The install's graphs for ``folder``, if intact; never modified (a failure -> the cache)."""
+        from .backends import OrtBackend
+        from .prebuilt import find_prebuilt
+
+        directory = find_prebuilt(folder)
+        if directory is None:
+            return None
+        try:
+            return OrtBackend(directory, threads=self.threads)
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for bad files
+            log.warning("prebuilt graphs in %s do not load (%s: %s); using the cache", directory, type(err).__name__, err)
+            return None
 
     def _load(self, directory: Path, strict: bool = False) -> Optional[Any]:
         from .backends import OrtBackend
