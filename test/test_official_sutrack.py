@@ -1,0 +1,136 @@
+"""The S family: golden outputs of the official SUTrack code, reproduced by ``sutrack_b224``.
+
+``test/fixtures/sutrack_golden.npz`` was produced once by ``scripts/golden_sutrack.py`` with the
+official SUTrack code (chenxin-dlut/SUTrack, commit in ``sutrack_golden.json``) on a reduced
+Fast-iTPN (width 32, stage depths 1/1, 4 attention blocks) with seeded random weights
+(``sutrack_reduced.safetensors``, the official model's state dict without its CLIP stand-in):
+the official tracker ran RGB frames (duplicated to 6 channels) and RGB + auxiliary frames,
+with dynamic-template updates every 3 frames. Here the same weights run in
+:class:`~utptrack_ros.tracker.Tracker`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from utptrack_ros.checkpoint import load_weights, read_checkpoint
+from utptrack_ros.config import TrackerConfig
+from utptrack_ros.models import create_model
+from utptrack_ros.tracker import Tracker
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PROVENANCE = json.loads((FIXTURES / "sutrack_golden.json").read_text())
+REDUCED = PROVENANCE["reduced"]
+MAP_TOL = 1e-4
+BOX_TOL_PX = 1e-3
+
+
+@pytest.fixture(scope="module")
+def golden():
+    with np.load(FIXTURES / "sutrack_golden.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def reduced_model(name: str = "sutrack_b224", **overrides):
+    c = REDUCED["head_channels"]
+    model = create_model(
+        name,
+        embed_dim=REDUCED["embed_dim"],
+        stage_depths=tuple(REDUCED["stage_depths"]),
+        depth=REDUCED["depth"],
+        num_heads=REDUCED["num_heads"],
+        head_channels=(c, c // 2, c // 4, c // 8),
+        text_dim=REDUCED["text_dim"],
+        **overrides,
+    )
+    assert load_weights(model, FIXTURES / "sutrack_reduced.safetensors").ok
+    return model.eval()
+
+
+def run_tracker(model, golden, case):
+    config = TrackerConfig(search_factor=4.0, update_interval=REDUCED["update_interval"],
+                           update_threshold=REDUCED["update_threshold"], lost_threshold=0.0)
+    tracker = Tracker(model, config=config)
+    tracker.model.set_no_prompt_feature(torch.from_numpy(golden["no_prompt_feature"]))
+    outputs = []
+    forward = tracker.model.forward_search
+
+    def recording(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        outputs.append(out)
+        return out
+
+    tracker.model.forward_search = recording
+    frames, aux = golden["frames"], golden["aux"]
+    if case == "rgbx":  # the auxiliary stream as a rendered 3-channel (event) frame, used as is
+        tracker.init(frames[0], golden["init_box"], aux=aux[0], modality="event")
+        results = [tracker.track(f, aux=a) for f, a in zip(frames[1:], aux[1:])]
+    else:
+        tracker.init(frames[0], golden["init_box"])
+        results = [tracker.track(f) for f in frames[1:]]
+    return results, outputs
+
+
+def test_fixture_records_the_official_commit():
+    assert PROVENANCE["official_repo"] == "chenxin-dlut/SUTrack" and len(PROVENANCE["official_commit"]) == 40
+    assert read_checkpoint(FIXTURES / "sutrack_reduced.safetensors").info["official_commit"] == PROVENANCE["official_commit"]
+
+
+def test_official_builder_state_dict_loads_strictly():
+    ckpt = read_checkpoint(FIXTURES / "sutrack_reduced.safetensors")
+    assert ckpt.source == "sutrack"
+    model = reduced_model()
+    assert set(model.state_dict()) == set(ckpt.state_dict)
+    assert {"encoder.body.cls_token", "encoder.body.blocks.5.attn.q_bias", "encoder.body.blocks.5.gamma_1",
+            "encoder.body.fc_norm.weight", "text_encoder.norm1.weight", "task_decoder.layers.2.bias"} <= set(ckpt.state_dict)
+
+
+@pytest.mark.parametrize("case", ["rgb", "rgbx"])
+def test_tracker_reproduces_the_official_sutrack_tracker(golden, case):
+    results, outputs = run_tracker(reduced_model(), golden, case)
+    assert len(outputs) == len(golden[f"{case}.score_map"])
+    for i, out in enumerate(outputs):
+        for key in ("score_map", "size_map", "offset_map", "task_logits"):
+            diff = np.abs(getattr(out, key).numpy() - golden[f"{case}.{key}"][i : i + 1]).max()
+            assert diff <= MAP_TOL, f"frame {i + 1} {key}: max |diff| {diff:.2e}"
+        assert np.abs(out.boxes.numpy()[0] - golden[f"{case}.decoded_box"][i]).max() <= MAP_TOL
+    assert [r.template_updated for r in results] == golden[f"{case}.template_updated"].tolist()
+    assert any(r.template_updated for r in results)  # the dynamic-template path ran
+    boxes = np.array([r.box.as_xywh() for r in results])
+    assert np.abs(boxes - golden[f"{case}.tracker_box"]).max() <= BOX_TOL_PX
+    assert results[0].ledger.input.visual == 196 + 49 + 49  # CLS and TEXT are not visual tokens
+
+
+def test_the_text_token_matters(golden):
+    """The golden comparison can fail: a zero text feature instead of CLIP's no-prompt feature."""
+    model = reduced_model()
+    tracker = Tracker(model, config=TrackerConfig(update_interval=0, lost_threshold=0.0))
+    outputs = []
+    forward = tracker.model.forward_search
+    tracker.model.forward_search = lambda *a, **k: outputs.append(forward(*a, **k)) or outputs[-1]
+    tracker.init(golden["frames"][0], golden["init_box"])
+    tracker.track(golden["frames"][1])
+    assert np.abs(outputs[0].score_map.numpy() - golden["rgb.score_map"][:1]).max() > 5 * MAP_TOL
+
+
+def test_registered_s_family_ledgers_and_parameter_count():
+    from utptrack_ros.models import model_config
+    from utptrack_ros.profiling import expected_ledger
+
+    s224 = expected_ledger(model_config("s224"))
+    assert (s224.input.visual, s224.final.visual, s224.average_visual) == (294, 90, 188.25)
+    assert [(lt.sr, lt.st, lt.dt) for lt in s224.layers if lt.layer in (6, 9, 12, 15, 18, 21)] == [
+        (138, 49, 49), (138, 30, 30), (97, 30, 30), (97, 18, 18), (68, 18, 18), (68, 11, 11)]
+    s384 = expected_ledger(model_config("s384"))
+    assert (s384.input.visual, s384.final.visual) == (864, 263)
+    assert expected_ledger(model_config("sutrack_b224")).final.visual == 294
+    model = create_model("sutrack_b224")
+    parts = {name: sum(p.numel() for p in getattr(model, name).parameters())
+             for name in ("encoder", "decoder", "task_decoder", "text_encoder")}
+    # method.md 8.3: encoder 84,345,472; head 4,704,645; task head 198,405; text proj + LNs 396,288
+    assert parts == {"encoder": 84_345_472, "decoder": 4_704_645, "task_decoder": 198_405, "text_encoder": 396_288}
+    assert len(model.state_dict()) == 1117 - 446  # every non-CLIP entry
