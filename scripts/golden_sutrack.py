@@ -14,11 +14,12 @@ stage depths 1 / 1, 4 attention blocks, 2 heads, MLP ratios 3, layer scale 0.1; 
 (factors 2 / 4), 2 templates, dynamic-template update every 3 frames above confidence 0.5 (the
 released 25 / 0.7 would not fire in 6 frames); decoder NUM_CHANNELS 16; text feature width 16.
 
-CLIP itself (ViT-L/14, downloaded by ``clip.load`` in the official code) is replaced by a
-seeded stand-in module with CLIP's interface (``encode_text`` of 77 token ids, ``text_projection``);
-the official ``TextEncoder`` runs unchanged on its output. The fixture keeps the stand-in's
-feature for the all-zero ids (no language prompt), which is what a CLIP encoder gives this
-project's model; the stand-in's own weights are not part of the fixture.
+CLIP itself (ViT-L/14, downloaded by ``clip.load`` in the official code) is replaced by a small
+seeded CLIP text tower with CLIP's interface and parameter names (this project's
+``models.clip_text.ClipTextEncoder`` at width 64, one layer, a 500-token vocabulary, output 16,
+with ``encode_text``); the official ``TextEncoder`` runs unchanged on its output. Its weights are
+part of the saved state dict (``text_encoder.clip.*``, as in released files), so loading the
+fixture computes the no-prompt feature (77 zero ids) the way loading a released file does.
 
 Setup::
 
@@ -51,22 +52,26 @@ FRAMES, HEIGHT, WIDTH = 7, 120, 160
 INIT_BOX = (58.0, 40.0, 28.0, 34.0)
 
 
-class StandInClip(nn.Module):
-    """CLIP's text interface with seeded weights: ids (B, 77) -> (B, TEXT_DIM) features."""
+def stand_in_clip() -> nn.Module:
+    """A small CLIP text tower (seeded by the caller) with CLIP's ``encode_text``."""
+    from utptrack_ros.models.clip_text import ClipTextEncoder
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.token_embedding = nn.Embedding(97, TEXT_DIM)
-        self.text_projection = nn.Parameter(torch.randn(TEXT_DIM, TEXT_DIM) / math.sqrt(TEXT_DIM))
+    class StandInClip(ClipTextEncoder):
+        def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return self.encode_ids(ids).clone()
 
-    def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.token_embedding(ids % 97).mean(dim=1)) @ self.text_projection
+    clip = StandInClip(width=64, layers=1, heads=1, vocab_size=500, output_dim=TEXT_DIM)
+    with torch.no_grad():
+        for p in clip.parameters():  # O(1) features from the all-zero ids
+            p.normal_(0.0, 0.5) if p.dim() > 1 else p.normal_(1.0, 0.1) if p.dim() == 1 else None
+    return clip
 
 
 def _shim_imports() -> None:
     warnings.filterwarnings("ignore")
     clip = types.ModuleType("clip")
-    clip.load = lambda name, device="cpu": (StandInClip(), None)
+    clip.load = lambda name, device="cpu": (stand_in_clip(), None)
     clip.tokenize = lambda text: torch.zeros(1, 77, dtype=torch.long)
     sys.modules["clip"] = clip
     torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
@@ -213,15 +218,16 @@ def main() -> int:
     sys.path.insert(0, str(args.official.resolve()))
     from safetensors.torch import save_file
 
-    torch.manual_seed(SEED)  # the stand-in CLIP's weights
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this project: the stand-in CLIP
     rgb, aux = frames()
     cfg = _config(args.official)
-    shapes = {k: v.shape for k, v in _network(cfg).state_dict().items()}
+    shapes = {k: v.shape for k, v in _network(cfg).state_dict().items() if not k.startswith("text_encoder.clip.")}
     weights = random_weights(shapes, SEED)
     torch.manual_seed(SEED)
-    clip = StandInClip()
-    weights.update({f"text_encoder.clip.{k}": v.detach().clone() for k, v in clip.state_dict().items()})
-    no_prompt = clip.encode_text(torch.zeros(1, 77, dtype=torch.long)).detach()[0]
+    clip = stand_in_clip()
+    weights.update({f"text_encoder.clip.{k}": v.detach().half().float() for k, v in clip.state_dict().items()})
+    clip.load_state_dict({k[len("text_encoder.clip."):]: v for k, v in weights.items() if k.startswith("text_encoder.clip.")})
+    no_prompt = clip.encode_text(torch.zeros(1, 77, dtype=torch.long))[0]
     arrays: dict[str, np.ndarray] = {"frames": rgb, "aux": aux, "init_box": np.array(INIT_BOX),
                                      "no_prompt_feature": no_prompt.numpy()}
     for case, video in (("rgb", rgb), ("rgbx", np.concatenate([rgb, aux], axis=-1))):
@@ -229,8 +235,7 @@ def main() -> int:
         arrays.update({f"{case}.{k}": v for k, v in result.items()})
         print(f"{case}: template updates {result['template_updated'].tolist()}, "
               f"task logits range {result['task_logits'].min():.2f}..{result['task_logits'].max():.2f}")
-    ours = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in weights.items()
-            if not k.startswith("text_encoder.clip.")}
+    ours = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
     meta = {"official_repo": "chenxin-dlut/SUTrack", "official_commit": args.commit,
             "generator": "scripts/golden_sutrack.py", "seed": str(SEED)}
     args.out.mkdir(parents=True, exist_ok=True)

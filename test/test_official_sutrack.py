@@ -3,9 +3,10 @@
 ``test/fixtures/sutrack_golden.npz`` was produced once by ``scripts/golden_sutrack.py`` with the
 official SUTrack code (chenxin-dlut/SUTrack, commit in ``sutrack_golden.json``) on a reduced
 Fast-iTPN (width 32, stage depths 1/1, 4 attention blocks) with seeded random weights
-(``sutrack_reduced.safetensors``, the official model's state dict without its CLIP stand-in):
-the official tracker ran RGB frames (duplicated to 6 channels) and RGB + auxiliary frames,
-with dynamic-template updates every 3 frames. Here the same weights run in
+(``sutrack_reduced.safetensors``: the official model's state dict, its CLIP a small stand-in
+text tower): the official tracker ran RGB frames (duplicated to 6 channels) and RGB + auxiliary
+frames, with dynamic-template updates every 3 frames. Here the same file is loaded (which
+computes the no-prompt text feature from its CLIP entries, as for a released file) and runs in
 :class:`~utptrack_ros.tracker.Tracker`.
 """
 from __future__ import annotations
@@ -55,7 +56,6 @@ def run_tracker(model, golden, case):
     config = TrackerConfig(search_factor=4.0, update_interval=REDUCED["update_interval"],
                            update_threshold=REDUCED["update_threshold"], lost_threshold=0.0)
     tracker = Tracker(model, config=config)
-    tracker.model.set_no_prompt_feature(torch.from_numpy(golden["no_prompt_feature"]))
     outputs = []
     forward = tracker.model.forward_search
 
@@ -80,13 +80,17 @@ def test_fixture_records_the_official_commit():
     assert read_checkpoint(FIXTURES / "sutrack_reduced.safetensors").info["official_commit"] == PROVENANCE["official_commit"]
 
 
-def test_official_builder_state_dict_loads_strictly():
+def test_official_builder_state_dict_loads_strictly(golden):
     ckpt = read_checkpoint(FIXTURES / "sutrack_reduced.safetensors")
     assert ckpt.source == "sutrack"
     model = reduced_model()
-    assert set(model.state_dict()) == set(ckpt.state_dict)
+    network_keys = {k for k in ckpt.state_dict if not k.startswith("text_encoder.clip.")}
+    assert set(model.state_dict()) == network_keys | {"text_encoder.no_prompt"}
     assert {"encoder.body.cls_token", "encoder.body.blocks.5.attn.q_bias", "encoder.body.blocks.5.gamma_1",
-            "encoder.body.fc_norm.weight", "text_encoder.norm1.weight", "task_decoder.layers.2.bias"} <= set(ckpt.state_dict)
+            "encoder.body.fc_norm.weight", "text_encoder.norm1.weight", "task_decoder.layers.2.bias",
+            "text_encoder.clip.text_projection"} <= set(ckpt.state_dict)
+    # the no-prompt feature is CLIP's encode_text of 77 zero ids, computed from the file's CLIP entries
+    np.testing.assert_allclose(model.no_prompt_feature.numpy(), golden["no_prompt_feature"], atol=1e-6)
 
 
 @pytest.mark.parametrize("case", ["rgb", "rgbx"])
@@ -108,6 +112,7 @@ def test_tracker_reproduces_the_official_sutrack_tracker(golden, case):
 def test_the_text_token_matters(golden):
     """The golden comparison can fail: a zero text feature instead of CLIP's no-prompt feature."""
     model = reduced_model()
+    model.set_no_prompt_feature(torch.zeros(REDUCED["text_dim"]))
     tracker = Tracker(model, config=TrackerConfig(update_interval=0, lost_threshold=0.0))
     outputs = []
     forward = tracker.model.forward_search
@@ -133,4 +138,39 @@ def test_registered_s_family_ledgers_and_parameter_count():
              for name in ("encoder", "decoder", "task_decoder", "text_encoder")}
     # method.md 8.3: encoder 84,345,472; head 4,704,645; task head 198,405; text proj + LNs 396,288
     assert parts == {"encoder": 84_345_472, "decoder": 4_704_645, "task_decoder": 198_405, "text_encoder": 396_288}
-    assert len(model.state_dict()) == 1117 - 446  # every non-CLIP entry
+    assert len(model.state_dict()) == 1117 - 446 + 1  # every non-CLIP entry + the no-prompt feature
+
+
+def test_onnxruntime_tracker_reproduces_the_official_sutrack_tracker(golden, tmp_path):
+    """The exported graphs ([CLS, SR, ST, DT, TEXT], the no-prompt feature baked in) in the tracker."""
+    config = TrackerConfig(search_factor=4.0, update_interval=REDUCED["update_interval"],
+                           update_threshold=REDUCED["update_threshold"], lost_threshold=0.0)
+    tracker = Tracker(reduced_model(), config=config, backend="onnxruntime", onnx_cache=tmp_path)
+    assert tracker.backend == "onnxruntime"
+    tracker.init(golden["frames"][0], golden["init_box"])
+    results = [tracker.track(f) for f in golden["frames"][1:]]
+    assert [r.template_updated for r in results] == golden["rgb.template_updated"].tolist()
+    boxes = np.array([r.box.as_xywh() for r in results])
+    assert np.abs(boxes - golden["rgb.tracker_box"]).max() <= BOX_TOL_PX
+
+
+def test_pruned_s_model_exports_with_text_guidance(tmp_path):
+    """s224's CTEM with text guidance (scaled to 4 blocks) through onnxruntime equals torch."""
+    from utptrack_ros.config import PruneConfig
+    from utptrack_ros.runtime import OrtBackend, TorchBackend, export_onnx
+
+    prune = PruneConfig(ce=((1, 0.7), (3, 0.7)), dte=((2, 0.6),), ste=((2, 0.6),), tta_mode="soft", text_guided="D")
+    model = reduced_model("s224", prune=prune)
+    export_onnx(model, tmp_path)
+    ours, ref = OrtBackend(tmp_path), TorchBackend(model)
+    g = np.random.default_rng(0)
+    z = g.standard_normal((1, 6, 112, 112)).astype(np.float32)
+    x = g.standard_normal((1, 6, 224, 224)).astype(np.float32)
+    box = np.array([[0.3, 0.3, 0.4, 0.4]], np.float32)
+    text = g.standard_normal((1, REDUCED["text_dim"])).astype(np.float32)
+    for prompt in (None, text):
+        a = ours.forward_search(x, ours.embed_templates(z, None, box, None), prompt)
+        b = ref.forward_search(x, ref.embed_templates(z, None, box, None), prompt)
+        assert max(np.abs(getattr(a, k) - getattr(b, k)).max() for k in ("score_map", "size_map", "offset_map")) <= 1e-4
+        assert np.array_equal(a.search_keep_mask, b.search_keep_mask)
+        assert (a.ledger.final.sr, a.ledger.final.st, a.ledger.final.dt) == (97, 30, 30)

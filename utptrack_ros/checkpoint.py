@@ -610,9 +610,18 @@ def sutrack_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module) -> dic
     (``text_encoder.clip.*``: text and visual towers, method.md 8.3) is not part of the tracking
     network, which takes CLIP text features; those entries are left out here unless the model
     has them (``models.clip_text.ClipTextEncoder.load_clip_state_dict`` reads the text tower).
+    What the network needs from CLIP is the feature used without a prompt (``encode_text`` of
+    77 zero ids): ``text_encoder.no_prompt`` is computed from the file's CLIP text tower
+    (``official.clip_no_prompt_feature``) when the model has that buffer and the file does not.
     """
     model_keys = set(model.state_dict())
-    return {k: v for k, v in state_dict.items() if not k.startswith(CLIP_PREFIX) or k in model_keys}
+    out = {k: v for k, v in state_dict.items() if not k.startswith(CLIP_PREFIX) or k in model_keys}
+    no_prompt = "text_encoder.no_prompt"
+    if no_prompt in model_keys and no_prompt not in out and any(k.startswith(CLIP_PREFIX) for k in state_dict):
+        from .official import clip_no_prompt_feature
+
+        out[no_prompt] = clip_no_prompt_feature(state_dict, CLIP_PREFIX)
+    return out
 
 
 def project_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:

@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+import torch
 from torch import Tensor
 
 from .errors import CheckpointError
@@ -207,3 +208,33 @@ def choose_s_variant(state_dict: Mapping[str, Tensor], info: Mapping[str, Any]) 
     else:
         log.info("weights run as %r (%s)", name, choice.evidence)
     return choice
+
+
+def clip_no_prompt_feature(state_dict: Mapping[str, Tensor], prefix: str = "text_encoder.clip.") -> Tensor:
+    """CLIP ``encode_text`` of 77 zero token ids, from a checkpoint's CLIP text tower.
+
+    The official trackers encode "no description" this way (method.md 3.4); the architecture
+    (width, layers, heads = width / 64, vocabulary, output width) is read off the entries' shapes.
+
+    Raises:
+        CheckpointError: the CLIP text entries are incomplete or mis-shaped.
+    """
+    from .models.clip_text import ClipTextEncoder
+
+    def entry(name: str) -> Tensor:
+        if prefix + name not in state_dict:
+            raise CheckpointError(f"CLIP text weights incomplete: no {prefix + name}")
+        return state_dict[prefix + name]
+
+    width = int(entry("positional_embedding").shape[1])
+    layers = len({k.split(".")[3] for k in state_dict if k.startswith(prefix + "transformer.resblocks.")})
+    encoder = ClipTextEncoder(
+        width=width,
+        layers=layers,
+        heads=max(1, width // 64),
+        vocab_size=int(entry("token_embedding.weight").shape[0]),
+        output_dim=int(entry("text_projection").shape[1]),
+        context_length=int(entry("positional_embedding").shape[0]),
+    )
+    encoder.load_clip_state_dict(state_dict, prefix)
+    return encoder.encode_ids(torch.zeros(1, encoder.context_length, dtype=torch.long))[0].clone()

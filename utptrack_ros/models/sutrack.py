@@ -7,9 +7,10 @@ official ``norm1`` / ``norm2`` exist but are not applied). The CLIP text tower i
 of this module: ``text`` arguments are CLIP ``encode_text`` features (``models.clip_text``).
 
 The TEXT token is always in the sequence, as in SUTrack's B/L configs. Without a prompt it is
-the projection of :attr:`SUTrack.no_prompt_feature`: CLIP's feature of 77 zero token ids in
-the official code, to be set with :meth:`SUTrack.set_no_prompt_feature` once the CLIP weights are
-known (zeros until then). Text-guided pruning is on only for language samples (task index 1).
+the projection of :attr:`SUTrack.no_prompt_feature` (the buffer ``text_encoder.no_prompt``):
+CLIP's feature of 77 zero token ids, as the official tracker computes it. Loading an official
+file computes it from the file's CLIP weights (``checkpoint.sutrack_filter_fn``); project files
+store it. Text-guided pruning is on only for language samples (task index 1).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class TextProjection(nn.Module):
         self.norm1 = nn.LayerNorm(text_dim, eps=eps)
         self.text_proj = nn.Linear(text_dim, dim)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.register_buffer("no_prompt", torch.zeros(text_dim), persistent=False)
+        self.register_buffer("no_prompt", torch.zeros(text_dim))
 
     def forward(self, feature: Tensor) -> Tensor:
         """(B, text_dim) CLIP features -> (B, 1, C) TEXT tokens."""
