@@ -174,3 +174,52 @@ def test_pruned_s_model_exports_with_text_guidance(tmp_path):
         assert max(np.abs(getattr(a, k) - getattr(b, k)).max() for k in ("score_map", "size_map", "offset_map")) <= 1e-4
         assert np.array_equal(a.search_keep_mask, b.search_keep_mask)
         assert (a.ledger.final.sr, a.ledger.final.st, a.ledger.final.dt) == (97, 30, 30)
+
+
+def _s_inputs(seed=0, batch=2):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, 6, 112, 112, generator=g)
+    x = torch.randn(batch, 6, 224, 224, generator=g)
+    box = torch.tensor([[0.3, 0.25, 0.4, 0.5]]).repeat(batch, 1)
+    text = torch.randn(batch, REDUCED["text_dim"], generator=g)
+    return z, x, box, text
+
+
+_S_SCALED = dict(ce=((1, 0.7), (3, 0.7)), dte=((2, 0.6),), ste=((2, 0.6),), tta_mode="soft")
+
+
+def test_keep_ratio_one_equals_the_unpruned_s_model():
+    from utptrack_ros.config import PruneConfig
+    from utptrack_ros.types import Task
+
+    pruned = reduced_model("s224", prune=PruneConfig(**_S_SCALED, text_guided="D"))
+    base = reduced_model("sutrack_b224")
+    z, x, box, text = _s_inputs()
+    task = torch.tensor([int(Task.LANGUAGE), int(Task.RGB)])
+    pruned.set_prune(pruned.prune.off())
+    pruned.force_reorder = True  # tokens still sorted by score and scattered back
+    with torch.inference_mode():
+        a = pruned(x, z, z, box, box, text=text, task=task)
+        b = base(x, z, z, box, box, text=text, task=task)
+    for key in ("score_map", "size_map", "offset_map", "task_logits"):
+        assert (getattr(a, key) - getattr(b, key)).abs().max() <= 1e-5, key
+
+
+def test_text_guidance_changes_the_selection_only_for_language_samples():
+    from utptrack_ros.config import PruneConfig
+    from utptrack_ros.types import Task
+
+    guided = reduced_model("s224", prune=PruneConfig(**_S_SCALED, text_guided="C-D-S"))
+    plain = reduced_model("s224", prune=PruneConfig(**_S_SCALED))
+    z, x, box, text = _s_inputs(seed=3)
+    text = text * 20  # a strong text token so its attention row matters
+    lang = torch.full((2,), int(Task.LANGUAGE))
+    rgb = torch.full((2,), int(Task.RGB))
+    with torch.inference_mode():
+        g_lang = guided(x, z, z, box, box, text=text, task=lang)
+        p_lang = plain(x, z, z, box, box, text=text, task=lang)
+        g_rgb = guided(x, z, z, box, box, text=text, task=rgb)
+        p_rgb = plain(x, z, z, box, box, text=text, task=rgb)
+    assert not torch.equal(g_lang.search_keep_mask, p_lang.search_keep_mask)
+    assert torch.equal(g_rgb.search_keep_mask, p_rgb.search_keep_mask)
+    assert torch.equal(g_rgb.score_map, p_rgb.score_map)
