@@ -139,3 +139,40 @@ def test_convert_refuses_to_overwrite_its_input(tmp_path):
     torch.save({"net": _minimal_net(256)}, path)
     with pytest.raises(CheckpointError, match="overwrite the input"):
         convert_checkpoint(path, path)
+
+
+def _minimal_s_net(rows: int, width: int = 512) -> dict:
+    return {"encoder.body.pos_embed": torch.zeros(1, rows, width), "decoder.conv5_ctr.bias": torch.zeros(1)}
+
+
+@pytest.mark.parametrize(
+    "net_type, script, config, rows, expected",
+    [
+        ("SUTRACK", "sutrack", "sutrack_b224", 245, "sutrack_b224"),
+        ("SUTRACK", "sutrack", "sutrack_b384", 720, "sutrack_b384"),
+        ("SUTRACKCMP", "sutrackcmp", "ceatettamma_b224", 245, "s224"),
+        ("SUTRACKCMP", None, None, 720, "s384"),
+        (None, None, None, 245, "sutrack_b224"),  # no metadata: the layout's own family, logged
+    ],
+)
+def test_s_family_variant_comes_from_the_file(tmp_path, official_classes, net_type, script, config, rows, expected):
+    Settings, _, remove_modules = official_classes
+    container = {"net": _minimal_s_net(rows)}
+    if net_type is not None:
+        container["net_type"] = net_type
+    if script is not None:
+        container["settings"] = _settings(Settings, script, config)
+    path = tmp_path / "ckpt.pth.tar"
+    torch.save(container, path)
+    remove_modules()
+    ckpt = read_checkpoint(path)
+    assert ckpt.source == "sutrack"
+    assert infer_variant(ckpt.state_dict, ckpt.info) == expected
+
+
+def test_s_family_widths_without_a_registered_variant_are_refused(tmp_path):
+    path = tmp_path / "t224.pth.tar"
+    torch.save({"net": _minimal_s_net(245, width=384)}, path)  # Fast-iTPN-T
+    ckpt = read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="only Fast-iTPN-B"):
+        infer_variant(ckpt.state_dict, ckpt.info)

@@ -67,6 +67,7 @@ __all__ = [
     "unwrap_state_dict",
     "detect_source",
     "ostrack_filter_fn",
+    "sutrack_filter_fn",
     "project_filter_fn",
     "infer_variant",
     "check_state_dict",
@@ -681,6 +682,30 @@ def ostrack_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module) -> dic
     return out
 
 
+CLIP_PREFIX = "text_encoder.clip."
+
+
+def sutrack_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Adapt a SUTrack / UTPTrack-S state dict to ``model`` (pure; returns a new dict).
+
+    Names are used unchanged. The whole CLIP model the official files carry
+    (``text_encoder.clip.*``: text and visual towers, method.md 8.3) is not part of the tracking
+    network, which takes CLIP text features; those entries are left out here unless the model
+    has them (``models.clip_text.ClipTextEncoder.load_clip_state_dict`` reads the text tower).
+    What the network needs from CLIP is the feature used without a prompt (``encode_text`` of
+    77 zero ids): ``text_encoder.no_prompt`` is computed from the file's CLIP text tower
+    (``official.clip_no_prompt_feature``) when the model has that buffer and the file does not.
+    """
+    model_keys = set(model.state_dict())
+    out = {k: v for k, v in state_dict.items() if not k.startswith(CLIP_PREFIX) or k in model_keys}
+    no_prompt = "text_encoder.no_prompt"
+    if no_prompt in model_keys and no_prompt not in out and any(k.startswith(CLIP_PREFIX) for k in state_dict):
+        from .official import clip_no_prompt_feature
+
+        out[no_prompt] = clip_no_prompt_feature(state_dict, CLIP_PREFIX)
+    return out
+
+
 def project_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
     """The project's own files already use the model's names: identity (pure)."""
     return dict(state_dict)
@@ -688,6 +713,7 @@ def project_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module) -> dic
 
 _FILTERS: dict[str, Callable[[Mapping[str, Tensor], nn.Module], dict[str, Tensor]]] = {
     SOURCE_OSTRACK: ostrack_filter_fn,
+    SOURCE_SUTRACK: sutrack_filter_fn,
     SOURCE_PROJECT: project_filter_fn,
     SOURCE_UNKNOWN: project_filter_fn,
 }
@@ -703,14 +729,11 @@ def infer_variant(state_dict: Mapping[str, Tensor], info: Optional[Mapping[str, 
     Raises:
         CheckpointError: not an OSTrack-family file, or a grid no variant has.
     """
-    from .official import choose_variant
+    from .official import choose_s_variant, choose_variant
 
     source = detect_source(state_dict)
     if source == SOURCE_SUTRACK:
-        raise CheckpointError(
-            "this is a SUTrack / UTPTrack-S checkpoint (encoder.body.* keys); it needs the Fast-iTPN "
-            "backbone, which no registered variant implements"
-        )
+        return choose_s_variant(state_dict, info or {}).name
     if source != SOURCE_OSTRACK or "backbone.pos_embed_x" not in state_dict:
         raise CheckpointError("cannot infer the variant: not an OSTrack / UTPTrack-O state dict; pass name=")
     return choose_variant(state_dict, info or {}).name
@@ -899,11 +922,9 @@ def load_weights(model: nn.Module, path: PathLike, strict: bool = True) -> KeyRe
     """Read ``path`` (any supported format), apply its family's filter and load into ``model``.
 
     Raises:
-        CheckpointError: unsupported file, SUTrack-family weights, or key/shape mismatches.
+        CheckpointError: unsupported file, or key/shape mismatches.
     """
     ckpt = read_checkpoint(path)
-    if ckpt.source == SOURCE_SUTRACK:
-        infer_variant(ckpt.state_dict)  # raises with the explanation
     sd = _FILTERS[ckpt.source](ckpt.state_dict, model)
     report = load_state_dict_into(model, sd, strict=strict)
     log.info(
@@ -980,13 +1001,13 @@ def load_model(
     Returns:
         The :class:`~utptrack_ros.models.UTPTrack`.
     """
-    from .models import UTPTrack, create_model
+    from .models import build_model, create_model
 
     ckpt = read_checkpoint(path)
     if name is not None:
         model = create_model(name)
     elif ckpt.model_config is not None:
-        model = UTPTrack(ckpt.model_config)
+        model = build_model(ckpt.model_config)
     else:
         model = create_model(infer_variant(ckpt.state_dict, ckpt.info))
     sd = _FILTERS.get(ckpt.source, project_filter_fn)(ckpt.state_dict, model)

@@ -109,8 +109,13 @@ class ModelConfig:
 
     Attributes:
         name: registry name, e.g. ``o256``.
-        stem: ``patch16`` (one 16x16/16 conv, ViT/OSTrack) or ``mobilenetv2`` (ImageNet
-            MobileNetV2 up to stride 16 + a 1x1 projection; the CPU-sized model).
+        backbone: ``vit`` (a stem + plain pre-norm ViT blocks: OSTrack, UTPTrack-O, tiny) or
+            ``fast_itpn`` (SUTrack / UTPTrack-S: stride-4 conv stem, conv-MLP stages 1-2 per
+            image, ``depth`` iTPN attention blocks over ``[CLS, SR, ST, DT, TEXT]``; ``models/itpn.py``).
+        stem: for ``vit``: ``patch16`` (one 16x16/16 conv, ViT/OSTrack) or ``mobilenetv2``
+            (ImageNet MobileNetV2 up to stride 16 + a 1x1 projection; the CPU-sized model).
+        stage_depths: conv-MLP blocks of Fast-iTPN stages 1 and 2 (``fast_itpn`` only).
+        depth: transformer blocks (Fast-iTPN: stage 3; pruning layer indices count these).
         in_chans: 3 (RGB) or 6 (RGB | auxiliary, method.md 3.1).
         template_size / search_size: crop sizes in pixels; grids are size // 16.
         head_channels: the four conv widths of each centre-head branch.
@@ -130,7 +135,9 @@ class ModelConfig:
     """
 
     name: str
+    backbone: str = "vit"
     stem: str = "patch16"
+    stage_depths: tuple[int, ...] = ()
     in_chans: int = 3
     embed_dim: int = 768
     depth: int = 12
@@ -151,6 +158,10 @@ class ModelConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
 
     def __post_init__(self) -> None:
+        if self.backbone not in ("vit", "fast_itpn"):
+            raise ConfigError(f"model.backbone must be 'vit' or 'fast_itpn', got {self.backbone!r}")
+        if self.backbone == "fast_itpn" and (len(self.stage_depths) != 2 or self.embed_dim % 4):
+            raise ConfigError("a fast_itpn backbone needs stage_depths (d1, d2) and embed_dim divisible by 4")
         if self.stem not in ("patch16", "mobilenetv2"):
             raise ConfigError(f"model.stem must be 'patch16' or 'mobilenetv2', got {self.stem!r}")
         if self.in_chans not in (3, 6):

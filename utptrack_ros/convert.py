@@ -10,6 +10,10 @@ writes them with its :class:`~utptrack_ros.config.ModelConfig` as a safetensors 
 everywhere a weights path is accepted (``checkpoint.load_model``, ``Tracker.from_pretrained``,
 the node's ``model.weights``) as the same variant, without the official metadata.
 
+SUTrack / UTPTrack-S files keep the tracking network and the no-prompt text feature computed
+from their CLIP weights; the CLIP model itself (text and visual towers, 1.7 GB in float32) is
+not written, so language prompts need the CLIP text weights from the original file.
+
 ``--half`` stores float16 values (loaded back into float32 models): half the size, every
 weight rounded to float16.
 """
@@ -46,7 +50,7 @@ def convert_checkpoint(src: PathLike, dst: PathLike, name: Optional[str] = None,
     Raises:
         CheckpointError: unreadable / unsafe input, weights that do not load strictly.
     """
-    from .checkpoint import SOURCE_OSTRACK, load_model, read_checkpoint, save_model
+    from .checkpoint import SOURCE_OSTRACK, SOURCE_SUTRACK, load_model, read_checkpoint, save_model
 
     src_path, dst_path = Path(src), Path(dst)
     if dst_path.exists() and src_path.exists() and dst_path.resolve() == src_path.resolve():
@@ -54,10 +58,11 @@ def convert_checkpoint(src: PathLike, dst: PathLike, name: Optional[str] = None,
     ckpt = read_checkpoint(src_path)
     provenance: dict[str, Any] = {"converted_from": src_path.name, "source": ckpt.source}
     provenance.update({k: ckpt.info[k] for k in _PROVENANCE_KEYS if isinstance(ckpt.info.get(k), (str, int, float))})
-    if name is None and ckpt.source == SOURCE_OSTRACK:
-        from .official import choose_variant
+    if name is None and ckpt.source in (SOURCE_OSTRACK, SOURCE_SUTRACK):
+        from .official import choose_s_variant, choose_variant
 
-        choice = choose_variant(ckpt.state_dict, ckpt.info)
+        choose = choose_variant if ckpt.source == SOURCE_OSTRACK else choose_s_variant
+        choice = choose(ckpt.state_dict, ckpt.info)
         name = choice.name
         provenance["variant_evidence"] = choice.evidence
         if choice.assumed:

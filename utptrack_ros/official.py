@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+import torch
 from torch import Tensor
 
 from .errors import CheckpointError
@@ -147,3 +148,93 @@ def _alternatives(name: str) -> str:
     size = "384" if "384" in name else "256"
     options = [f"ostrack{size}", f"ostrack{size}_noce", f"o{size}"]
     return " / ".join(o for o in options if o != name)
+
+
+# -- the S family (SUTrack / UTPTrack-S) ---------------------------------------------------------
+
+FAMILY_SUTRACK = "sutrack"
+FAMILY_UTPTRACK_S = "utptrack-s"
+_S_NET_TYPES = {"SUTRACK": FAMILY_SUTRACK, "SUTRACKCMP": FAMILY_UTPTRACK_S}
+_S_SCRIPTS = {"sutrack": FAMILY_SUTRACK, "sutrackcmp": FAMILY_UTPTRACK_S}
+UTPTRACK_S_CONFIGS = ("ceatettamma_b224", "ceatettamma_b384")
+_S_SIZES = {196 + 49: 224, 576 + 144: 384}  # rows of encoder.body.pos_embed (search + template)
+
+
+def choose_s_variant(state_dict: Mapping[str, Tensor], info: Mapping[str, Any]) -> VariantChoice:
+    """The registered variant of a SUTrack-layout state dict (``encoder.body.*``).
+
+    Size from ``encoder.body.pos_embed`` (245 rows: 224, 720: 384) and the embedding width
+    (512: Fast-iTPN-B, the only registered one); family from ``net_type`` (``SUTRACK`` /
+    ``SUTRACKCMP``) or ``settings.script_name`` (``sutrack`` / ``sutrackcmp``): SUTrack files run
+    unpruned (``sutrack_b224``), UTPTrack-S files with the released schedule (``s224``). Neither:
+    SUTrack (the layout's own family), logged as an assumption.
+    """
+    pos = state_dict.get("encoder.body.pos_embed")
+    if pos is None or pos.dim() != 3 or int(pos.shape[1]) not in _S_SIZES:
+        shape = None if pos is None else tuple(pos.shape)
+        raise CheckpointError(f"encoder.body.pos_embed {shape} matches no registered S variant (245 or 720 rows); pass name=")
+    if int(pos.shape[2]) != 512:
+        raise CheckpointError(
+            f"encoder.body.pos_embed width {int(pos.shape[2])}: only Fast-iTPN-B (512) variants are registered; pass name="
+        )
+    size = _S_SIZES[int(pos.shape[1])]
+    evidence, families = [], set()
+    for key, table in (("net_type", _S_NET_TYPES), ("settings.script_name", _S_SCRIPTS)):
+        value = _text(info, key)
+        if value is not None:
+            evidence.append(f"{key.split('.')[-1]}={value}")
+            if value in table:
+                families.add(table[value])
+    if len(families) > 1:
+        raise CheckpointError(f"the file's metadata contradicts itself ({', '.join(evidence)}); pass name=")
+    config = _text(info, "settings.config_name")
+    if config is not None:
+        evidence.append(f"config_name={config}")
+    evidence.append(f"pos_embed={int(pos.shape[1])} rows")
+    family = families.pop() if families else None
+    assumed = ""
+    if family is None:
+        family = FAMILY_SUTRACK
+        assumed = "no net_type / settings naming the family: assumed SUTrack (its key layout)"
+    if family == FAMILY_UTPTRACK_S:
+        name = f"s{size}"
+        if config not in UTPTRACK_S_CONFIGS:
+            assumed = f"config {config!r} is not a released UTPTrack-S config: assumed the released CTEM schedule"
+    else:
+        name = f"sutrack_b{size}"
+    choice = VariantChoice(name, family, ", ".join(evidence), assumed)
+    if assumed:
+        log.warning("weights run as %r (%s); %s. Pass name= if that is wrong", name, choice.evidence, assumed)
+    else:
+        log.info("weights run as %r (%s)", name, choice.evidence)
+    return choice
+
+
+def clip_no_prompt_feature(state_dict: Mapping[str, Tensor], prefix: str = "text_encoder.clip.") -> Tensor:
+    """CLIP ``encode_text`` of 77 zero token ids, from a checkpoint's CLIP text tower.
+
+    The official trackers encode "no description" this way (method.md 3.4); the architecture
+    (width, layers, heads = width / 64, vocabulary, output width) is read off the entries' shapes.
+
+    Raises:
+        CheckpointError: the CLIP text entries are incomplete or mis-shaped.
+    """
+    from .models.clip_text import ClipTextEncoder
+
+    def entry(name: str) -> Tensor:
+        if prefix + name not in state_dict:
+            raise CheckpointError(f"CLIP text weights incomplete: no {prefix + name}")
+        return state_dict[prefix + name]
+
+    width = int(entry("positional_embedding").shape[1])
+    layers = len({k.split(".")[3] for k in state_dict if k.startswith(prefix + "transformer.resblocks.")})
+    encoder = ClipTextEncoder(
+        width=width,
+        layers=layers,
+        heads=max(1, width // 64),
+        vocab_size=int(entry("token_embedding.weight").shape[0]),
+        output_dim=int(entry("text_projection").shape[1]),
+        context_length=int(entry("positional_embedding").shape[0]),
+    )
+    encoder.load_clip_state_dict(state_dict, prefix)
+    return encoder.encode_ids(torch.zeros(1, encoder.context_length, dtype=torch.long))[0].clone()

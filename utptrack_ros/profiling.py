@@ -12,7 +12,9 @@ Implements the cost accounting of method.md 4.4 and 9.3 (``utptrack profile``):
     (tokens x in x out) and ``nn.Conv2d`` (output elements x Cin/groups x kh x kw) only; the
     attention products q.k^T and attn.v are functional matmuls thop does not see.
   - ``complete``: ``paper`` plus ``2 * N^2 * C`` per attention block, N = tokens entering that
-    block's attention (text token included), C = embedding width.
+    block's attention (text token included), C = embedding width; for Fast-iTPN attention also
+    its q and v projections (``2 * N * C^2``), which the official code (and this one) computes
+    with ``F.linear`` so that thop, like ``paper``, does not count them.
 
   Both are given for the full forward (template embedding included: the paper's figure,
   o256 34.5 G -> 23.8 G) and per tracked frame (``forward_search`` only: what the tracker runs
@@ -65,7 +67,8 @@ __all__ = [
 ]
 
 PAPER_CONVENTION = "paper (thop: Linear + Conv only; attention products q·kᵀ and attn·v not counted)"
-COMPLETE_CONVENTION = "complete (adds 2·N²·C per attention block, N = tokens entering that block's attention)"
+COMPLETE_CONVENTION = ("complete (adds 2·N²·C per attention block, N = tokens entering that block's attention; "
+                       "Fast-iTPN: + its functional q/v projections 2·N·C²)")
 
 
 # -- MAC counting ------------------------------------------------------------------------------
@@ -97,7 +100,8 @@ class MacCount:
 
     Attributes:
         linear_conv: ``nn.Linear`` + ``nn.Conv2d`` MACs (the paper / thop convention).
-        attention: ``2 * N^2 * C`` summed over attention blocks (q.k^T and attn.v).
+        attention: ``2 * N^2 * C`` summed over attention blocks (q.k^T and attn.v), plus
+            ``2 * N * C^2`` per Fast-iTPN block (its q/v projections are functional).
         attn_tokens: N entering each attention block, in call order.
     """
 
@@ -116,8 +120,9 @@ class MacCount:
 
 def _is_attention(module: nn.Module) -> bool:
     from .models.encoder import Attention
+    from .models.itpn import ItpnAttention
 
-    return isinstance(module, Attention)
+    return isinstance(module, (Attention, ItpnAttention))
 
 
 @contextmanager
@@ -130,10 +135,14 @@ def _mac_hooks(model: nn.Module) -> Iterator[dict[str, Any]]:
     def on_conv(module: nn.Module, _inp: Any, out: Tensor) -> None:
         acc["linear_conv"] += conv2d_macs(module, out)  # type: ignore[arg-type]
 
-    def on_attention(_module: nn.Module, args: tuple[Any, ...]) -> None:
+    def on_attention(module: nn.Module, args: tuple[Any, ...]) -> None:
+        from .models.itpn import ItpnAttention
+
         x = args[0]  # (B, N, C)
         b, n, c = x.shape
         acc["attention"] += 2 * b * n * n * c
+        if isinstance(module, ItpnAttention):
+            acc["attention"] += 2 * b * n * c * c
         acc["attn_tokens"].append(int(n))
 
     handles = []

@@ -1,6 +1,8 @@
-"""Model registry: ``create_model(name)`` builds a registered UTPTrack variant.
+"""Model registry: ``create_model(name)`` builds a registered variant.
 
-The registry is an explicit dict (``utptrack.VARIANTS``), not filled by import side effects.
+The registry is an explicit dict: the ViT variants (``utptrack.VARIANTS``: UTPTrack-O, OSTrack,
+tiny) and the Fast-iTPN S family (``sutrack.S_VARIANTS``: SUTrack, UTPTrack-S), not filled by
+import side effects. :func:`build_model` builds the network class a :class:`ModelConfig` names.
 """
 from __future__ import annotations
 
@@ -11,11 +13,17 @@ from typing import Any, Optional
 
 from ..config import ModelConfig, PruneConfig, TrackerConfig
 from ..errors import ConfigError
-from .utptrack import VARIANTS, ModelOutput, UTPTrack
+from .sutrack import S_VARIANTS, SUTrack
+from .utptrack import VARIANTS as VIT_VARIANTS
+from .utptrack import ModelOutput, UTPTrack
+
+VARIANTS = {**VIT_VARIANTS, **S_VARIANTS}
 
 __all__ = [
     "UTPTrack",
+    "SUTrack",
     "ModelOutput",
+    "build_model",
     "create_model",
     "list_models",
     "model_config",
@@ -42,6 +50,13 @@ def default_tracker_config(name: str) -> TrackerConfig:
     return VARIANTS[name][1]
 
 
+def build_model(config: ModelConfig, pretrained_stem: bool = False) -> UTPTrack:
+    """The network for ``config``: :class:`SUTrack` for a ``fast_itpn`` backbone, else :class:`UTPTrack`."""
+    if config.backbone == "fast_itpn":
+        return SUTrack(config)
+    return UTPTrack(config, pretrained_stem=pretrained_stem)
+
+
 def create_model(
     name: str, prune: Optional[PruneConfig] = None, pretrained_stem: bool = False, **overrides: Any
 ) -> UTPTrack:
@@ -54,7 +69,7 @@ def create_model(
     """
     if prune is not None:
         overrides["prune"] = prune  # validated together with the other overrides
-    return UTPTrack(model_config(name, **overrides), pretrained_stem=pretrained_stem)
+    return build_model(model_config(name, **overrides), pretrained_stem=pretrained_stem)
 
 
 def shipped_weights(name: str) -> Optional[Path]:

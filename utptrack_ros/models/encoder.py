@@ -54,7 +54,9 @@ class Attention(nn.Module):
 
 @dataclass
 class TokenState:
-    """Book-keeping of the current token layout ``[SR(n_sr), ST(n_st), DT(n_dt), TEXT(0|1)]``.
+    """Book-keeping of the current token layout ``[HEAD(n_head), SR(n_sr), ST(n_st), DT(n_dt), TEXT(0|1)]``.
+
+    ``HEAD`` holds leading tokens that are never pruned (SUTrack's CLS token; none for the ViT).
 
     Attributes:
         sr_index: (B, n_sr) original raster positions of the current search tokens.
@@ -71,6 +73,7 @@ class TokenState:
     st_centre: Tensor
     st_fg: Tensor
     text_weight: Optional[Tensor]
+    n_head: int = 0
 
     @property
     def counts(self) -> tuple[int, int, int]:
@@ -107,20 +110,28 @@ class Block(nn.Module):
         rows = None
         guided = state.text_weight is not None and bool(prune.text_guided)
         if any(active):  # query rows: the static-template centre (and the text token for TG)
-            centre_pos = state.n_sr + state.st_centre.to(torch.int64).argmax(dim=1)
+            centre_pos = state.n_head + state.n_sr + state.st_centre.to(torch.int64).argmax(dim=1)
             rows = centre_pos.unsqueeze(1)
             if guided:
                 # for every sample; weight 0 makes it inert without a prompt (no data-dependent
                 # branch: one graph for export, no host sync on GPU)
                 rows = torch.cat([rows, torch.full_like(rows, x.shape[1] - 1)], dim=1)
         y, row_probs = self.attn(self.norm1(x), rows)
-        x = x + self.drop_path(y)
+        x = x + self.drop_path(self.scale_attn(y))
         if row_probs is not None:
             mean_rows = row_probs.mean(dim=1)  # (B, R, N): mean over heads
             text_row = mean_rows[:, 1] if guided else None
             x, state = self._eliminate(x, mean_rows[:, 0], text_row, state, keep, active, prune)
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.scale_mlp(self.mlp(self.norm2(x))))
         return x, state
+
+    def scale_attn(self, y: Tensor) -> Tensor:
+        """The attention branch before the residual add (blocks with layer scale multiply here)."""
+        return y
+
+    def scale_mlp(self, y: Tensor) -> Tensor:
+        """The MLP branch before the residual add."""
+        return y
 
     def _active(self, prune: PruneConfig, component: str, removes: bool, force_reorder: bool) -> bool:
         configured = self.layer in dict(getattr(prune, component))
@@ -144,7 +155,8 @@ class Block(nn.Module):
         Both were computed on the layout in ``state``, before any of this block's pruning.
         """
         n_sr, n_st, n_dt = state.counts
-        st0, dt0 = n_sr, n_sr + n_st
+        h = state.n_head
+        st0, dt0 = h + n_sr, h + n_sr + n_st
 
         def scores(component: str, start: int, stop: int) -> Tensor:
             guided = text_row is not None and prune.text_guides(component)
@@ -152,13 +164,13 @@ class Block(nn.Module):
                 centre_row, start, stop, text_row if guided else None, state.text_weight if guided else None
             )
 
-        sr, st, dt = x[:, :st0], x[:, st0:dt0], x[:, dt0 : dt0 + n_dt]
+        head, sr, st, dt = x[:, :h], x[:, h:st0], x[:, st0:dt0], x[:, dt0 : dt0 + n_dt]
         tail = x[:, dt0 + n_dt :]
         sr_index, st_centre, st_fg = state.sr_index, state.st_centre, state.st_fg
         do_ce, do_ste, do_dte = active
 
         if do_ce:
-            idx = pruning.select_topk(scores("ce", 0, st0), keep[0])
+            idx = pruning.select_topk(scores("ce", h, st0), keep[0])
             sr = pruning.gather_tokens(sr, idx)
             sr_index = sr_index.gather(1, idx)
         if do_dte:
@@ -171,7 +183,7 @@ class Block(nn.Module):
             st_centre = st_centre.gather(1, idx)
             st_fg = st_fg.gather(1, idx)
 
-        x = torch.cat([sr, st, dt, tail], dim=1)
+        x = torch.cat([head, sr, st, dt, tail] if h else [sr, st, dt, tail], dim=1)
         state = replace(
             state,
             n_sr=sr.shape[1],
