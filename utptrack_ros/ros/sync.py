@@ -131,6 +131,13 @@ class ApproximateSync:
         self._recent_aux.clear()
         self.offset_ns = None
 
+    def forget_stamps(self) -> None:
+        """A new time line (the caller saw a stamp jump back): drop queued frames and the stamps
+        remembered per stream, so the other stream's first new frame is no jump again."""
+        self._time_jump()
+        self._last_rgb_stamp = self._last_aux_stamp = None
+        self.offset_ns = None
+
     def aux_fallback(self, now_ns: int) -> bool:
         """True while the aux stream is enabled but silent for more than ``aux_timeout``."""
         if not self.aux_enabled:
