@@ -1,7 +1,7 @@
 """What the frame callbacks feed and the worker and the init service read: the RGB/aux
 synchroniser, the init history and the one-slot mailbox behind one lock, plus the stamp
-bookkeeping (time jumps, the RGB-aux offset). Pure Python (no rclpy): stamps and clock
-readings are integer nanoseconds handed in by the node.
+bookkeeping (time jumps, the RGB-aux offset), and :class:`Frame`, one converted input image.
+Pure Python (no rclpy): stamps and clock readings are integer nanoseconds handed in by the node.
 
 A stamp more than :data:`JUMP_BACK_NS` older than the newest one of the same stream (a camera
 driver restarting with a new clock, a looping bag, a sim-time reset) is a :class:`TimeJump`: the
@@ -14,15 +14,27 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
+
+import numpy as np
 
 from ..errors import InputError
 from .sync import ApproximateSync, FrameHistory, NewestSetMailbox, Stamped, SyncedSet
 
-__all__ = ["TimeJump", "InputFrames", "SyncStatus", "JUMP_BACK_NS"]
+__all__ = ["Frame", "TimeJump", "InputFrames", "SyncStatus", "JUMP_BACK_NS"]
 
 #: a stamp this much older than its stream's newest starts a new time line
 JUMP_BACK_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A converted input image and what the worker needs to publish for it."""
+
+    header: Any  # std_msgs/Header of the input message (copied into outputs)
+    array: np.ndarray  # RGB (H, W, 3) uint8, or the aux array
+    received: float  # time.perf_counter() at callback entry (latency is a steady-clock duration)
+    convert_ms: float
 
 
 @dataclass(frozen=True)

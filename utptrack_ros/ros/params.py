@@ -66,6 +66,7 @@ class InputParams:
     prompt: str = ""  # initial language prompt (the prompt topic replaces it at run time)
     max_prompt_chars: int = 500  # longer prompts are refused (WARN), the current one is kept
     init_buffer: int = 30  # frames kept for ~/init_target by stamp
+    max_image_pixels: int = 16_777_216  # frames with more pixels (W*H) are dropped with a WARN; bounds memory
 
 
 @dataclass(frozen=True)

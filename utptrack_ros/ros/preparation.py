@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..config import TrackerConfig
 from ..errors import ConfigError
 
 __all__ = ["Progress", "variant_tracker_config", "load_network", "build_tracker", "release_device"]
@@ -62,11 +63,21 @@ class Progress:
             return f"{self._step} ({now - self._since:.1f} s{total})"
 
 
-def variant_tracker_config(name: str):
-    """The variant's own TrackerConfig (what unset ``tracker.*`` parameters mean)."""
-    from ..config import TrackerConfig
+_model_code = threading.Event()  # set once the model stack has been imported (by a transition)
+
+
+def variant_tracker_config(name: str, import_now: bool = True) -> TrackerConfig:
+    """The variant's own TrackerConfig (what unset ``tracker.*`` parameters mean).
+
+    ``import_now=False`` (parameter validation on the executor): while no transition has imported
+    the model stack yet, the core defaults stand in (the ``tracker.*`` ranges do not depend on the
+    variant) and the name is checked at configure, so a request never waits seconds for torch.
+    """
+    if not import_now and not _model_code.is_set():
+        return TrackerConfig()
     from ..models import default_tracker_config, list_models
 
+    _model_code.set()
     if name not in list_models():
         raise ConfigError(f"model.name {name!r} is not a registered variant; registered: {list_models()}")
     return default_tracker_config(name) if name else TrackerConfig()
