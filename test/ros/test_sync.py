@@ -121,6 +121,17 @@ def test_persistent_stamp_mismatch_falls_back_to_rgb_only_and_recovers():
     assert sync.add_aux(S(2100), 2101 * MS).aux.stamp_ns == 2100 * MS
 
 
+def test_offset_of_drivers_seconds_apart_is_measured_by_arrival():
+    """Aux stamps 2 s ahead at 30 Hz: the offset is 2 s (frames that arrived together), not the
+    distance to whichever recent stamp happens to be nearest."""
+    sync = make(slop_ms=20, timeout_ms=500)
+    for k in range(40):
+        t = 1000 + 33 * k
+        sync.add_rgb(S(t), t * MS)
+        sync.add_aux(S(t + 2000), t * MS + 2)
+    assert sync.offset_ns == 2000 * MS and sync.mismatch_fallback(2400 * MS)
+
+
 def test_mismatch_fallback_still_pairs_a_queued_partner():
     sync = make(slop_ms=20, timeout_ms=100)
     for t in (0, 60, 120):  # aux 30 ms before each image: never within the slop

@@ -177,7 +177,7 @@ class Snapshot:
     aux_silent_s: float = 0.0
     aux_mismatch: bool = False  # both streams arrive, stamps beyond the slop
     aux_mismatch_s: float = 0.0
-    aux_offset_s: Optional[float] = None  # aux stamp - RGB stamp, nearest recent pair
+    aux_offset_s: Optional[float] = None  # aux stamp - RGB stamp of the frames that arrived together
     slop_s: float = 0.0
     last_rgb_ns: Optional[int] = None
     active_since_ns: Optional[int] = None
@@ -208,7 +208,7 @@ def snapshot(stats: NodeStats, now_ns: int, *, sync: Any = None, session: Any = 
     counts = {**(sync.counters if sync is not None else {}), **stats.counts, **facts.pop("extra_counts", {})}
     snap = Snapshot(now_ns=now_ns, rates={k: m.rate(now_ns) for k, m in stats.rates.items()}, counters=counts,
                     new=stats.increments(counts), last_problem=stats.last_problem,
-                    input_age_s=stats.age.percentile(50) if len(stats.age) else None,
+                    input_age_s=stats.age.percentile(50) if len(stats.age) and stats.clock_offset_s is None else None,
                     clock_offset_s=stats.clock_offset_s, consecutive_errors=stats.consecutive_errors,
                     last_error=stats.last_error, latency=stats.latencies(), **facts)
     since = snap.active_since_ns

@@ -57,7 +57,7 @@ class SyncStatus:
     silent_fallback: bool  # aux enabled and silent for sync.aux_timeout_s
     mismatch_fallback: bool  # both arrive, nothing pairs for sync.aux_timeout_s
     mismatch_s: float
-    offset_ns: Optional[int]  # aux stamp - RGB stamp of the nearest recent pair
+    offset_ns: Optional[int]  # aux stamp - RGB stamp of the frames that arrived closest in time
     last_aux_arrival_ns: Optional[int]
 
 

@@ -69,11 +69,11 @@ def make_executor(kind: str, context=None) -> tuple[object, str]:
     return SingleThreadedExecutor(context=context), "single"
 
 
-def spin(executor, stop: threading.Event, context=None) -> None:
+def spin(executor, context=None, stop: Optional[threading.Event] = None) -> None:
     """Until ``stop`` is set (SIGINT/SIGTERM) or the context shuts down. ``spin_once`` in a loop
     for every kind: the EventsExecutor's ``spin()`` delivered no messages here (rclpy 9.1.2), and
     the short timeout bounds how long a signal waits for the loop."""
-    while not stop.is_set() and rclpy.ok(context=context):
+    while not (stop is not None and stop.is_set()) and rclpy.ok(context=context):
         executor.spin_once(timeout_sec=0.1)
 
 
@@ -113,7 +113,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         if node.get_parameter("autostart").value:
             start_in_thread(lambda: autostart(node))
         try:
-            spin(executor, stop)
+            spin(executor, stop=stop)
         finally:
             node.release()  # the worker stops while the context is still valid
             node.get_logger().info("shutting down")

@@ -388,8 +388,8 @@ class TrackerNode(LifecycleNode):
                 except InputError as err:  # e.g. aux size mismatch: keep the target, use RGB only
                     if aux is None:
                         raise
+                    result, fallback = tracker.track(frame.array, None), True  # raises if RGB is the problem
                     self._problem(f"{modality.value} frame unusable ({err}); this frame tracked RGB-only")
-                    result, fallback = tracker.track(frame.array, None), True
                 self.session.record(result)
             target_id = self.session.target_id
         tracked, cpu_publish = time.perf_counter(), self._trace.mark()

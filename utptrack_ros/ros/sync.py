@@ -22,8 +22,9 @@ docs/ros.md "Synchronisation"):
   (the streams' stamps are further apart than the slop: two drivers on different clocks), RGB
   frames are emitted alone too, each one paired instead when an aux frame within the slop is
   already queued. An aux frame within the slop of a recent RGB stamp ends it: pairing resumes.
-  :attr:`ApproximateSync.offset_ns` is the measured offset (aux stamp - RGB stamp of the nearest
-  recent pair) for the user to fix the slop or the driver.
+  :attr:`ApproximateSync.offset_ns` is the measured offset (aux stamp - RGB stamp of the frames
+  that arrived closest in time: the drivers' clock offset, however large) for the user to fix
+  the slop or the driver.
 * A stamp older than the previous one on the same stream (bag loop, camera restart with a new
   clock) clears both queues and counts a ``time_jump``.
 
@@ -103,9 +104,10 @@ class ApproximateSync:
         self._last_aux_arrival: Optional[int] = None
         self._start_ns: Optional[int] = start_ns or None
         self._pairing_since: Optional[int] = self._start_ns  # last emitted pair (or start, aux return)
-        self._recent_rgb: Deque[int] = deque(maxlen=16)  # stamps, for the offset and mismatch recovery
-        self._recent_aux: Deque[int] = deque(maxlen=16)
-        #: aux stamp - RGB stamp of the nearest recent pair of stamps (None until both arrived)
+        # (arrival, stamp) of recent frames, for the offset and mismatch recovery
+        self._recent_rgb: Deque[tuple[int, int]] = deque(maxlen=16)
+        self._recent_aux: Deque[tuple[int, int]] = deque(maxlen=16)
+        #: aux stamp - RGB stamp of the frames that arrived closest in time (None until both arrived)
         self.offset_ns: Optional[int] = None
         self.set_params(slop_ns, queue_size, aux_timeout_ns)
 
@@ -182,7 +184,7 @@ class ApproximateSync:
         self._last_rgb_stamp = item.stamp_ns
         if not self.aux_enabled or self.aux_fallback(now_ns):
             return self._alone(item)
-        self._recent_rgb.append(item.stamp_ns)
+        self._recent_rgb.append((now_ns, item.stamp_ns))
         self._measure_offset()
         if self.mismatch_fallback(now_ns):
             partner = self._nearest_aux(item.stamp_ns)
@@ -207,9 +209,9 @@ class ApproximateSync:
         if self._last_aux_stamp is not None and item.stamp_ns < self._last_aux_stamp:
             self._time_jump()
         self._last_aux_stamp = item.stamp_ns
-        self._recent_aux.append(item.stamp_ns)
+        self._recent_aux.append((now_ns, item.stamp_ns))
         self._measure_offset()
-        if self.mismatch_fallback(now_ns) and any(abs(item.stamp_ns - r) <= self.slop_ns for r in self._recent_rgb):
+        if self.mismatch_fallback(now_ns) and any(abs(item.stamp_ns - r) <= self.slop_ns for _, r in self._recent_rgb):
             self._pairing_since = now_ns  # stamps match again: the next RGB frame pairs normally
         self._aux.append(item)
         if len(self._aux) > self.queue_size:
@@ -249,8 +251,8 @@ class ApproximateSync:
     def _measure_offset(self) -> None:
         """offset_ns for the newest RGB stamp: its nearest recent aux stamp, signed."""
         if self._recent_rgb and self._recent_aux:
-            r = self._recent_rgb[-1]
-            self.offset_ns = min((a - r for a in self._recent_aux), key=abs)
+            arrival, stamp = self._recent_rgb[-1]
+            self.offset_ns = min(self._recent_aux, key=lambda a: abs(a[0] - arrival))[1] - stamp
 
     def _consume(self, r: Stamped, a: Stamped) -> None:
         while self._rgb and self._rgb[0].stamp_ns <= r.stamp_ns:
