@@ -25,9 +25,8 @@ import functools
 import os
 import threading
 import time
-import traceback
 from dataclasses import replace
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -42,10 +41,11 @@ from utptrack_ros.msg import TrackedTarget
 from utptrack_ros.srv import InitTarget
 
 from ..errors import ConfigError, InputError
-from ..sensors import SensorError, aux_to_array, compressed_to_aux, compressed_to_rgb, fill_image, image_to_rgb, stamp_to_ns
+from ..sensors import SensorError, fill_image, stamp_to_ns
 from ..types import Modality
 from . import diagnostics as diag
 from . import messages, preparation
+from .guards import answers_errors, logs_errors, transition
 from .inputs import Frame, InputFrames, TimeJump
 from .params import LIVE_PREFIXES, NodeSettings, build_settings, effective_core_values, parameter_defaults, settings_summary
 from .qos import describe, qos_profile
@@ -58,48 +58,6 @@ __all__ = ["TrackerNode"]
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 LIVE_OUTPUT = "output.diagnostics_period_s"  # applied at once: the timer is re-created
-
-
-def answers_errors(callback: Callable) -> Callable:
-    """A service callback that answers every exception: success=false, the reason, logged."""
-    @functools.wraps(callback)
-    def guarded(self: "TrackerNode", request: Any, response: Any) -> Any:
-        try:
-            return callback(self, request, response)
-        except Exception as err:  # noqa: BLE001 - the service answers, the node keeps its target
-            response.success = False
-            response.message = f"failed ({type(err).__name__}): {err}; the node keeps running and keeps its target"
-            self.get_logger().error(f"{callback.__name__}: {response.message}\n{traceback.format_exc()}")
-            return response
-    return guarded
-
-
-def logs_errors(callback: Callable) -> Callable:
-    """A topic or timer callback that logs (rate-limited) and counts every exception."""
-    @functools.wraps(callback)
-    def guarded(self: "TrackerNode", *args: Any) -> None:
-        try:
-            callback(self, *args)
-        except Exception as err:  # noqa: BLE001 - one bad message must not stop the node
-            self._problem(f"{callback.__name__} failed ({type(err).__name__}): {err}")
-    return guarded
-
-
-def transition(name: str) -> Callable:
-    """A transition callback whose every failure is logged with its reason and kept for
-    /diagnostics (ERROR); its progress is reported while it runs."""
-    def wrap(callback: Callable) -> Callable:
-        @functools.wraps(callback)
-        def run(self: "TrackerNode", state: LifecycleState) -> TransitionCallbackReturn:
-            self._progress.start(f"{name}: starting")
-            try:
-                return callback(self, state)
-            except Exception as err:  # noqa: BLE001 - any failure: reason logged and published
-                return self._failed(f"{name} failed ({type(err).__name__}): {err}", traceback.format_exc())
-            finally:
-                self._progress.done()
-        return run
-    return wrap
 
 
 class TrackerNode(LifecycleNode):
@@ -118,7 +76,7 @@ class TrackerNode(LifecycleNode):
         self.stats = diag.NodeStats()
         self._model = self._tracker = self._prompt_features = self._variant = None
         self._lock = threading.RLock()  # the tracker and the session
-        self._progress = preparation.Progress()
+        self.progress = preparation.Progress()
         self._trace = trace_from_env()
         self._worker: Optional[threading.Thread] = None
         self._subs: list = []
@@ -155,12 +113,12 @@ class TrackerNode(LifecycleNode):
             self._logged[kind] = now
             self.get_logger().warning(text)
 
-    def _problem(self, text: str, counter: str = "bad_input") -> None:
+    def problem(self, text: str, counter: str = "bad_input") -> None:
         """Count, remember for /diagnostics, and log (at most every 2 s per kind of problem)."""
         self.stats.problem(text, counter)
         self._warn(text, f"{counter}:{text[:30]}")
 
-    def _failed(self, reason: str, details: str = "") -> TransitionCallbackReturn:
+    def transition_failed(self, reason: str, details: str = "") -> TransitionCallbackReturn:
         self.config_error = reason
         self.get_logger().error(reason + (f"\n{details}" if details else ""))
         return FAILURE
@@ -173,16 +131,16 @@ class TrackerNode(LifecycleNode):
     # -- lifecycle -------------------------------------------------------------------------
     @transition("configure")
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._progress.step("importing the model stack (torch, timm) and checking parameters")
+        self.progress.step("importing the model stack (torch, timm) and checking parameters")
         try:
             self._variant = preparation.variant_tracker_config(str(self.get_parameter("model.name").value))
             settings = build_settings(self._parameter_values(), self._variant)
         except ConfigError as err:
-            return self._failed(f"invalid parameters: {err}")
+            return self.transition_failed(f"invalid parameters: {err}")
         try:
-            model = preparation.load_network(settings.model.name, settings.model.weights, settings.model.seed, self._progress)
+            model = preparation.load_network(settings.model.name, settings.model.weights, settings.model.seed, self.progress)
         except Exception as err:  # noqa: BLE001 - any load failure is reported, the node keeps running
-            return self._failed(f"model load failed ({type(err).__name__}): {err}")
+            return self.transition_failed(f"model load failed ({type(err).__name__}): {err}")
         self._model, self.settings, self.config_error = model, settings, ""
         self.session.prompt, self._prompt_features = settings.input.prompt, None
         # show the effective core values (unset parameters = the variant's own)
@@ -202,7 +160,7 @@ class TrackerNode(LifecycleNode):
     @transition("activate")
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self.settings
-        tracker = preparation.build_tracker(self._model, s, self._progress)
+        tracker = preparation.build_tracker(self._model, s, self.progress)
         features = tracker.encode_prompt(self.session.prompt) if self.session.prompt else None
         now = self._now_ns()
         with self._lock:
@@ -272,7 +230,7 @@ class TrackerNode(LifecycleNode):
             topic, qos = self._topic(aux), self._qos(aux)
 
             def incompatible(event: Any, topic: str = topic, qos: Any = qos) -> None:
-                self._problem(f"'{topic}': a publisher's QoS is incompatible with ours ({describe(qos)}; policy "
+                self.problem(f"'{topic}': a publisher's QoS is incompatible with ours ({describe(qos)}; policy "
                               f"{event.last_policy_kind}): no frames will arrive. Set input.qos_image/qos_aux "
                               "(best_effort receives from every publisher)")
             self._subs.append(self.create_subscription(
@@ -297,16 +255,11 @@ class TrackerNode(LifecycleNode):
                 return
             if not aux:
                 self.stats.stamped(now, stamp)
-            self._check_size(getattr(msg, "width", 0), getattr(msg, "height", 0))
-            if aux:
-                array = compressed_to_aux(msg, modality) if compressed else aux_to_array(msg, modality)
-            else:
-                array = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
-            self._check_size(array.shape[1], array.shape[0])  # compressed frames: known once decoded
+            array = messages.image_array(msg, compressed, modality if aux else Modality.RGB, inp.max_image_pixels)
         except SensorError as err:
-            return self._problem(f"{stream} frame dropped: {err}")
+            return self.problem(f"{stream} frame dropped: {err}")
         except Exception as err:  # noqa: BLE001 - bytes neither reader understands
-            return self._problem(f"{stream} frame dropped: unreadable message ({type(err).__name__}: {err})")
+            return self.problem(f"{stream} frame dropped: unreadable message ({type(err).__name__}: {err})")
         if aux and modality is Modality.DEPTH:
             self._last_depth = array
         converted = time.perf_counter()
@@ -315,12 +268,6 @@ class TrackerNode(LifecycleNode):
             self._new_time_line(jump)
         self._trace.input("aux" if aux else "rgb", stamp, received, parsed, converted, cpu)
 
-    def _check_size(self, width: int, height: int) -> None:
-        limit = self.settings.input.max_image_pixels
-        if width * height > limit:
-            raise SensorError(f"{width}x{height} image has {width * height} pixels, more than input.max_image_pixels="
-                              f"{limit} (downscale it in the driver, or raise the limit)")
-
     def _stamp(self, header: Any, now_ns: int, stream: str) -> Optional[int]:
         stamp = stamp_to_ns(header.stamp)
         if stamp != 0:
@@ -328,7 +275,7 @@ class TrackerNode(LifecycleNode):
         if self.settings.input.zero_stamp == "now":
             header.stamp = self.get_clock().now().to_msg()
             return now_ns
-        self._problem(f"{stream} frame with header.stamp == 0 dropped: stamps are needed to synchronise and are "
+        self.problem(f"{stream} frame with header.stamp == 0 dropped: stamps are needed to synchronise and are "
                       "copied into ~/target (fix the driver, or set input.zero_stamp:=now)", "zero_stamp")
         return None
 
@@ -344,7 +291,7 @@ class TrackerNode(LifecycleNode):
         try:
             text = clean_prompt(str(msg.data), limit)
         except InputError as err:
-            return self._problem(f"prompt refused: {err}; keeping the current prompt")
+            return self.problem(f"prompt refused: {err}; keeping the current prompt")
         tracker = self._tracker
         features = tracker.encode_prompt(text) if tracker is not None and text else None  # tracking goes on meanwhile
         with self._lock:
@@ -389,7 +336,7 @@ class TrackerNode(LifecycleNode):
                     if aux is None:
                         raise
                     result, fallback = tracker.track(frame.array, None), True  # raises if RGB is the problem
-                    self._problem(f"{modality.value} frame unusable ({err}); this frame tracked RGB-only")
+                    self.problem(f"{modality.value} frame unusable ({err}); this frame tracked RGB-only")
                 self.session.record(result)
             target_id = self.session.target_id
         tracked, cpu_publish = time.perf_counter(), self._trace.mark()
@@ -419,7 +366,7 @@ class TrackerNode(LifecycleNode):
         state = self.lifecycle_state
         if state == "active" and self._tracker is not None:
             return ""
-        preparing = self._progress.describe()
+        preparing = self.progress.describe()
         if preparing:
             why = f"the node is {state}: {preparing}; retry once it is active (see /diagnostics)"
         else:
@@ -553,7 +500,7 @@ class TrackerNode(LifecycleNode):
             self.stats, now, sync=self.inputs.status(now), session=self.session,
             extra_counts={"dropped_stale": self.inputs.mailbox.dropped},
             node_name=self.get_fully_qualified_name(), lifecycle_state=self.lifecycle_state, active=tracker is not None,
-            config_error=self.config_error, preparing=self._progress.describe(),
+            config_error=self.config_error, preparing=self.progress.describe(),
             model=s.model.name if s else str(self.get_parameter("model.name").value),
             device=str(tracker.device) if tracker is not None else (s.model.device if s else ""),
             backend=tracker.backend if tracker is not None else (s.model.backend if s else ""),
