@@ -208,6 +208,15 @@ def test_refused_init_keeps_the_current_target(tiny, frames):
     assert tr.track(img, depth).frame_index == 1  # the first target, still tracked
 
 
+def test_a_clip_margin_larger_than_the_image_keeps_the_box_in_the_image(tiny, frames):
+    img, _ = frames
+    tr = Tracker(tiny, config=TrackerConfig(clip_margin=100000, lost_threshold=0.0))
+    tr.init(img, [40, 30, 20, 24])
+    for _ in range(2):
+        x1, y1, x2, y2 = tr.track(img).box.as_xyxy()
+        assert 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H
+
+
 def test_reset_forgets_the_target(tiny, frames):
     tr = Tracker(tiny)
     tr.init(frames[0], [40, 30, 20, 24])
