@@ -193,6 +193,8 @@ def rss_mb(pid: int) -> float:
 def start_up(drv: Driver, proc: subprocess.Popen, timeout: float = 600.0) -> dict:
     times: dict[str, list[float]] = {name: [] for name in drv.clients}
     steps: dict[str, None] = {}
+    slow: list[tuple[float, float, str, str]] = []  # (answer ms, at s, service, step being prepared)
+    step = ""
     start = time.perf_counter()
     state = ""
     while state != "active":
@@ -201,20 +203,23 @@ def start_up(drv: Driver, proc: subprocess.Popen, timeout: float = 600.0) -> dic
         for name in drv.clients:
             took, answer = drv.call(name)
             times[name].append(took)
+            slow = sorted(slow + [(1e3 * took, time.perf_counter() - start, name, step)], reverse=True)[:5]
             if name == "get_state":
                 state = answer.current_state.label
         tracker = drv.last_diagnostics().get("tracker")
         if tracker and tracker[2].get("preparing"):
-            steps[tracker[2]["preparing"].split(" (")[0]] = None
+            step = tracker[2]["preparing"].split(" (")[0]
+            steps[step] = None
     answers = [t for v in times.values() for t in v]
     return {"seconds_to_active": time.perf_counter() - start, "requests": len(answers),
             "max_ms": 1e3 * max(answers), "p99_ms": 1e3 * float(np.percentile(answers, 99)),
             "p50_ms": 1e3 * float(np.median(answers)),
             "max_ms_per_service": {k: 1e3 * max(v) for k, v in times.items() if v},
-            "steps_seen": list(steps)}
+            "steps_seen": list(steps), "slowest": slow}
 
 
 def first_prompt(drv: Driver, hz: float) -> dict:
+    drv.stream(hz, 1.0)  # frames for the init to use
     took, res = drv.call("init_target")
     if not res.success:
         raise RuntimeError(f"init_target: {res.message}")
@@ -310,34 +315,45 @@ def main() -> int:
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "utptrack_ros.ros.main", "--ros-args", "--params-file", str(params)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+    phases = (("start_up", lambda: start_up(drv, proc)), ("first_prompt", lambda: first_prompt(drv, args.hz)),
+              ("soak", lambda: soak(drv, proc, args.hz, args.minutes)),
+              ("exit", lambda: exit_on_sigint(drv, proc, log_path, args.hz)))
     try:
-        results["start_up"] = start_up(drv, proc)
-        results["first_prompt"] = first_prompt(drv, args.hz)
-        results["soak"] = soak(drv, proc, args.hz, args.minutes)
-        results["exit"] = exit_on_sigint(drv, proc, log_path, args.hz)
+        for name, phase in phases:
+            results[name] = phase()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         drv.close()
-    results["load1_end"] = os.getloadavg()[0]
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
-    report(results)
-    print(f"\nnode log: {log_path}; results: {args.json}")
+        results["load1_end"] = os.getloadavg()[0]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+        report(results)
+        print(f"\nnode log: {log_path}; results: {args.json}")
     return 0
 
 
 def report(r: dict) -> None:
-    s, p, k, e = r["start_up"], r["first_prompt"], r["soak"], r["exit"]
     print(f"load1 {r['load1']:.1f} -> {r['load1_end']:.1f}; onnx cache {r['cache']}")
+    if "start_up" not in r:
+        return
+    s = r["start_up"]
     print(f"start-up: active after {s['seconds_to_active']:.1f} s; {s['requests']} requests answered meanwhile: "
           f"max {s['max_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, p50 {s['p50_ms']:.1f} ms "
           f"({', '.join(f'{n} {v:.1f}' for n, v in s['max_ms_per_service'].items())} ms max)")
     print("  steps /diagnostics named: " + "; ".join(s["steps_seen"]))
+    print("  slowest answers: " + "; ".join(f"{ms:.0f} ms ({name} at {at:.1f} s, last step named: {step or '-'})"
+                                            for ms, at, name, step in s["slowest"]))
+    if "first_prompt" not in r:
+        return
+    p = r["first_prompt"]
     print(f"first prompt: longest ~/target gap after it {p['max_gap_after_ms']:.1f} ms vs median gap before "
           f"{p['median_gap_before_ms']:.1f} ms (stall {p['stall_ms']:.1f} ms); longest latency_ms after it "
           f"{p['max_latency_after_ms']:.1f}")
+    if "soak" not in r:
+        return
+    k = r["soak"]
     c = k["node_counters"]
     print(f"soak {k['minutes']:g} min at {k['hz']:g} Hz RGB-D: RSS {k['rss_mb_start']:.0f} -> {k['rss_mb_end']:.0f} MB "
           f"(max {k['rss_mb_max']:.0f}), slope {k['rss_slope_mb_per_min']:+.2f} MB/min over the second half; latency p50 "
@@ -346,6 +362,9 @@ def report(r: dict) -> None:
     print(f"  frames: sent {k['frames_sent']}, RGB in {c['rgb_received']} = processed {c['processed']} + stale-dropped "
           f"{c['dropped_stale']} + unsynchronised {c['unmatched_rgb']} + skipped {c['skipped_before_init']} + failed "
           f"{c['errors']} + {k['rgb_in_minus_accounted']} in flight")
+    if "exit" not in r:
+        return
+    e = r["exit"]
     print(f"exit: SIGINT -> process gone in {e['seconds']:.2f} s, exit code {e['exit_code']}, "
           f"{len(e['error_lines'])} error lines after the signal" + (f": {e['error_lines']}" if e["error_lines"] else ""))
 
