@@ -35,7 +35,7 @@ try:  # optional: not on PyPI; present on a ROS 2 install with ros-<distro>-visi
 except ImportError:  # pragma: no cover - depends on the install
     Detection2DArray = None
 
-__all__ = ["read_image", "image_array", "InitRequest", "init_request", "target_msg", "idle_msg", "render_debug", "detection_array", "HAVE_VISION_MSGS"]
+__all__ = ["read_image", "image_array", "init_refusal", "InitRequest", "init_request", "target_msg", "idle_msg", "render_debug", "detection_array", "HAVE_VISION_MSGS"]
 
 HAVE_VISION_MSGS = Detection2DArray is not None
 
@@ -95,6 +95,19 @@ def image_array(msg: Any, compressed: bool, modality: Modality, max_pixels: int)
         array = compressed_to_aux(msg, modality) if compressed else aux_to_array(msg, modality)
     _check_pixels(array.shape[1], array.shape[0], max_pixels)
     return array
+
+
+def init_refusal(lifecycle_state: str, ready: bool, preparing: str, last_error: str) -> str:
+    """Why ``~/init_target`` cannot start a target now ("" when it can): the node's state, what
+    a running transition prepares (``preparing``) and the last transition error."""
+    if lifecycle_state == "active" and ready:
+        return ""
+    if preparing:
+        why = f"the node is {lifecycle_state}: {preparing}; retry once it is active (see /diagnostics)"
+    else:
+        why = ("the model is not configured" if lifecycle_state == "unconfigured" else f"the node is {lifecycle_state}") + \
+              "; configure and activate the node first"
+    return f"refused: {why}" + (f" (last error: {last_error})" if last_error else "")
 
 
 def _fill_common(msg: Any, header: Any, target_id: str, image_size: tuple[int, int], modality: str) -> Any:

@@ -1,9 +1,10 @@
 """TrackerNode: the lifecycle node around the framework-free Tracker. Wiring only.
 
-Each concept has its module: the target (session.py), the inputs: synchroniser, init history,
-mailbox and time-line restarts (inputs.py, sync.py), the transitions' heavy part (preparation.py),
-run off the executor (transitions.py), /diagnostics (diagnostics.py), message conversions
-(messages.py), parameters (params.py), benchmark tracing (trace.py).
+Each concept has its module: the tracker and the target behind one lock (tracking.py,
+session.py), the inputs: synchroniser, init history, mailbox and time-line restarts (inputs.py,
+sync.py), the transitions' heavy part (preparation.py) run off the executor (transitions.py),
+/diagnostics (diagnostics.py), message conversions (messages.py), parameters (params.py), callback
+guards (guards.py), benchmark tracing (trace.py).
 
 Lifecycle (docs/ros.md "Lifecycle"): ``configure`` validates the parameters and loads the
 weights, ``activate`` builds the Tracker on its device (graphs exported for onnxruntime), warms it
@@ -14,9 +15,8 @@ services, parameters and /diagnostics (which says what is being prepared) answer
 
 Threads: the executor runs the callbacks, all short (convert a frame, answer a request); the
 worker runs ``Tracker.track`` on the newest synchronised set (one-slot mailbox) and publishes
-with the input's header; ``self._lock`` guards the tracker and the session. Image subscriptions
-are raw (serialized CDR read by sensors.py without a copy); ``UTPTRACK_RAW_INPUT=0`` subscribes to
-deserialised messages instead. Every callback answers or logs every exception (a service with
+with the input's header. Image subscriptions are raw (serialized CDR read by sensors.py without a
+copy); ``UTPTRACK_RAW_INPUT=0`` subscribes to deserialised messages instead. Every callback answers or logs every exception (a service with
 ``success=false`` and the reason): the node keeps running and keeps its target.
 """
 from __future__ import annotations
@@ -49,8 +49,9 @@ from .guards import answers_errors, logs_errors, transition
 from .inputs import Frame, InputFrames, TimeJump
 from .params import LIVE_PREFIXES, NodeSettings, build_settings, effective_core_values, parameter_defaults, settings_summary
 from .qos import describe, qos_profile
-from .session import TargetSession, clean_prompt, clean_target_id
+from .session import clean_prompt
 from .sync import ApproximateSync, Stamped, SyncedSet
+from .tracking import Tracking
 from .trace import trace_from_env
 from .transitions import serve_transitions_off_executor
 
@@ -71,11 +72,10 @@ class TrackerNode(LifecycleNode):
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.settings: Optional[NodeSettings] = None
         self.config_error = ""
-        self.session = TargetSession()
+        self.tracking = Tracking()
         self.inputs = InputFrames()
         self.stats = diag.NodeStats()
-        self._model = self._tracker = self._prompt_features = self._variant = None
-        self._lock = threading.RLock()  # the tracker and the session
+        self._model = self._variant = None
         self.progress = preparation.Progress()
         self._trace = trace_from_env()
         self._worker: Optional[threading.Thread] = None
@@ -142,7 +142,7 @@ class TrackerNode(LifecycleNode):
         except Exception as err:  # noqa: BLE001 - any load failure is reported, the node keeps running
             return self.transition_failed(f"model load failed ({type(err).__name__}): {err}")
         self._model, self.settings, self.config_error = model, settings, ""
-        self.session.prompt, self._prompt_features = settings.input.prompt, None
+        self.tracking.session.prompt = settings.input.prompt
         # show the effective core values (unset parameters = the variant's own)
         self.set_parameters([Parameter(k, value=v) for k, v in effective_core_values(settings, model.config.prune).items()])
         self._target_pub = self.create_lifecycle_publisher(TrackedTarget, "~/target", 10)
@@ -161,11 +161,8 @@ class TrackerNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self.settings
         tracker = preparation.build_tracker(self._model, s, self.progress)
-        features = tracker.encode_prompt(self.session.prompt) if self.session.prompt else None
+        self.tracking.start(tracker, s.modality)
         now = self._now_ns()
-        with self._lock:
-            self._tracker, self._prompt_features = tracker, features
-            self.session.drop()
         self.inputs.start(ApproximateSync(int(s.sync.slop_s * 1e9), s.sync.queue_size, int(s.sync.aux_timeout_s * 1e9),
                                           aux_enabled=s.modality is not Modality.RGB, start_ns=now), s.input.init_buffer)
         self._active_since, self.config_error = now, ""
@@ -203,11 +200,8 @@ class TrackerNode(LifecycleNode):
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
-        with self._lock:
-            tracker, self._tracker = self._tracker, None
-            self.session.drop()
         self._active_since = None
-        preparation.release_device(tracker, self._model)
+        preparation.release_device(self.tracking.stop(), self._model)
 
     def release(self) -> None:
         """Stop the worker and inputs outside the lifecycle (process exit), flush the trace."""
@@ -280,8 +274,7 @@ class TrackerNode(LifecycleNode):
         return None
 
     def _new_time_line(self, jump: TimeJump) -> None:
-        with self._lock:
-            self.session.stamps_restarted()
+        self.tracking.stamps_restarted()
         self._last_jump = jump.describe()
         self._warn(self._last_jump, "time jump")
 
@@ -292,12 +285,7 @@ class TrackerNode(LifecycleNode):
             text = clean_prompt(str(msg.data), limit)
         except InputError as err:
             return self.problem(f"prompt refused: {err}; keeping the current prompt")
-        tracker = self._tracker
-        features = tracker.encode_prompt(text) if tracker is not None and text else None  # tracking goes on meanwhile
-        with self._lock:
-            self.session.prompt, self._prompt_features = text, features
-            if self._tracker is not None and self._tracker.initialized:
-                self._tracker.set_prompt(text or None, features=features)
+        self.tracking.set_prompt(text)
         self.get_logger().info(f"prompt set to {text!r}" if text else "prompt cleared: no text guidance")
 
     # -- worker ----------------------------------------------------------------------------
@@ -318,33 +306,21 @@ class TrackerNode(LifecycleNode):
     def _process(self, item: SyncedSet) -> None:
         frame: Frame = item.rgb.payload
         taken, cpu = time.perf_counter(), self._trace.mark()
-        modality = self.settings.modality
-        aux = item.aux.payload.array if item.aux is not None else None
-        fallback = modality is not Modality.RGB and aux is None
-        with self._lock:
-            tracker = self._tracker
-            if tracker is None:
-                return
-            result = None
-            if tracker.initialized:
-                if not self.session.admits(item.stamp_ns):
-                    self.stats.counts["skipped_before_init"] += 1
-                    return
-                try:
-                    result = tracker.track(frame.array, aux)
-                except InputError as err:  # e.g. aux size mismatch: keep the target, use RGB only
-                    if aux is None:
-                        raise
-                    result, fallback = tracker.track(frame.array, None), True  # raises if RGB is the problem
-                    self.problem(f"{modality.value} frame unusable ({err}); this frame tracked RGB-only")
-                self.session.record(result)
-            target_id = self.session.target_id
+        out = self.tracking.track(item.stamp_ns, frame.array, item.aux.payload.array if item.aux is not None else None)
+        if out is None:  # inactive meanwhile, or queued before the target started
+            if self.tracking.tracker is not None:
+                self.stats.counts["skipped_before_init"] += 1
+            return
+        if out.note:
+            self.problem(out.note)
+        result, target_id, modality = out.result, out.target_id, self.settings.modality
         tracked, cpu_publish = time.perf_counter(), self._trace.mark()
         size, latency = (frame.array.shape[1], frame.array.shape[0]), (tracked - frame.received) * 1e3
         if result is None:
             msg = messages.idle_msg(TrackedTarget(), frame.header, size, modality.value, latency)
         else:
-            msg = messages.target_msg(TrackedTarget(), result, frame.header, target_id, size, modality.value, fallback, latency)
+            msg = messages.target_msg(TrackedTarget(), result, frame.header, target_id, size, modality.value,
+                                      out.aux_fallback, latency)
         self._target_pub.publish(msg)
         done = time.perf_counter()
         timings = result.timings_ms if result is not None else {}
@@ -361,85 +337,43 @@ class TrackerNode(LifecycleNode):
             self._detections_pub.publish(messages.detection_array(msg))
 
     # -- services --------------------------------------------------------------------------
-    def _refusal(self) -> str:
-        """Why a target cannot start now ("" when it can)."""
-        state = self.lifecycle_state
-        if state == "active" and self._tracker is not None:
-            return ""
-        preparing = self.progress.describe()
-        if preparing:
-            why = f"the node is {state}: {preparing}; retry once it is active (see /diagnostics)"
-        else:
-            why = ("the model is not configured" if state == "unconfigured" else f"the node is {state}") + \
-                  "; configure and activate the node first"
-        return f"refused: {why}" + (f" (last error: {self.config_error})" if self.config_error else "")
-
     @answers_errors
     def _on_init_target(self, request: Any, response: Any) -> Any:
-        response.success, response.target_id = False, self.session.target_id
-        response.message = self._refusal()
+        response.success, response.target_id = False, self.tracking.session.target_id
+        response.message = messages.init_refusal(self.lifecycle_state, self.tracking.tracker is not None,
+                                                 self.progress.describe(), self.config_error)
         if response.message:
             return response
         s = self.settings
         try:
             req = messages.init_request(request)
-            requested_id = clean_target_id(req.target_id)
-            prompt = clean_prompt(req.prompt, s.input.max_prompt_chars) or self.session.prompt
             item = self.inputs.find(req.stamp_ns, self.resolve_topic_name(self._topic(False)))
             frame: Frame = item.payload
             if req.frame_id and req.frame_id != frame.header.frame_id:
                 raise InputError(f"header.frame_id {req.frame_id!r} differs from the image's {frame.header.frame_id!r}")
-            aux_item = None
-            if s.modality is not Modality.RGB:
-                aux_item = self.inputs.nearest_aux(item.stamp_ns, int(s.sync.slop_s * 1e9))
-            tracker = self._tracker
-            features = self._prompt_features if prompt == self.session.prompt else None
-            if prompt and features is None and tracker is not None:
-                features = tracker.encode_prompt(prompt)  # outside the lock: tracking goes on meanwhile
-            with self._lock:
-                if self._tracker is None:
-                    raise InputError("the node was deactivated meanwhile")
-                result, notes = self._init_tracker(frame, req.box, aux_item, prompt, features)
-                target_id = self.session.start(requested_id, item.stamp_ns, result)
+            aux = self.inputs.nearest_aux(item.stamp_ns, int(s.sync.slop_s * 1e9)) if s.modality is not Modality.RGB else None
+            out, notes = self.tracking.init(item.stamp_ns, frame.array, req.box, aux.payload.array if aux else None,
+                                            req.target_id, clean_prompt(req.prompt, s.input.max_prompt_chars))
         except InputError as err:
             response.message = f"refused: {err}"
             self.get_logger().warning(f"init_target {response.message}")
             return response
         size = (frame.array.shape[1], frame.array.shape[0])
-        fallback = s.modality is not Modality.RGB and bool(notes)
-        self._target_pub.publish(messages.target_msg(TrackedTarget(), result, frame.header, target_id, size,
-                                                     s.modality.value, fallback, 0.0))
-        response.success, response.target_id, response.frame_stamp = True, target_id, frame.header.stamp
+        self._target_pub.publish(messages.target_msg(TrackedTarget(), out.result, frame.header, out.target_id, size,
+                                                     s.modality.value, out.aux_fallback, 0.0))
+        response.success, response.target_id, response.frame_stamp = True, out.target_id, frame.header.stamp
         b = req.box
-        notes += [f"prompt {prompt!r}"] if prompt else []
-        response.message = (f"tracking target '{target_id}' from the frame stamped {item.stamp_ns * 1e-9:.6f} "
+        response.message = (f"tracking target '{out.target_id}' from the frame stamped {item.stamp_ns * 1e-9:.6f} "
                             f"(box center {b.cx:.1f}, {b.cy:.1f}; size {b.w:.1f} x {b.h:.1f})" + "".join(f"; {n}" for n in notes))
-        self.get_logger().info(response.message)
-        return response
-
-    def _init_tracker(self, frame: Frame, box: Any, aux_item: Optional[Stamped], prompt: str, features: Any) -> tuple:
-        """Tracker.init on ``frame``; RGB-only (with a note) when the aux frame is missing or unusable."""
-        modality = self.settings.modality
-        if modality is Modality.RGB:
-            return self._tracker.init(frame.array, box, None, modality, prompt or None, features), []
-        if aux_item is None:
-            note = f"no {modality.value} frame within slop of that image: initialised RGB-only"
+        if aux is not None and out.aux_fallback:
+            self.get_logger().warning(response.message)
         else:
-            try:
-                return self._tracker.init(frame.array, box, aux_item.payload.array, modality, prompt or None, features), []
-            except InputError as err:  # the aux frame's fault only if RGB-only succeeds
-                note = f"{modality.value} frame unusable ({err}): initialised RGB-only"
-        result = self._tracker.init(frame.array, box, None, modality, prompt or None, features)
-        if aux_item is not None:
-            self.get_logger().warning(f"init_target: {note}")
-        return result, [note]
+            self.get_logger().info(response.message)
+        return response
 
     @answers_errors
     def _on_reset(self, request: Any, response: Any) -> Any:
-        with self._lock:
-            if self._tracker is not None:
-                self._tracker.reset()
-            had = self.session.drop()
+        had = self.tracking.reset()
         response.success = True
         response.message = f"target '{had}' dropped; state IDLE" if had else "no target was tracked; state IDLE"
         self.get_logger().info(response.message)
@@ -480,24 +414,21 @@ class TrackerNode(LifecycleNode):
         new = build_settings(self._parameter_values(), self._variant_for(self.settings.model.name))
         self.settings = replace(self.settings, tracker=new.tracker, sync=new.sync, prune_enabled=new.prune_enabled,
                                 keep_ratios=new.keep_ratios)
-        with self._lock:
-            if self._tracker is not None:
-                self._tracker.set_config(new.tracker)
-                self._tracker.set_prune(new.prune_config(self._model.config.prune))
+        backend = self.tracking.configure(new.tracker, new.prune_config(self._model.config.prune))
         self.inputs.set_sync_params(int(new.sync.slop_s * 1e9), new.sync.queue_size, int(new.sync.aux_timeout_s * 1e9))
-        if self._tracker is not None:
+        if backend is not None:
             self.get_logger().info(f"applied live: {', '.join(f'{p.name}={p.value}' for p in params if p.name in live)}")
-            if new.model.backend != self._tracker.backend:
+            if new.model.backend != backend:
                 self.get_logger().warning(f"no {new.model.backend} graphs for these keep ratios yet: tracking runs on "
-                                          f"{self._tracker.backend} until the next activate exports them")
+                                          f"{backend} until the next activate exports them")
 
     # -- diagnostics -----------------------------------------------------------------------
     @logs_errors
     def _publish_diagnostics(self) -> None:
         self._trace.flush()
-        now, s, tracker = self._now_ns(), self.settings, self._tracker
+        now, s, tracker = self._now_ns(), self.settings, self.tracking.tracker
         snap = diag.snapshot(
-            self.stats, now, sync=self.inputs.status(now), session=self.session,
+            self.stats, now, sync=self.inputs.status(now), session=self.tracking.session,
             extra_counts={"dropped_stale": self.inputs.mailbox.dropped},
             node_name=self.get_fully_qualified_name(), lifecycle_state=self.lifecycle_state, active=tracker is not None,
             config_error=self.config_error, preparing=self.progress.describe(),
