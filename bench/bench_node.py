@@ -190,10 +190,10 @@ def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
     if modality != "rgb":
         node.create_subscription(Image, "aux/image", on_image("aux"), qos, raw=True)
     node.create_timer(1.0, trace.flush)
-    ex, kind = make_executor(executor_kind)
+    ex, _ = make_executor(executor_kind)
     ex.add_node(node)
     try:
-        spin(ex, kind)
+        spin(ex)
     except BaseException:  # noqa: BLE001 - SIGINT / external shutdown end the echo
         pass
     finally:
@@ -252,7 +252,7 @@ class Target:
         self.ex.add_node(self.node)
         def run() -> None:
             try:
-                spin(self.ex, kind, self.ctx)
+                spin(self.ex, self.ctx)
             except BaseException:  # noqa: BLE001 - the context shutting down ends the spin
                 pass
 

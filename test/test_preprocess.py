@@ -92,6 +92,15 @@ def test_zero_area_box_cannot_be_cropped():
         crop_geometry(Box(10, 10, 0, 5), 2.0, 128)
 
 
+def test_a_crop_too_large_to_allocate_is_refused():
+    """A context factor far too large for the box asks for a multi-gigabyte padded crop: refused
+    with the reason instead of allocating (or cv2 raising a bare error)."""
+    image = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(InputError, match="context factor"):
+        crop_image(image, crop_geometry(Box(10, 10, 20, 20), 1e5, 128))
+    assert crop_image(image, crop_geometry(Box(10, 10, 20, 20), 100.0, 128)).shape == (128, 128, 3)
+
+
 def test_six_channel_tensor_normalises_both_halves_and_duplicates_missing_aux():
     rgb = np.full((4, 4, 3), (10, 128, 250), np.uint8)
     aux = np.full((4, 4, 3), (0, 255, 60), np.uint8)

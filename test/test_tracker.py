@@ -60,6 +60,8 @@ def test_track_before_init_is_refused(tiny, frames):
         (None, [-20, -20, 10, 10], "outside"),
         (None, [10, float("nan"), 5, 5], "non-finite"),
         (None, [1, 2, 3], "Box or"),
+        (None, [10, 10, 0.001, 0.001], "degenerate"),
+        (None, [-W, -H, 3 * W, 3 * H], "far larger than the 160x120 image"),
     ],
 )
 def test_bad_init_input_raises_value_error(tiny, frames, image, box, match):
@@ -172,6 +174,49 @@ def test_prompt_switches_text_guidance_at_run_time(tiny, frames):
     assert float(prompted._multi._targets.text.abs().sum()) == 0.0
 
 
+def test_prompt_encoded_ahead_equals_encoded_inside(tiny, frames):
+    """encode_prompt (another thread, no tracker state) + set_prompt(features=) / init(prompt_features=)
+    give exactly what encoding inside the call gives; load_text_encoder loads it ahead."""
+    img, _ = frames
+    ahead, inside = Tracker(tiny), Tracker(tiny)
+    assert ahead.load_text_encoder() is not None and ahead._multi._text_encoder is not None
+    features = ahead.encode_prompt("  the red  cup ")
+    assert features.shape == (tiny.config.text_dim,)
+    ahead.init(img, [40, 30, 20, 24], prompt="the red cup", prompt_features=features)
+    inside.init(img, [40, 30, 20, 24], prompt="the red cup")
+    assert torch.equal(ahead._multi._targets.text, inside._multi._targets.text)
+    assert ahead.track(img).box == inside.track(img).box
+    other = ahead.encode_prompt("a blue car")
+    ahead.set_prompt("a blue car", features=other)
+    inside.set_prompt("a blue car")
+    assert torch.equal(ahead._multi._targets.text, inside._multi._targets.text)
+    assert float(ahead.encode_prompt("  ").abs().sum()) == 0.0
+
+
+def test_refused_init_keeps_the_current_target(tiny, frames):
+    img, depth = frames
+    tr = Tracker(tiny)
+    tr.init(img, [40, 30, 20, 24], aux=depth, modality="depth")
+    with pytest.raises(InputError, match="register/resize"):
+        tr.init(img, [10, 10, 20, 20], aux=depth[:60, :80], modality="thermal")
+    assert tr.modality is Modality.DEPTH and tr.frame_index == 0
+    tr.set_config(replace(tr.config, template_factor=1e5))
+    with pytest.raises(InputError, match="context factor"):
+        tr.init(img, [10, 10, 20, 20])
+    assert tr.modality is Modality.DEPTH
+    tr.set_config(replace(tr.config, template_factor=2.0))
+    assert tr.track(img, depth).frame_index == 1  # the first target, still tracked
+
+
+def test_a_clip_margin_larger_than_the_image_keeps_the_box_in_the_image(tiny, frames):
+    img, _ = frames
+    tr = Tracker(tiny, config=TrackerConfig(clip_margin=100000, lost_threshold=0.0))
+    tr.init(img, [40, 30, 20, 24])
+    for _ in range(2):
+        x1, y1, x2, y2 = tr.track(img).box.as_xyxy()
+        assert 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H
+
+
 def test_reset_forgets_the_target(tiny, frames):
     tr = Tracker(tiny)
     tr.init(frames[0], [40, 30, 20, 24])
@@ -183,6 +228,8 @@ def test_reset_forgets_the_target(tiny, frames):
 
 def test_from_pretrained_weights_file_and_base_name(tiny, tmp_path):
     from utptrack_ros.checkpoint import save_model
+    from utptrack_ros.errors import CheckpointError
+    from utptrack_ros.tracker import load_variant
 
     path = save_model(tiny, tmp_path / "w.safetensors")
     pruned = Tracker.from_pretrained("tiny", weights=path)
@@ -193,6 +240,11 @@ def test_from_pretrained_weights_file_and_base_name(tiny, tmp_path):
         assert torch.equal(a, b)
     half = tiny.config.prune.with_keep_ratio(0.5, 0.5, 0.5)
     assert Tracker.from_pretrained("tiny", weights=path, prune=half).model.prune == half
+    loaded = load_variant("tiny_base", path)  # the one loader from_pretrained uses: the raw network
+    assert not loaded.prune.enabled and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), tiny.state_dict().values()))
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_variant("tiny", tmp_path / "missing.safetensors")
 
 
 def test_prepared_aux_frame_gives_the_same_result(tiny, frames):

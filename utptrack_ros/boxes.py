@@ -47,7 +47,10 @@ def clip_xywh(box: np.ndarray, width: int, height: int, margin: float = 10.0) ->
     """Clip like the official trackers (method.md 6.3 step 6): at least ``margin`` px stay inside.
 
     x1 in [0, W - margin], x2 in [margin, W], same for y; w = max(margin, x2 - x1), likewise h.
+    ``margin`` is capped at half the smaller image side: a larger one would push the box out of
+    (and past the size of) the image.
     """
+    margin = min(float(margin), width / 2.0, height / 2.0)
     x1, y1, x2, y2 = np.moveaxis(xywh_to_xyxy(box), -1, 0)
     x1 = np.clip(x1, 0, width - margin)
     y1 = np.clip(y1, 0, height - margin)

@@ -27,6 +27,10 @@ from .types import Box
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: the zero-padded crop is materialised before resizing; a larger one is refused (InputError)
+#: instead of asking for gigabytes (a context factor far too large for the box)
+MAX_CROP_BYTES = 1 << 28
+
 
 @dataclass(frozen=True)
 class CropGeometry:
@@ -116,6 +120,13 @@ def crop_image(
     """
     h, w = image.shape[:2]
     x1, y1, s = geom.x1, geom.y1, geom.side
+    pixel_bytes = 3 if to_image is not None else image.itemsize * int(np.prod(image.shape[2:], dtype=np.int64))
+    if s * s * pixel_bytes > MAX_CROP_BYTES:
+        raise InputError(
+            f"a {s}x{s} px crop around ({geom.cx:.0f}, {geom.cy:.0f}) would need "
+            f"{s * s * pixel_bytes / 2**30:.1f} GiB (limit {MAX_CROP_BYTES >> 20} MiB): "
+            f"the context factor (search_factor / template_factor) is too large for this box"
+        )
     x2, y2 = x1 + s, y1 + s
     left, top = max(0, -x1), max(0, -y1)
     right, bottom = max(x2 - w + 1, 0), max(y2 - h + 1, 0)

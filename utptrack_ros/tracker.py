@@ -57,15 +57,37 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def check_box(box: Box, width: int, height: int) -> Box:
-    """A usable init box: finite, positive area, and overlapping the image."""
+#: an init box's sides must be at least this many pixels ...
+MIN_BOX_SIDE = 1.0
+#: ... and at most this multiple of the image's width / height (a box far larger than the image
+#: is a unit or coordinate mistake, and its crops would be mostly padding)
+MAX_BOX_TO_IMAGE = 2.0
+
+
+def box_problem(box: Box, width: int, height: int) -> Optional[str]:
+    """Why ``box`` cannot start a target on a ``width`` x ``height`` image, or None if it can:
+    non-finite, a side under :data:`MIN_BOX_SIDE` px or over :data:`MAX_BOX_TO_IMAGE` times the
+    image's, or no overlap with the image."""
     if not box.is_finite():
-        raise InputError(f"box {box.as_xywh()} has non-finite values")
+        return "has non-finite values"
     if box.w <= 0 or box.h <= 0:
-        raise InputError(f"box {box.as_xywh()} has zero or negative area (w and h must be > 0)")
+        return "has zero or negative area (w and h must be > 0)"
+    if box.w < MIN_BOX_SIDE or box.h < MIN_BOX_SIDE:
+        return f"is degenerate: each side must be at least {MIN_BOX_SIDE:g} px"
+    if box.w > MAX_BOX_TO_IMAGE * width or box.h > MAX_BOX_TO_IMAGE * height:
+        return (f"is far larger than the {width}x{height} image: each side may be at most "
+                f"{MAX_BOX_TO_IMAGE:g} times the image's")
     x1, y1, x2, y2 = box.as_xyxy()
     if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        raise InputError(f"box {box.as_xywh()} lies outside the {width}x{height} image")
+        return f"lies outside the {width}x{height} image"
+    return None
+
+
+def check_box(box: Box, width: int, height: int) -> Box:
+    """A usable init box (see :func:`box_problem`); raises InputError saying why not."""
+    problem = box_problem(box, width, height)
+    if problem is not None:
+        raise InputError(f"box {box.as_xywh()} {problem}")
     return box
 
 
@@ -76,6 +98,39 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but CUDA is not available")
     return dev
+
+
+def load_variant(name: str = "tiny", weights: Optional[Union[str, Path]] = None) -> UTPTrack:
+    """The network of variant ``name`` on the CPU with its weights: the shipped file (``weights``
+    None or ``""``) or a weights file.
+
+    ``weights`` may be a project checkpoint (safetensors with its config) or an official
+    OSTrack / UTPTrack-O / SUTrack / UTPTrack-S training checkpoint, loaded without executing
+    pickled code; the file then decides the architecture and family from its own content
+    (``checkpoint.infer_variant``). ``*_base`` names
+    run the weights unpruned (every keep ratio 1.0). See ``utptrack_ros.checkpoint``.
+    """
+    from .checkpoint import load_model
+    from .errors import CheckpointError
+    from .models import model_config, shipped_weights
+
+    if not weights:
+        path = shipped_weights(name)
+        if path is None:
+            raise CheckpointError(
+                f"no weights ship for {name!r}; pass weights=PATH to an official OSTrack / UTPTrack-O "
+                f"checkpoint or a project .safetensors file"
+            )
+        model = load_model(path)
+        model.set_prune(model_config(name).prune)  # tiny_base: the same weights, unpruned
+        return model
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"weights: no such file {str(weights)!r}")
+    model = load_model(path)
+    if name.endswith("_base"):  # the unpruned face of whatever the file holds
+        model.set_prune(model.prune.off())
+    return model
 
 
 @dataclass
@@ -157,34 +212,12 @@ class MultiTracker:
         onnx_cache: Optional[Union[str, Path]] = None,
         threads: Optional[int] = None,
     ) -> "MultiTracker":
-        """Build a tracker from the shipped weights of ``name`` or from a weights file.
-
-        ``weights`` may be a project checkpoint (safetensors with its config) or an official
-        OSTrack / UTPTrack-O training checkpoint, loaded without executing pickled code; the
-        file then decides the architecture: its size from the weights, OSTrack (``ostrack*``,
-        CE or not) or UTPTrack-O (``o256`` / ``o384``) from its own metadata
-        (``checkpoint.infer_variant``). ``*_base``
-        names run the weights unpruned (every keep ratio 1.0); ``prune``, when given, replaces
-        the pruning settings after that. See ``utptrack_ros.checkpoint``. ``backend``,
-        ``onnx_cache`` and ``threads`` as in the constructor.
+        """Build a tracker from the shipped weights of ``name`` or from a weights file
+        (:func:`load_variant`: the file decides its own architecture and family); ``prune``, when
+        given, replaces the pruning settings after that. ``backend``, ``onnx_cache`` and
+        ``threads`` as in the constructor.
         """
-        from .checkpoint import load_model
-        from .errors import CheckpointError
-        from .models import model_config, shipped_weights
-
-        if weights is None:
-            path = shipped_weights(name)
-            if path is None:
-                raise CheckpointError(
-                    f"no weights ship for {name!r}; pass weights=PATH to an official OSTrack / UTPTrack-O "
-                    f"checkpoint or a project .safetensors file"
-                )
-            model = load_model(path)
-            model.set_prune(model_config(name).prune)  # tiny_base: the same weights, unpruned
-        else:
-            model = load_model(weights)
-            if name.endswith("_base"):  # the unpruned face of whatever the file holds
-                model.set_prune(model.prune.off())
+        model = load_variant(name, weights)
         if prune is not None:
             model.set_prune(prune)
         return cls(model, config=config, device=device, backend=backend, onnx_cache=onnx_cache, threads=threads)
@@ -225,53 +258,79 @@ class MultiTracker:
 
     @property
     def text_encoder(self) -> Optional[TextEncoder]:
+        """The prompt encoder (None without a text token); loaded here on first use unless
+        :meth:`load_text_encoder` loaded it ahead."""
         if self._text_encoder is None and self.model.config.text_dim:
             self._text_encoder = create_text_encoder(self.model.config.text_encoder)
         return self._text_encoder
 
-    def set_prompt(self, prompt: Optional[str], index: Optional[int] = None) -> None:
-        """Replace the language prompt of target ``index`` (all targets if None); blank = none."""
+    def load_text_encoder(self) -> Optional[TextEncoder]:
+        """Load the prompt encoder now (seconds for MiniLM), so no later prompt waits for it;
+        None when the model has no text token."""
+        return self.text_encoder
+
+    def encode_prompt(self, prompt: Optional[str]) -> Optional[torch.Tensor]:
+        """``prompt``'s text feature, (text_dim,) on the CPU (zeros for a blank prompt), or None
+        when the model has no text token. Reads no tracking state: another thread may encode
+        while this tracker tracks, then hand the feature to :meth:`set_prompt` / :meth:`init`."""
+        if not self.model.config.text_dim:
+            return None
+        return self.text_encoder.encode([normalise_prompt(prompt)])[0]
+
+    def set_prompt(self, prompt: Optional[str], index: Optional[int] = None,
+                   features: Optional[torch.Tensor] = None) -> None:
+        """Replace the language prompt of target ``index`` (all targets if None); blank = none.
+
+        ``features``: the prompt's :meth:`encode_prompt` result, computed ahead (no encoding here).
+        """
         if self._targets is None:
             raise NotInitializedError("set_prompt() needs an initialised target; pass prompt= to init()")
         targets = self._targets
         indices = range(len(targets.states)) if index is None else [index]
-        for i in indices:
-            targets.prompts[i] = normalise_prompt(prompt)
-        targets.text, targets.task = self._encode_prompts(targets.prompts)
+        known = {} if features is None else {normalise_prompt(prompt): features}
+        prompts = [normalise_prompt(prompt) if i in indices else p for i, p in enumerate(targets.prompts)]
+        targets.text, targets.task = self._encode_prompts(prompts, self.modality, known)
+        targets.prompts = prompts
 
-    def _encode_prompts(self, prompts: list[str]) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+    def _encode_prompts(self, prompts: list[str], modality: Modality,
+                        known: Optional[dict] = None) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+        """(text features, task ids) of ``prompts``; ``known``: prompt -> feature encoded ahead."""
         has_prompt = [bool(p) for p in prompts]
         if any(has_prompt) and not self.model.config.text_dim:
             log.warning("model %s has no text token; the prompt is ignored", self.model.config.name)
             has_prompt = [False] * len(prompts)
         task = torch.tensor(
-            [int(Task.for_inputs(self.modality, p)) for p in has_prompt], dtype=torch.long, device=self.device
+            [int(Task.for_inputs(modality, p)) for p in has_prompt], dtype=torch.long, device=self.device
         )
         text_dim = self.model.config.text_dim
         if not text_dim:
             return None, task
-        if any(has_prompt):  # the encoder loads only once a prompt needs it
-            text = self.text_encoder.encode(prompts)
-        else:
-            text = torch.zeros(len(prompts), text_dim)
+        known = known or {}
+        rows = [known[p] if p in known else None for p in prompts]
+        missing = [p for p, row in zip(prompts, rows) if row is None and p]
+        if missing:  # the encoder loads only once a prompt needs it (unless loaded ahead)
+            encoded = dict(zip(missing, self.text_encoder.encode(missing)))
+            rows = [encoded.get(p) if row is None else row for p, row in zip(prompts, rows)]
+        text = torch.stack([torch.zeros(text_dim) if row is None else row.cpu() for row in rows])
         return text.to(self.device), task
 
     # -- inputs ------------------------------------------------------------------------
-    def _aux_frame(self, aux: Union[None, np.ndarray, AuxFrame], image: np.ndarray) -> Optional[AuxFrame]:
+    def _aux_frame(self, aux: Union[None, np.ndarray, AuxFrame], image: np.ndarray,
+                   modality: Modality) -> Optional[AuxFrame]:
         if aux is None:
             return None
-        if self.modality is Modality.RGB:
+        if modality is Modality.RGB:
             raise InputError("an auxiliary frame was given but the tracker was initialised with modality=rgb")
         if not isinstance(aux, (np.ndarray, AuxFrame)):
             raise InputError(f"auxiliary frame must be a numpy array, got {type(aux).__name__}")
         if aux.shape[:2] != image.shape[:2]:
             raise InputError(
-                f"{self.modality.value} frame is {aux.shape[1]}x{aux.shape[0]} but the RGB image is "
+                f"{modality.value} frame is {aux.shape[1]}x{aux.shape[0]} but the RGB image is "
                 f"{image.shape[1]}x{image.shape[0]}; register/resize it to the RGB image first"
             )
         if isinstance(aux, AuxFrame):  # prepared ahead (modalities.prepare_aux with this config)
             return aux
-        return prepare_aux(aux, self.modality, self.config.aux)
+        return prepare_aux(aux, modality, self.config.aux)
 
     def _crops(self, image: np.ndarray, aux: Optional[AuxFrame], geoms: list[CropGeometry]) -> torch.Tensor:
         rgb = [crop_image(image, g) for g in geoms]
@@ -288,6 +347,7 @@ class MultiTracker:
         aux: Optional[np.ndarray] = None,
         modality: Union[Modality, str] = Modality.RGB,
         prompts: Union[None, str, Sequence[Optional[str]]] = None,
+        prompt_features: Optional[dict] = None,
     ) -> list[TrackResult]:
         """Start tracking ``boxes`` (image px) on ``image``; replaces any previous targets.
 
@@ -297,6 +357,7 @@ class MultiTracker:
             aux: the auxiliary frame of ``modality`` aligned with ``image`` (see modalities.py).
             modality: what the auxiliary stream is for this sequence.
             prompts: one language description for all targets, or one per target.
+            prompt_features: prompt -> its :meth:`encode_prompt` result, encoded ahead.
         """
         t0 = time.perf_counter()
         image = check_image(image)
@@ -307,8 +368,7 @@ class MultiTracker:
         modality = Modality(modality)
         if modality is not Modality.RGB and self.model.config.in_chans != 6:
             raise InputError(f"model {self.model.config.name} takes RGB only; {modality.value} needs a 6-channel model")
-        self.modality = modality
-        aux_frame = self._aux_frame(aux, image)
+        aux_frame = self._aux_frame(aux, image, modality)
         if prompts is None or isinstance(prompts, str):
             prompts = [prompts] * len(boxes)
         if len(prompts) != len(boxes):
@@ -322,8 +382,11 @@ class MultiTracker:
         with torch.inference_mode():
             # both templates start as this crop (method.md 6.3); OSTrack models have only this one
             tokens = self.network.embed_templates(crops, None, box_norm, None)
-            text, task = self._encode_prompts(prompt_list)
+            known = {normalise_prompt(k): v for k, v in (prompt_features or {}).items()}
+            text, task = self._encode_prompts(prompt_list, modality, known)
+        # nothing above changed the tracker: a refused or failed init keeps the current targets
         self._targets = _Targets(list(boxes), tokens, prompt_list, text, task, frame_index=0)
+        self.modality = modality
         total = (time.perf_counter() - t0) * 1000.0
         n_z, f = cfg.template_grid**2, cfg.search_grid
         ledger = TokenLedger(LayerTokens(-1, f * f, n_z, n_z if cfg.num_templates == 2 else 0), ())
@@ -352,7 +415,7 @@ class MultiTracker:
         t0 = time.perf_counter()
         image = check_image(image)
         height, width = image.shape[:2]
-        aux_frame = self._aux_frame(aux, image)
+        aux_frame = self._aux_frame(aux, image, self.modality)
         targets = self._targets
         targets.frame_index += 1
         cfg, mcfg = self.config, self.model.config
@@ -499,14 +562,23 @@ class Tracker:
         aux: Optional[np.ndarray] = None,
         modality: Union[Modality, str] = Modality.RGB,
         prompt: Optional[str] = None,
+        prompt_features: Optional[torch.Tensor] = None,
     ) -> TrackResult:
-        return self._multi.init(image, [box], aux, modality, [prompt])[0]
+        """``prompt_features``: ``prompt``'s :meth:`encode_prompt` result, encoded ahead."""
+        known = {prompt or "": prompt_features} if prompt_features is not None else None
+        return self._multi.init(image, [box], aux, modality, [prompt], known)[0]
 
     def track(self, image: np.ndarray, aux: Union[None, np.ndarray, AuxFrame] = None) -> TrackResult:
         return self._multi.track(image, aux)[0]
 
-    def set_prompt(self, prompt: Optional[str]) -> None:
-        self._multi.set_prompt(prompt)
+    def load_text_encoder(self) -> Optional[TextEncoder]:
+        return self._multi.load_text_encoder()
+
+    def encode_prompt(self, prompt: Optional[str]) -> Optional[torch.Tensor]:
+        return self._multi.encode_prompt(prompt)
+
+    def set_prompt(self, prompt: Optional[str], features: Optional[torch.Tensor] = None) -> None:
+        self._multi.set_prompt(prompt, features=features)
 
     def set_prune(self, prune: PruneConfig) -> None:
         self._multi.set_prune(prune)

@@ -241,7 +241,7 @@ def test_prompt_topic_empty_and_too_long(node):
 
     _, client = node
     client.pub_prompt.publish(String(data="x" * 300))
-    assert "prompt of 300 characters refused" in client.log_containing("characters refused").msg
+    assert "prompt refused: prompt has 300 characters; at most 200" in client.log_containing("prompt refused").msg
     client.pub_prompt.publish(String(data="   "))
     client.log_containing("prompt cleared")
     assert client.next_diagnostics()["tracker"][2]["prompt"] == ""

@@ -88,6 +88,62 @@ def test_aux_timeout_falls_back_to_rgb_only_and_resumes():
     assert sync.add_rgb(S(2000), 1200 * MS).aux is None
 
 
+def test_persistent_stamp_mismatch_falls_back_to_rgb_only_and_recovers():
+    """Two drivers on different clocks: aux stamps 45 ms after RGB with a 20 ms slop. Nothing
+    pairs; after aux_timeout RGB goes alone (counted rgb_only), the offset is measured, and pairs
+    resume as soon as the stamps match again."""
+    sync = make(slop_ms=20, timeout_ms=500)
+    out = []
+    for k in range(10):  # 10 Hz, arrivals on the node clock
+        t = 1000 + 100 * k
+        out.append(sync.add_aux(S(t + 45), t * MS))
+        out.append(sync.add_rgb(S(t), t * MS + 1))
+    sent = [o for o in out if o is not None]
+    assert all(o.aux is None for o in sent) and len(sent) >= 4  # RGB-only once the mismatch lasted 0.5 s
+    assert sync.mismatch_fallback(1901 * MS) and sync.counters.matched == 0 and sync.counters.rgb_only == len(sent)
+    assert sync.offset_ns == 45 * MS and sync.mismatch_s(1901 * MS) > 0.5
+    assert not sync.aux_fallback(1901 * MS)  # not silent: a different fallback
+    # the driver is fixed: the first image with an aux frame within the slop pairs, and pairing resumes
+    assert sync.add_aux(S(2000), 2000 * MS) is None
+    assert sync.add_rgb(S(2000), 2000 * MS + 1).aux.stamp_ns == 2000 * MS
+    assert not sync.mismatch_fallback(2001 * MS) and sync.offset_ns == 0
+    # an aux frame arriving after an image sent alone, within the slop of its stamp, ends it too
+    sync = make(slop_ms=20, timeout_ms=500)
+    for k in range(10):
+        t = 1000 + 100 * k
+        sync.add_rgb(S(t), t * MS)
+        sync.add_aux(S(t - 45), t * MS + 1)  # aux stamped 45 ms early
+    assert sync.mismatch_fallback(1902 * MS) and sync.offset_ns == -45 * MS
+    assert sync.add_rgb(S(2000), 2000 * MS).aux is None  # alone: its aux frame is not there yet
+    assert sync.add_aux(S(2000), 2001 * MS) is None  # the driver fixed: within the slop of image 2000
+    assert not sync.mismatch_fallback(2002 * MS)
+    assert sync.add_rgb(S(2100), 2100 * MS) is None  # waits for its partner again
+    assert sync.add_aux(S(2100), 2101 * MS).aux.stamp_ns == 2100 * MS
+
+
+def test_offset_of_drivers_seconds_apart_is_measured_by_arrival():
+    """Aux stamps 2 s ahead at 30 Hz: the offset is 2 s (frames that arrived together), not the
+    distance to whichever recent stamp happens to be nearest."""
+    sync = make(slop_ms=20, timeout_ms=500)
+    for k in range(40):
+        t = 1000 + 33 * k
+        sync.add_rgb(S(t), t * MS)
+        sync.add_aux(S(t + 2000), t * MS + 2)
+    assert sync.offset_ns == 2000 * MS and sync.mismatch_fallback(2400 * MS)
+
+
+def test_mismatch_fallback_still_pairs_a_queued_partner():
+    sync = make(slop_ms=20, timeout_ms=100)
+    for t in (0, 60, 120):  # aux 30 ms before each image: never within the slop
+        sync.add_aux(S(t), t * MS + 1)
+        sync.add_rgb(S(t + 30), t * MS + 2)
+    assert sync.mismatch_fallback(123 * MS) and sync.offset_ns == -30 * MS
+    sync.add_aux(S(500), 180 * MS)
+    out = sync.add_rgb(S(505), 181 * MS)  # its partner is already queued
+    assert out.aux.stamp_ns == 500 * MS and sync.counters.matched == 1
+    assert not sync.mismatch_fallback(182 * MS)
+
+
 def test_aux_grace_period_starts_with_the_clock():
     # activated under use_sim_time before any /clock: the node clock read 0
     sync = make(timeout_ms=500, start_ms=0)

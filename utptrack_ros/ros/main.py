@@ -4,8 +4,15 @@
         -r image:=/camera/color/image_raw
 
 ``autostart:=true`` (parameter) configures and activates the node at start for systems without
-a lifecycle manager; a failed configure is logged and reported on /diagnostics, and the node
-keeps running so it can be reconfigured (``ros2 lifecycle set /utptrack configure``).
+a lifecycle manager: the executor spins first and the transitions run in a thread
+(ros/transitions.py), so services, parameters and /diagnostics answer while the model loads; a
+failed transition is logged with its reason and reported on /diagnostics, and the node keeps
+running so it can be reconfigured (``ros2 lifecycle set /utptrack configure``).
+
+Exit (SIGINT, SIGTERM): the worker stops first (nothing is published into a context that is
+going away), then the node, the executor and the context shut down in order, the logs are
+flushed, and the process ends with ``os._exit``: interpreter teardown (torch, onnxruntime and
+DDS threads) took seconds, past the 5 s after which ``ros2 launch`` escalates to SIGTERM.
 
 Executor (``--executor``, default ``events``; environment ``UTPTRACK_EXECUTOR``): the tracking
 runs in the node's own worker thread, so every callback is short and one executor thread serves
@@ -30,27 +37,20 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from typing import Optional, Sequence  # noqa: E402
 
 import rclpy  # noqa: E402
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
 
 from .node import TrackerNode  # noqa: E402
+from .transitions import autostart, start_in_thread  # noqa: E402
 
 EXECUTORS = ("events", "single", "multi")
-
-
-def autostart(node: TrackerNode) -> bool:
-    """configure + activate; False (logged) when a transition fails."""
-    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-        node.get_logger().error("autostart: configure failed; staying unconfigured (see /diagnostics)")
-        return False
-    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-        node.get_logger().error("autostart: activate failed; staying inactive (see /diagnostics)")
-        return False
-    return True
 
 
 def make_executor(kind: str, context=None) -> tuple[object, str]:
@@ -69,13 +69,12 @@ def make_executor(kind: str, context=None) -> tuple[object, str]:
     return SingleThreadedExecutor(context=context), "single"
 
 
-def spin(executor, kind: str, context=None) -> None:
-    """Until the context shuts down (SIGINT/SIGTERM, rclpy.shutdown)."""
-    if kind == "events":
-        while rclpy.ok(context=context):
-            executor.spin_once(timeout_sec=0.5)
-    else:
-        executor.spin()
+def spin(executor, context=None, stop: Optional[threading.Event] = None) -> None:
+    """Until ``stop`` is set (SIGINT/SIGTERM) or the context shuts down. ``spin_once`` in a loop
+    for every kind: the EventsExecutor's ``spin()`` delivered no messages here (rclpy 9.1.2), and
+    the short timeout bounds how long a signal waits for the loop."""
+    while not (stop is not None and stop.is_set()) and rclpy.ok(context=context):
+        executor.spin_once(timeout_sec=0.1)
 
 
 def parse_args(args: Sequence[str]) -> argparse.Namespace:
@@ -98,27 +97,43 @@ def _user_args(args: Sequence[str]) -> list[str]:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """The node until SIGINT/SIGTERM; then an orderly shutdown (worker, node, executor, context)."""
     args = list(sys.argv if argv is None else argv)
     opts = parse_args(args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        with rclpy.init(args=args):
-            node = TrackerNode()
-            executor, kind = make_executor(opts.executor)
-            node.get_logger().info(f"executor: {kind}" + ("" if kind == opts.executor else f" ({opts.executor} unavailable)"))
-            executor.add_node(node)
-            if node.get_parameter("autostart").value:
-                autostart(node)
-            try:
-                spin(executor, kind)
-            finally:
-                node.release()  # stop the worker; no lifecycle transition once the context is down
-                executor.shutdown()
-                node.destroy_node()
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        node = TrackerNode()
+        executor, kind = make_executor(opts.executor)
+        node.get_logger().info(f"executor: {kind}" + ("" if kind == opts.executor else f" ({opts.executor} unavailable)"))
+        executor.add_node(node)
+        if node.get_parameter("autostart").value:
+            start_in_thread(lambda: autostart(node))
+        try:
+            spin(executor, stop=stop)
+        finally:
+            node.release()  # the worker stops while the context is still valid
+            node.get_logger().info("shutting down")
+            executor.shutdown(timeout_sec=1.0)
+            node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    finally:
+        rclpy.try_shutdown()
     return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``utptrack_node``: :func:`run`, then exit at once (see the module docstring)."""
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)  # C stdio buffers (rcutils' console logging)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,6 +2,9 @@
 
 * :func:`target_msg` / :func:`idle_msg`: ``TrackResult`` -> ``utptrack_ros/TrackedTarget``
   (header copied from the input image; box as centre + full size in that image's pixels).
+* :func:`read_image`: a subscription's serialized (CDR) image -> a light message whose ``data``
+  views the bytes, and its ``std_msgs/Header``; :func:`image_array`: that message -> the array
+  the tracker takes, refusing images with more than ``input.max_image_pixels`` pixels.
 * :func:`init_request` : ``InitTarget.Request`` -> :class:`InitRequest` (stamp, ``Box``, prompt,
   id), refusing non-finite or empty boxes with a reason.
 * :func:`render_debug`: the input image with the box, state, score and the kept search tokens.
@@ -15,16 +18,24 @@ from typing import Any, Optional
 
 import numpy as np
 
+from builtin_interfaces.msg import Time
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
 from ..errors import InputError
-from ..sensors import stamp_to_ns
-from ..types import Box, TrackResult, TrackState
+from ..sensors import (
+    SensorError, aux_to_array, compressed_from_cdr, compressed_to_aux, compressed_to_rgb, image_from_cdr, image_to_rgb,
+    stamp_to_ns,
+)
+from ..types import Box, Modality, TrackResult, TrackState
 
 try:  # optional: not on PyPI; present on a ROS 2 install with ros-<distro>-vision-msgs
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 except ImportError:  # pragma: no cover - depends on the install
     Detection2DArray = None
 
-__all__ = ["InitRequest", "init_request", "target_msg", "idle_msg", "render_debug", "detection_array", "HAVE_VISION_MSGS"]
+__all__ = ["read_image", "image_array", "init_refusal", "InitRequest", "init_request", "target_msg", "idle_msg", "render_debug", "detection_array", "HAVE_VISION_MSGS"]
 
 HAVE_VISION_MSGS = Detection2DArray is not None
 
@@ -51,14 +62,52 @@ def init_request(req: Any) -> InitRequest:
     return InitRequest(stamp_to_ns(req.header.stamp), str(req.header.frame_id), box, str(req.prompt), str(req.target_id))
 
 
-def check_box_in_image(box: Box, width: int, height: int) -> None:
-    """The box must overlap the image it was drawn on."""
-    x1, y1, x2, y2 = box.as_xyxy()
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        raise InputError(
-            f"box (center {box.cx:.1f}, {box.cy:.1f}; size {box.w:.1f} x {box.h:.1f}) lies outside the "
-            f"{width}x{height} image"
-        )
+def read_image(raw: Any, compressed: bool) -> tuple[Any, Any]:
+    """Serialized image -> (light message whose ``data`` views ``raw``, std_msgs/Header).
+
+    Bytes in an encapsulation sensors.py does not read go through rclpy's deserialiser; a
+    message object (``UTPTRACK_RAW_INPUT=0``) is used as it is."""
+    if not isinstance(raw, bytes):
+        return raw, raw.header
+    try:
+        msg = compressed_from_cdr(raw) if compressed else image_from_cdr(raw)
+    except SensorError:
+        msg = deserialize_message(raw, CompressedImage if compressed else Image)
+        return msg, msg.header
+    h = msg.header
+    return msg, Header(stamp=Time(sec=h.stamp.sec, nanosec=h.stamp.nanosec), frame_id=h.frame_id)
+
+
+def _check_pixels(width: int, height: int, limit: int) -> None:
+    if width * height > limit:
+        raise SensorError(f"{width}x{height} image has {width * height} pixels, more than input.max_image_pixels="
+                          f"{limit} (downscale it in the driver, or raise the limit)")
+
+
+def image_array(msg: Any, compressed: bool, modality: Modality, max_pixels: int) -> Any:
+    """A read image message -> the RGB array (``modality`` RGB) or that modality's aux array.
+    Raises SensorError for images larger than ``max_pixels`` (checked from the message's size
+    before converting; compressed images once decoded) and for anything sensors.py refuses."""
+    _check_pixels(int(getattr(msg, "width", 0)), int(getattr(msg, "height", 0)), max_pixels)
+    if modality is Modality.RGB:
+        array = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+    else:
+        array = compressed_to_aux(msg, modality) if compressed else aux_to_array(msg, modality)
+    _check_pixels(array.shape[1], array.shape[0], max_pixels)
+    return array
+
+
+def init_refusal(lifecycle_state: str, ready: bool, preparing: str, last_error: str) -> str:
+    """Why ``~/init_target`` cannot start a target now ("" when it can): the node's state, what
+    a running transition prepares (``preparing``) and the last transition error."""
+    if lifecycle_state == "active" and ready:
+        return ""
+    if preparing:
+        why = f"the node is {lifecycle_state}: {preparing}; retry once it is active (see /diagnostics)"
+    else:
+        why = ("the model is not configured" if lifecycle_state == "unconfigured" else f"the node is {lifecycle_state}") + \
+              "; configure and activate the node first"
+    return f"refused: {why}" + (f" (last error: {last_error})" if last_error else "")
 
 
 def _fill_common(msg: Any, header: Any, target_id: str, image_size: tuple[int, int], modality: str) -> Any:

@@ -195,10 +195,11 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "sync.slop_s": ParamSpec(f"max |stamp(rgb) - stamp(aux)| of a pair, seconds. {_LIVE}", Bounds(0.0, 10.0, "seconds")),
     "sync.queue_size": ParamSpec(f"per-stream queue of not-yet-paired frames. {_LIVE}",
                                  Bounds(1, 100, "frames held in memory")),
-    "sync.aux_timeout_s": ParamSpec(f"aux silent this long (node clock) -> RGB-only fallback (WARN), seconds. {_LIVE}",
+    "sync.aux_timeout_s": ParamSpec("aux silent, or no RGB/aux pair within the slop, this long (node clock) -> RGB-only "
+                                    f"fallback (WARN with the measured offset), seconds. {_LIVE}",
                                     Bounds(0.0, 3600.0, "seconds", low_open=True)),
     "output.debug_image": ParamSpec(f"create ~/debug_image (rendered only while subscribed). {_CONFIGURE}"),
-    "output.diagnostics_period_s": ParamSpec(f"period of /diagnostics, seconds. {_CONFIGURE}",
+    "output.diagnostics_period_s": ParamSpec("period of /diagnostics, seconds. Live: the timer is re-created at once.",
                                              Bounds(0.05, 60.0, "seconds")),
     "output.stale_s": ParamSpec(f"no RGB frame for this long while active -> STALE (ERROR), seconds. {_CONFIGURE}",
                                 Bounds(0.0, 3600.0, "seconds", low_open=True)),

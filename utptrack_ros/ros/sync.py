@@ -18,6 +18,13 @@ docs/ros.md "Synchronisation"):
   under ``use_sim_time`` that pauses does not trip it), RGB frames are emitted alone
   (``aux=None``; the tracker then uses RGB in the aux half) and counted ``rgb_only``. The first
   aux frame that arrives ends the fallback.
+* Mismatch fallback: when both streams arrive but no pair has been emitted for ``aux_timeout``
+  (the streams' stamps are further apart than the slop: two drivers on different clocks), RGB
+  frames are emitted alone too, each one paired instead when an aux frame within the slop is
+  already queued. An aux frame within the slop of a recent RGB stamp ends it: pairing resumes.
+  :attr:`ApproximateSync.offset_ns` is the measured offset (aux stamp - RGB stamp of the frames
+  that arrived closest in time: the drivers' clock offset, however large) for the user to fix
+  the slop or the driver.
 * A stamp older than the previous one on the same stream (bag loop, camera restart with a new
   clock) clears both queues and counts a ``time_jump``.
 
@@ -96,6 +103,12 @@ class ApproximateSync:
         self._last_aux_stamp: Optional[int] = None
         self._last_aux_arrival: Optional[int] = None
         self._start_ns: Optional[int] = start_ns or None
+        self._pairing_since: Optional[int] = self._start_ns  # last emitted pair (or start, aux return)
+        # (arrival, stamp) of recent frames, for the offset and mismatch recovery
+        self._recent_rgb: Deque[tuple[int, int]] = deque(maxlen=16)
+        self._recent_aux: Deque[tuple[int, int]] = deque(maxlen=16)
+        #: aux stamp - RGB stamp of the frames that arrived closest in time (None until both arrived)
+        self.offset_ns: Optional[int] = None
         self.set_params(slop_ns, queue_size, aux_timeout_ns)
 
     def set_params(self, slop_ns: int, queue_size: int, aux_timeout_ns: int) -> None:
@@ -113,9 +126,19 @@ class ApproximateSync:
     def restart(self, now_ns: int) -> None:
         """Forget queued frames and restart the aux-timeout clock (e.g. on activation)."""
         self._clear()
-        self._start_ns = now_ns or None
+        self._start_ns = self._pairing_since = now_ns or None
         self._last_aux_arrival = None
         self._last_rgb_stamp = self._last_aux_stamp = None
+        self._recent_rgb.clear()
+        self._recent_aux.clear()
+        self.offset_ns = None
+
+    def forget_stamps(self) -> None:
+        """A new time line (the caller saw a stamp jump back): drop queued frames and the stamps
+        remembered per stream, so the other stream's first new frame is no jump again."""
+        self._time_jump()
+        self._last_rgb_stamp = self._last_aux_stamp = None
+        self.offset_ns = None
 
     def aux_fallback(self, now_ns: int) -> bool:
         """True while the aux stream is enabled but silent for more than ``aux_timeout``."""
@@ -131,6 +154,21 @@ class ApproximateSync:
             return False
         return now_ns - since > self.aux_timeout_ns
 
+    def mismatch_fallback(self, now_ns: int) -> bool:
+        """True while both streams arrive but no pair was emitted for more than ``aux_timeout``."""
+        if not self.aux_enabled or self._last_aux_arrival is None or self.aux_fallback(now_ns):
+            return False
+        since = self._pairing_since if self._pairing_since is not None else now_ns
+        if now_ns < since:  # the clock went backwards: start over
+            self._pairing_since = now_ns
+            return False
+        return now_ns - since > self.aux_timeout_ns
+
+    def mismatch_s(self, now_ns: int) -> float:
+        """Seconds since the last emitted pair (how long the mismatch lasts)."""
+        since = self._pairing_since if self._pairing_since is not None else now_ns
+        return max(0, now_ns - since) / 1e9
+
     def last_aux_arrival_ns(self) -> Optional[int]:
         return self._last_aux_arrival
 
@@ -145,45 +183,76 @@ class ApproximateSync:
             self._time_jump()
         self._last_rgb_stamp = item.stamp_ns
         if not self.aux_enabled or self.aux_fallback(now_ns):
-            self.counters.unmatched_rgb += len(self._rgb)
-            self._rgb.clear()
-            self.counters.rgb_only += 1
-            return SyncedSet(item, None)
+            return self._alone(item)
+        self._recent_rgb.append((now_ns, item.stamp_ns))
+        self._measure_offset()
+        if self.mismatch_fallback(now_ns):
+            partner = self._nearest_aux(item.stamp_ns)
+            if partner is None:
+                return self._alone(item)
+            self._rgb.append(item)
+            self._consume(item, partner)
+            return self._paired(item, partner, now_ns)
         self._rgb.append(item)
         if len(self._rgb) > self.queue_size:
             self._rgb.popleft()
             self.counters.unmatched_rgb += 1
-        return self._match()
+        return self._match(now_ns)
 
     def add_aux(self, item: Stamped, now_ns: int) -> Optional[SyncedSet]:
         if not self.aux_enabled:
             return None
         self.counters.aux_received += 1
+        if self.aux_fallback(now_ns):  # the stream returns: pairing gets a fresh aux_timeout
+            self._pairing_since = now_ns
         self._last_aux_arrival = now_ns
         if self._last_aux_stamp is not None and item.stamp_ns < self._last_aux_stamp:
             self._time_jump()
         self._last_aux_stamp = item.stamp_ns
+        self._recent_aux.append((now_ns, item.stamp_ns))
+        self._measure_offset()
+        if self.mismatch_fallback(now_ns) and any(abs(item.stamp_ns - r) <= self.slop_ns for _, r in self._recent_rgb):
+            self._pairing_since = now_ns  # stamps match again: the next RGB frame pairs normally
         self._aux.append(item)
         if len(self._aux) > self.queue_size:
             self._aux.popleft()
             self.counters.unmatched_aux += 1
-        return self._match()
+        return self._match(now_ns)
 
     # -- policy ------------------------------------------------------------------------------
-    def _match(self) -> Optional[SyncedSet]:
-        slop = self.slop_ns
+    def _match(self, now_ns: int) -> Optional[SyncedSet]:
         for r in reversed(self._rgb):  # newest RGB first
-            best = None
-            for a in self._aux:
-                d = abs(a.stamp_ns - r.stamp_ns)
-                if d <= slop and (best is None or d < abs(best.stamp_ns - r.stamp_ns)):
-                    best = a
+            best = self._nearest_aux(r.stamp_ns)
             if best is not None:
                 self._consume(r, best)
-                self.counters.matched += 1
-                return SyncedSet(r, best)
+                return self._paired(r, best, now_ns)
         self._discard_hopeless()
         return None
+
+    def _nearest_aux(self, stamp_ns: int) -> Optional[Stamped]:
+        best = None
+        for a in self._aux:
+            d = abs(a.stamp_ns - stamp_ns)
+            if d <= self.slop_ns and (best is None or d < abs(best.stamp_ns - stamp_ns)):
+                best = a
+        return best
+
+    def _paired(self, r: Stamped, a: Stamped, now_ns: int) -> SyncedSet:
+        self.counters.matched += 1
+        self._pairing_since = now_ns
+        return SyncedSet(r, a)
+
+    def _alone(self, item: Stamped) -> SyncedSet:
+        self.counters.unmatched_rgb += len(self._rgb)
+        self._rgb.clear()
+        self.counters.rgb_only += 1
+        return SyncedSet(item, None)
+
+    def _measure_offset(self) -> None:
+        """offset_ns for the newest RGB stamp: its nearest recent aux stamp, signed."""
+        if self._recent_rgb and self._recent_aux:
+            arrival, stamp = self._recent_rgb[-1]
+            self.offset_ns = min(self._recent_aux, key=lambda a: abs(a[0] - arrival))[1] - stamp
 
     def _consume(self, r: Stamped, a: Stamped) -> None:
         while self._rgb and self._rgb[0].stamp_ns <= r.stamp_ns:
@@ -208,6 +277,8 @@ class ApproximateSync:
     def _time_jump(self) -> None:
         self.counters.time_jumps += 1
         self._clear()
+        self._recent_rgb.clear()
+        self._recent_aux.clear()
 
     def _clear(self) -> None:
         self.counters.unmatched_rgb += len(self._rgb)

@@ -1,6 +1,7 @@
 """Per-frame stage timestamps of the node's data path, for ``bench/bench_node.py``.
 
-Off unless the environment variable ``UTPTRACK_TRACE_FILE`` names a file. Then every input
+Off unless the environment variable ``UTPTRACK_TRACE_FILE`` names a file (:func:`trace_from_env`
+gives a :class:`NullTrace` otherwise, whose hooks do nothing). Then every input
 callback and every processed frame adds one record (a dict) in memory; the diagnostics timer
 and process exit append them to the file as JSON lines, so nothing is written on the hot path.
 
@@ -24,14 +25,34 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Optional
+import time
+from typing import Optional, Union
 
-__all__ = ["StageTrace", "ENV"]
+__all__ = ["StageTrace", "NullTrace", "trace_from_env", "ENV"]
 
 ENV = "UTPTRACK_TRACE_FILE"
 
+CpuMark = Optional[tuple[float, float]]
 
-class StageTrace:
+
+class NullTrace:
+    """Tracing off: every hook does nothing (the node calls them unconditionally)."""
+
+    def mark(self) -> CpuMark:
+        return None
+
+    def input(self, stream: str, stamp: int, entry: float, parsed: float, converted: float, cpu: CpuMark) -> None:
+        pass
+
+    def frame(self, stamp: int, taken: float, tracked: float, published: float, timings_ms: dict,
+              cpu: CpuMark, cpu_publish: CpuMark) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+class StageTrace(NullTrace):
     """Collects records; :meth:`flush` appends them to the file."""
 
     def __init__(self, path: str, limit: int = 200_000) -> None:
@@ -46,6 +67,20 @@ class StageTrace:
         path = os.environ.get(ENV, "")
         return cls(path) if path else None
 
+    def mark(self) -> CpuMark:
+        """CPU clocks now: (this thread, the process)."""
+        return time.thread_time(), time.process_time()
+
+    def input(self, stream: str, stamp: int, entry: float, parsed: float, converted: float, cpu: CpuMark) -> None:
+        self.add({"ev": "input", "stream": stream, "stamp": stamp, "t_entry": entry, "t_parsed": parsed,
+                  "t_converted": converted, "t_done": time.perf_counter(), "cpu": time.thread_time() - cpu[0]})
+
+    def frame(self, stamp: int, taken: float, tracked: float, published: float, timings_ms: dict,
+              cpu: CpuMark, cpu_publish: CpuMark) -> None:
+        self.add({"ev": "frame", "stamp": stamp, "t_taken": taken, "t_tracked": tracked, "t_published": published,
+                  "timings_ms": dict(timings_ms), "cpu_thread": time.thread_time() - cpu[0],
+                  "cpu_process": time.process_time() - cpu[1], "cpu_publish": time.thread_time() - cpu_publish[0]})
+
     def add(self, record: dict) -> None:
         if self._written + len(self._records) < self._limit:
             self._records.append(record)  # list.append is atomic under the GIL
@@ -59,3 +94,8 @@ class StageTrace:
                 for r in records:
                     f.write(json.dumps(r) + "\n")
             self._written += len(records)
+
+
+def trace_from_env() -> Union[StageTrace, NullTrace]:
+    """A :class:`StageTrace` writing to ``$UTPTRACK_TRACE_FILE``, or a :class:`NullTrace`."""
+    return StageTrace.from_env() or NullTrace()

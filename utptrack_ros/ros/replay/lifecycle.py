@@ -32,6 +32,9 @@ def _counters(status: Mapping[str, Mapping[str, str]]) -> dict[str, int]:
 
 
 def _wait_active(player: Player, node: NodeProcess, timeout: float) -> None:
+    """Until autostart made the node active. Its transitions run off the executor, so
+    ``get_state`` answers throughout (``configuring``, ``inactive``, ``activating``); a failed
+    transition is an ERROR tracker status on /diagnostics with the reason."""
     end = time.monotonic() + timeout
     state = None
     while time.monotonic() < end:
@@ -41,13 +44,23 @@ def _wait_active(player: Player, node: NodeProcess, timeout: float) -> None:
         state = player.node_state(timeout=2.0)
         if state == "active":
             return
-        if state is not None and state != "active":
-            # autostart finished (the services answer only once the node spins) but failed
-            raise ReplayError(f"the node is '{state}' instead of active (configure or activate failed); "
+        error = _transition_error(player)
+        if error or state not in (None, "unconfigured", "configuring", "inactive", "activating"):
+            raise ReplayError(f"the node is '{state}' instead of active ({error or 'a transition failed'}); "
                               f"its log ({node.log_path}):\n{node.log_tail()}")
         time.sleep(0.2)
     raise ReplayError(f"the node did not become active within {timeout:.0f} s (last state: {state}); "
                       f"its log ({node.log_path}):\n{node.log_tail()}")
+
+
+def _transition_error(player: Player) -> str:
+    """The reason of the node's newest ERROR tracker status ("" if its newest status is no ERROR)."""
+    with player._lock:
+        newest = player.diagnostics[-1][1] if player.diagnostics else None
+    if newest is None:
+        return ""
+    tracker = _diag_values(newest, player.ns).get("tracker", {})
+    return tracker.get("message", "") if tracker.get("level") == 2 else ""
 
 
 def _start_bag(player: Player, node: NodeProcess, first_ns: int, period_ns: int) -> dict[str, dict[str, str]]:
