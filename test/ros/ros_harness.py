@@ -291,6 +291,16 @@ class Client:
         req = SetParameters.Request(parameters=[Parameter(name=k.replace("__", "."), value=_param_value(v)) for k, v in values.items()])
         return self.call(self.param_client, req).results
 
+    def get_params(self, names: list[str]) -> list:
+        """The values (Python scalars) of node parameters ``names``; None for unset ones."""
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        if not hasattr(self, "_get_client"):
+            self._get_client = self.node.create_client(GetParameters, f"{self.ns}/get_parameters")
+        values = self.call(self._get_client, GetParameters.Request(names=list(names))).values
+        return [None if v.type == ParameterType.PARAMETER_NOT_SET else parameter_value_to_python(v) for v in values]
+
 
 def box_xywh(t: Any) -> np.ndarray:
     return np.array([t.center_x - t.size_x / 2, t.center_y - t.size_y / 2, t.size_x, t.size_y])

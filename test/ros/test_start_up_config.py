@@ -86,3 +86,32 @@ def test_first_start_of_the_shipped_cpu_preset_exports_nothing(ros_tmp):
     finally:
         client.close()
         assert proc.stop() == 0, proc.log()[-3000:]
+
+
+def test_a_weights_file_of_another_variant_brings_its_tracker_settings(ros_tmp):
+    """model.name o256 with a file that holds an OSTrack-384 network: the file decides the network,
+    and the unset tracker.* parameters must mean that variant's settings (search factor 5, no
+    template update), not o256's."""
+    import torch
+
+    from utptrack_ros.checkpoint import save_model
+    from utptrack_ros.config import PruneConfig
+    from utptrack_ros.models import create_model, default_tracker_config
+
+    torch.manual_seed(0)
+    small = create_model("ostrack384", embed_dim=32, depth=4, num_heads=2, head_channels=(32, 16, 8, 4),
+                         prune=PruneConfig(ce=((1, 0.7), (2, 0.7), (3, 0.7)), tta_mode="none"))
+    weights = save_model(small, ros_tmp / "ostrack384_small.safetensors")
+    expected, o256 = default_tracker_config("ostrack384"), default_tracker_config("o256")
+    assert (expected.search_factor, expected.update_interval) != (o256.search_factor, o256.update_interval)
+    tag = "test_start_up_config_variant"
+    params = ros_tmp / f"{tag}.yaml"
+    params.write_text(PARAMS.format(weights=str(weights), compressed="false").replace("name: tiny", "name: o256"))
+    proc, client = NodeProcess(params, ros_env(tag), ros_tmp / f"{tag}.log"), Client(domain_id(tag))
+    try:
+        client.log_containing("active on cpu", timeout=120)
+        values = client.get_params(["tracker.search_factor", "tracker.update_interval"])
+        assert values == [expected.search_factor, expected.update_interval], values
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
