@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
     from .errors import UTPTrackError
     from .eval.report import format_replay_table
     from .models import shipped_weights
-    from .ros import replay as R
-    from .ros.replay_cli import _compare, random_weights_file
+    from . import replay as R
+    from .replay.cli import _compare, random_weights_file
 
     import logging
 

@@ -13,8 +13,8 @@ import pytest
 from replay_helpers import BLOB_TYPE, make_bag, write_custom_bag
 from utptrack_ros.data import BagTopics
 from utptrack_ros.data.errors import FrameCountError, MissingTopicError, SequenceFormatError, UnsupportedMessageError
-from utptrack_ros.ros import replay as R
-from utptrack_ros.ros import replay_cli
+from utptrack_ros import replay as R
+from utptrack_ros.replay import cli as replay_cli
 from utptrack_ros.types import Modality
 
 FRAMES = 6
@@ -168,13 +168,13 @@ def test_modality_auto_and_prompt_resolution(bags):
 
 
 def test_bag_checks_and_offline_openers_need_no_rclpy(bags):
-    """Offline-mode workers import ros.replay to open bags: it must not need rclpy for that."""
+    """Offline-mode workers import replay to open bags: it must not need rclpy for that."""
     import subprocess
     import sys
 
     code = (
         "import sys; sys.modules['rclpy'] = None\n"
-        "from utptrack_ros.ros import replay, replay_cli\n"
+        "from utptrack_ros import replay; from utptrack_ros.replay import cli as replay_cli\n"
         f"seq = replay_cli.open_sequence(__import__('pathlib').Path({str(bags['good'])!r}), replay.BagTopics(), "
         "'auto', 'auto', None)\n"
         "print(seq.length, [m.value for m in seq.modalities])\n"

@@ -28,8 +28,8 @@ from got10k.utils.metrics import center_error, rect_iou  # noqa: E402
 from replay_helpers import SIZE, domain_id, make_bag  # noqa: E402
 from utptrack_ros.data import BagTopics  # noqa: E402
 from utptrack_ros.eval.report import format_cell, format_replay_table  # noqa: E402
-from utptrack_ros.ros import replay as R  # noqa: E402
-from utptrack_ros.ros import replay_cli  # noqa: E402
+from utptrack_ros import replay as R  # noqa: E402
+from utptrack_ros.replay import cli as replay_cli  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

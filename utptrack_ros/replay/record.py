@@ -119,7 +119,7 @@ class _BagPlayer:
 
         bag, seq, o = self.bag, self.bag.sequence, self.o
         n = len(frames)
-        from ...eval.metrics import first_valid_index
+        from ..eval.metrics import first_valid_index
 
         init = first_valid_index(seq.gt, seq.absent)
         rec = BagRecord(bag=bag, sent_ns=np.full(n, -1, np.int64), received_ns=np.full(n, -1, np.int64),

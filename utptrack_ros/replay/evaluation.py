@@ -12,8 +12,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ...data import Sequence as DataSequence
-from ...types import Modality
+from ..data import Sequence as DataSequence
+from ..types import Modality
 from .bags import ReplayBag, read_play_frames
 from .lifecycle import _start_bag, _wait_active
 from .node_process import NodeProcess, private_domain_id
@@ -79,7 +79,7 @@ def comparison_specs(compare: Sequence[str], node: NodeOptions, *, use_prompt: b
                      live_name: str = "", note: str = "") -> list[Any]:
     """Offline rows run on the same decoded frames: ``pruned`` (the node's model, direct),
     ``unpruned`` (the same weights, every keep ratio 1.0), ``csrt``/``kcf``/``mil``."""
-    from ...eval.offline import CoreTrackerFactory, TrackerSpec, peer_spec
+    from ..eval.offline import CoreTrackerFactory, TrackerSpec, peer_spec
 
     weights = str(node.weights) if node.weights else None
     specs = []
@@ -107,7 +107,7 @@ def _run_offline_rows(specs: Sequence[Any], sequences: Sequence[DataSequence], p
                       num_threads: int = 0) -> list[Any]:
     from tqdm import tqdm
 
-    from ...eval.offline import CoreTrackerFactory, run_sequence
+    from ..eval.offline import CoreTrackerFactory, run_sequence
 
     runs = []
     bar = tqdm(total=len(specs) * len(sequences), desc="comparisons", unit="run", disable=not progress)
@@ -133,7 +133,7 @@ def _run_offline_rows(specs: Sequence[Any], sequences: Sequence[DataSequence], p
 
 
 def _live_run(record: BagRecord, name: str) -> Any:
-    from ...eval.offline import SequenceRun
+    from ..eval.offline import SequenceRun
 
     time_ms = np.full(record.num_frames, np.nan)
     ok = (record.sent_ns >= 0) & (record.received_ns >= 0)
@@ -248,7 +248,7 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
         recorded = Path(tempfile.mkdtemp(prefix=f".{record_path.name}.tmp-", dir=record_path.parent))
     try:
         if recorded is not None:
-            from ...eval.offline import safe_name
+            from ..eval.offline import safe_name
 
             for r in records:
                 write_output_bag(r, recorded / safe_name(r.bag.name), node.node_name)
@@ -268,7 +268,7 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
 def _write(records: Sequence[BagRecord], runs: list[Any], specs: Sequence[Any], out_dir: Path, options: ReplayOptions,
            node: NodeOptions, live_name: str, use_prompt: bool, note: str, t_start: float, t_live: float,
            record_path: Optional[Path], force: bool, report: bool, bags: Sequence[ReplayBag]) -> dict[str, Any]:
-    from ...eval.offline import write_results
+    from ..eval.offline import write_results
 
     keep = f", keep {node.keep:g}" if node.keep is not None else ""
     trackers = {live_name: {"description": f"UTPTrack {node.model}{keep} through the ROS node ({options.mode}"

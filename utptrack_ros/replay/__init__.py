@@ -47,7 +47,7 @@ the messages to play), ``node_process`` (the node subprocess and its environment
 """
 from __future__ import annotations
 
-from ...data import BagTopics as BagTopics
+from ..data import BagTopics as BagTopics
 from .bags import (COMPRESSED as COMPRESSED, IMAGE as IMAGE, STRING as STRING, PlayFrame, ReplayBag,
                    bag_topic_types, open_bag, read_play_frames)
 from .evaluation import check_new_dir, comparison_specs, evaluate, replay_bags

@@ -26,7 +26,7 @@ from typing import Any, Optional
 from ..data import BagTopics
 from ..data.errors import SequenceError
 from ..errors import UTPTrackError
-from . import replay as R
+from .. import replay as R
 
 HELP = "replay rosbags through the live node over DDS and evaluate (or --mode offline)"
 _TOPIC_KEYS = ("color", "depth", "thermal", "event", "prompt", "groundtruth")

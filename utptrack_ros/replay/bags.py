@@ -10,12 +10,12 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from ...data import BagTopics, Sequence as DataSequence, load_bag
-from ...data.errors import (FrameCountError, MissingTopicError, SequenceError, SequenceFormatError,
+from ..data import BagTopics, Sequence as DataSequence, load_bag
+from ..data.errors import (FrameCountError, MissingTopicError, SequenceError, SequenceFormatError,
                             UnsupportedMessageError)
-from ...data.folder import read_groundtruth
-from ...data.sequence import AUX_MODALITIES
-from ...types import Modality
+from ..data.folder import read_groundtruth
+from ..data.sequence import AUX_MODALITIES
+from ..types import Modality
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -167,7 +167,7 @@ def open_bag(path: Union[str, Path], *, topics: Optional[BagTopics] = None, moda
         k = int(np.flatnonzero(np.diff(stamps) <= 0)[0])
         raise SequenceFormatError(f"{path}: colour frames {k} and {k + 1} share the stamp {stamps[k]}; outputs are "
                                   "matched to inputs by stamp, so every colour frame needs its own")
-    from ...eval.metrics import valid_gt_mask
+    from ..eval.metrics import valid_gt_mask
 
     if not valid_gt_mask(seq.gt, seq.absent).any():
         raise SequenceFormatError(f"{path}: no frame has a valid ground-truth box (nothing to initialise on)")

@@ -76,7 +76,7 @@ class Player:
         # rclpy's C++ EventsExecutor (single-threaded fallback): with the Python
         # MultiThreadedExecutor the ~/target callbacks lagged by up to 2.3 s (demo: end-to-end p50
         # 51 ms, p95 670 ms against 29 / 32 ms with this one, node time 23-27 ms in both; docs/replay.md)
-        from ..main import make_executor
+        from ..ros.main import make_executor
 
         self.executor, _ = make_executor("events", self.context)  # "single" where it cannot load
         self.executor.add_node(self.node)

@@ -8,8 +8,8 @@ from typing import Optional
 
 import numpy as np
 
-from ...data.sequence import AUX_MODALITIES
-from ...errors import UTPTrackError
+from ..data.sequence import AUX_MODALITIES
+from ..errors import UTPTrackError
 
 MODES = ("lockstep", "realtime", "rate")
 COMPARE_CHOICES = ("pruned", "unpruned", "csrt", "kcf", "mil")
