@@ -14,7 +14,9 @@ from matplotlib.image import imread
 
 from utptrack_ros.data import SequenceSpec, generate
 from utptrack_ros.eval import report as R
-from utptrack_ros.eval.offline import CoreTrackerFactory, TrackerSpec, load_results, peer_spec, run_offline
+from utptrack_ros.eval.offline import run_offline
+from utptrack_ros.eval.results import load_results
+from utptrack_ros.eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
 from utptrack_ros.types import Modality
 
 # kept short: the random-weight core tracker is the slow part on 2 shared cores

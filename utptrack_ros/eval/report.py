@@ -1,7 +1,7 @@
 """Evaluation report: Markdown + self-contained HTML + PNG plots + JSON, from one results dict.
 
-Input: the dict ``eval.offline.run_offline`` writes to ``results.json`` (schema
-``offline.SCHEMA``; scores in percent under the conventions named in its ``conventions``).
+Input: the dict ``eval.offline.write_results`` writes to ``results.json`` (schema
+``results.SCHEMA``; scores in percent under the conventions named in its ``conventions``).
 
 Consistency by construction: ``build_report_data`` turns the results into tables of raw numbers
 (written to ``report.json``); Markdown, HTML and the terminal table are all rendered from those
@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import metrics as M
-from .offline import safe_name, to_jsonable
+from .results import safe_name, to_jsonable
 
 logger = logging.getLogger(__name__)
 

@@ -169,7 +169,7 @@ def open_sequence(path: Path, topics: BagTopics, modality: str, prompt: str, gt_
 
 
 def _run_offline_mode(args: argparse.Namespace, node: R.NodeOptions, random_note: str) -> dict[str, Any]:
-    from ..eval.cli import sequence_sources
+    from ..eval.sources import sequence_sources
     from ..eval.offline import run_offline
 
     topics = bag_topics(args)

@@ -79,7 +79,7 @@ def comparison_specs(compare: Sequence[str], node: NodeOptions, *, use_prompt: b
                      live_name: str = "", note: str = "") -> list[Any]:
     """Offline rows run on the same decoded frames: ``pruned`` (the node's model, direct),
     ``unpruned`` (the same weights, every keep ratio 1.0), ``csrt``/``kcf``/``mil``."""
-    from ..eval.offline import CoreTrackerFactory, TrackerSpec, peer_spec
+    from ..eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
 
     weights = str(node.weights) if node.weights else None
     specs = []
@@ -107,7 +107,8 @@ def _run_offline_rows(specs: Sequence[Any], sequences: Sequence[DataSequence], p
                       num_threads: int = 0) -> list[Any]:
     from tqdm import tqdm
 
-    from ..eval.offline import CoreTrackerFactory, run_sequence
+    from ..eval.sequence_run import run_sequence
+    from ..eval.specs import CoreTrackerFactory
 
     runs = []
     bar = tqdm(total=len(specs) * len(sequences), desc="comparisons", unit="run", disable=not progress)
@@ -133,7 +134,7 @@ def _run_offline_rows(specs: Sequence[Any], sequences: Sequence[DataSequence], p
 
 
 def _live_run(record: BagRecord, name: str) -> Any:
-    from ..eval.offline import SequenceRun
+    from ..eval.sequence_run import SequenceRun
 
     time_ms = np.full(record.num_frames, np.nan)
     ok = (record.sent_ns >= 0) & (record.received_ns >= 0)
@@ -248,7 +249,7 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
         recorded = Path(tempfile.mkdtemp(prefix=f".{record_path.name}.tmp-", dir=record_path.parent))
     try:
         if recorded is not None:
-            from ..eval.offline import safe_name
+            from ..eval.results import safe_name
 
             for r in records:
                 write_output_bag(r, recorded / safe_name(r.bag.name), node.node_name)

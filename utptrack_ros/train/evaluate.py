@@ -101,7 +101,7 @@ def suite_sources(suite: str, count: int, length: int, size: tuple[int, int], sp
 
 
 def suite_trackers(suite: str, weights: str, lost_threshold: Optional[float]) -> list[Any]:
-    from ..eval.offline import TrackerSpec, peer_spec
+    from ..eval.specs import TrackerSpec, peer_spec
 
     pruned = TrainedTrackerFactory(weights, lost_threshold=lost_threshold)
     if suite == "rgb":
@@ -163,7 +163,8 @@ def sweep_settings(weights: str, out: Path, lost: list[float], update: list[Opti
     frames, where holding on LOST matters). Test seeds are not touched."""
     from ..data.generator import generate
     from ..data.spec import spec_for
-    from ..eval.offline import TrackerSpec, run_offline
+    from ..eval.offline import run_offline
+    from ..eval.specs import TrackerSpec
 
     sources = []
     for i in range(count):
