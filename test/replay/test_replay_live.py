@@ -42,7 +42,7 @@ FAR = np.array([1e6, 1e6, 1.0, 1.0])
 def lockstep(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("replay_lockstep")
     paths = [make_bag(root / "bag_a", 0, LENGTH), make_bag(root / "bag_b", 1, LENGTH)]
-    weights = replay_cli.random_weights_file("tiny", root)
+    weights = R.random_weights_file("tiny", root)
     bags = [R.open_bag(p) for p in paths]
     node = R.NodeOptions(weights=weights, num_threads=1, domain_id=domain_id("lockstep"), log_dir=root / "logs")
     results = R.evaluate(bags, root / "out", node=node, compare=["pruned", "csrt"], record_dir=root / "rec",

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import ConfigError
 from . import metrics as M
 from .results import safe_name, to_jsonable
 
@@ -372,9 +373,24 @@ def format_replay_table(results: Mapping[str, Any]) -> str:
     return _fixed_width(_table(REPLAY_COLUMNS, replay_rows(results)))
 
 
-def format_summary_table(results: Mapping[str, Any]) -> str:
-    """Fixed-width terminal table of the summary rows (same cells as the Markdown)."""
-    return _fixed_width(_table(SUMMARY_COLUMNS, summary_rows(results)))
+def format_summary_table(results: Mapping[str, Any], keys: Optional[Sequence[str]] = None) -> str:
+    """Fixed-width terminal table of the summary rows (same cells as the Markdown).
+
+    Args:
+        results: the results dict.
+        keys: the ``SUMMARY_COLUMNS`` to show, in this order; None = all of them.
+
+    Raises:
+        ConfigError: a key that is not a summary column.
+    """
+    columns = SUMMARY_COLUMNS
+    if keys is not None:
+        by_key = {c.key: c for c in SUMMARY_COLUMNS}
+        unknown = [k for k in keys if k not in by_key]
+        if unknown:
+            raise ConfigError(f"unknown summary columns {unknown}; choose from {list(by_key)}")
+        columns = tuple(by_key[k] for k in keys)
+    return _fixed_width(_table(columns, summary_rows(results)))
 
 
 def _fixed_width(table: Mapping[str, Any]) -> str:

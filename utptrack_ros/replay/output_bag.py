@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data.bag import bag_typestore
 from .node_process import find_share_file
 from .options import ReplayError
-from .record import BagRecord
+from .player import BagRecord
 
 TARGET_TYPE = "utptrack_ros/msg/TrackedTarget"
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
