@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from ..data import BagTopics, Sequence as DataSequence, load_bag
-from ..data.bag import COMPRESSED, IMAGE, STRING, bag_topic_types, open_bag_reader
+from ..data.bag import STRING, bag_topic_types, open_bag_reader
 from ..data.errors import (FrameCountError, MissingTopicError, SequenceError, SequenceFormatError,
                             UnsupportedMessageError)
 from ..data.folder import read_groundtruth

@@ -13,7 +13,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .bags import COMPRESSED, ReplayBag
+from ..data.bag import COMPRESSED
+from .bags import ReplayBag
 from .options import NodeOptions, ReplayError
 
 logger = logging.getLogger(__name__)
