@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 STATE_NAMES = {0: "idle", 1: "tracking", 2: "lost"}
 _TRANSITION_ACTIVATE, _TRANSITION_DEACTIVATE = 3, 4
 
+
 @dataclass
 class Arrival:
     """One ``~/target`` message as received by the player."""
