@@ -17,7 +17,9 @@ import pytest
 from utptrack_ros.checkpoint import read_checkpoint
 from utptrack_ros.data.generator import generate
 from utptrack_ros.data.spec import spec_for
-from utptrack_ros.eval.offline import CoreTrackerFactory, TrackerSpec, run_sequence, score_runs
+from utptrack_ros.eval.results import score_runs
+from utptrack_ros.eval.sequence_run import run_sequence
+from utptrack_ros.eval.specs import CoreTrackerFactory, TrackerSpec
 from utptrack_ros.models import shipped_weights
 
 INDICES = range(900, 904)

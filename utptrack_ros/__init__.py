@@ -1,5 +1,6 @@
 """utptrack_ros: UTPTrack token-pruned single-object tracking, as a framework-free core plus a
-thin ROS 2 layer (``utptrack_ros.ros``, the only subpackage that imports rclpy).
+thin ROS 2 layer (``utptrack_ros.ros``) and the bag replay through it (``utptrack_ros.replay``),
+the only subpackages that import rclpy.
 
 Public API (imported lazily so ``import utptrack_ros`` stays cheap)::
 

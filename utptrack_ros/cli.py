@@ -26,7 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "profile": ("utptrack_ros.profiling", "token and MAC ledger, pruned vs unpruned, with measured latency"),
     "generate": ("utptrack_ros.data.cli", "generate synthetic multimodal tracking sequences (folders / rosbags)"),
     "eval-offline": ("utptrack_ros.eval.cli", "run trackers directly on folders or bags and write a report"),
-    "eval": ("utptrack_ros.ros.replay_cli", "replay rosbags through the live node over DDS and evaluate"),
+    "eval": ("utptrack_ros.replay.cli", "replay rosbags through the live node over DDS and evaluate"),
     "demo": ("utptrack_ros.demo", "the main job: bundled multimodal bag -> node -> evaluation report"),
     "train": ("utptrack_ros.train.cli", "train the small unified model on generated sequences"),
     "export": ("utptrack_ros.runtime.cli", "export a model to static-shape ONNX"),

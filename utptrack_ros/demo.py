@@ -4,7 +4,7 @@
    sequences (``data.generate(spec_for("test", i, ...))``) written as rosbag2 (mcap, zstd per
    message), one RGB-D, one RGB-T and one RGB-E bag, each with its language prompt and ground truth.
 2. Replays them through the real node (``utptrack_node``, shipped ``tiny`` model, CPU) over DDS
-   in lock-step (``ros.replay.evaluate``): ``/clock`` from the bag, ``~/init_target`` on the first
+   in lock-step (``replay.evaluate``): ``/clock`` from the bag, ``~/init_target`` on the first
    annotated frame, ``~/target`` and ``/diagnostics`` recorded.
 3. Runs the comparison rows on the same frames (the same model offline, pruned and unpruned;
    OpenCV CSRT/KCF/MIL),
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 import tempfile
@@ -24,13 +25,15 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from .errors import CheckpointError, ConfigError, InputError, UTPTrackError
+
 HELP = "the main job: bundled multimodal bags -> node -> evaluation report"
 MODALITIES = ("depth", "thermal", "event")
 DEMO_SPEC = {"split": "test", "first_index": 0, "count": 3, "length": 60, "size": [640, 480],
              "compression": "message", "storage": "mcap"}
-SUMMARY = (("tracker", "Tracker", None), ("auc", "AUC", 1), ("precision", "P@20px", 1),
-           ("norm_precision", "NP@0.2", 1), ("ao", "AO", 1), ("fps", "FPS", 1), ("latency_mean_ms", "Lat mean ms", 1),
-           ("latency_p95_ms", "Lat p95 ms", 1), ("kept_tokens_pct", "Kept tok %", 1), ("missed_frames", "Missed", 0))
+# the headline columns of the report's summary table
+SUMMARY_KEYS = ("tracker", "auc", "precision", "norm_precision", "ao", "fps", "latency_mean_ms", "latency_p95_ms",
+                "kept_tokens_pct", "missed_frames")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +63,7 @@ def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--size takes WxH, e.g. 640x480, got {text!r}") from None
+        raise ConfigError(f"--size takes WxH, e.g. 640x480, got {text!r}") from None
     return w, h
 
 
@@ -111,38 +114,18 @@ def ensure_bags(folder: Path, recipe: Mapping[str, Any], *, regenerate: bool = F
     return [folder / name for name in names]
 
 
-def format_demo_table(results: Mapping[str, Any]) -> str:
-    """The demo's summary: the headline columns of ``eval.report.summary_rows`` (JSON values)."""
-    from .eval.report import format_cell, summary_rows
-
-    rows = summary_rows(results)
-    header = [h for _, h, _ in SUMMARY]
-    body = [[format_cell(r.get(k), d) for k, _, d in SUMMARY] for r in rows]
-    widths = [max([len(h)] + [len(b[i]) for b in body]) for i, h in enumerate(header)]
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(b) for b in body])
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
-    from .data.errors import SequenceError
-    from .errors import UTPTrackError
-    from .eval.report import format_replay_table
+    from .eval.report import format_replay_table, format_summary_table
     from .models import shipped_weights
-    from .ros import replay as R
-    from .ros.replay_cli import _compare, random_weights_file
-
-    import logging
+    from .replay import NodeOptions, ReplayOptions, evaluate, open_bag, parse_compare, random_weights_file
 
     t0 = time.time()
     progress = not args.no_progress
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # quiet unless `utptrack -v demo`
         logging.getLogger("utptrack_ros").setLevel(logging.WARNING)
     try:
-        compare = _compare(args.compare)
+        compare = parse_compare(args.compare)
         recipe = demo_recipe(args.sequences, args.length, _size(args.size))
         with tempfile.TemporaryDirectory(prefix="utptrack-demo-") as tmp:
             note = ""
@@ -152,28 +135,28 @@ def run(args: argparse.Namespace) -> int:
             elif args.weights:
                 weights = Path(args.weights).expanduser()
                 if not weights.is_file():
-                    raise ValueError(f"--weights: no such file {weights}")
+                    raise InputError(f"--weights: no such file {weights}")
             else:
                 weights = None
                 if shipped_weights("tiny") is None:
-                    raise ValueError("the shipped model utptrack_ros/weights/tiny.safetensors is missing; pass "
-                                     "--weights PATH (or --weights random for a plumbing run)")
+                    raise CheckpointError("the shipped model utptrack_ros/weights/tiny.safetensors is missing; "
+                                          "pass --weights PATH (or --weights random for a plumbing run)")
             print(f"[1/3] demo bags in {args.workdir / 'bags'} ({recipe['count']} x {recipe['length']} frames, "
                   f"{recipe['size'][0]}x{recipe['size'][1]}, aux {', '.join(recipe['modalities'])})", flush=True)
             paths = ensure_bags(args.workdir / "bags", recipe, regenerate=args.regenerate, progress=progress)
-            bags = [R.open_bag(p) for p in paths]
+            bags = [open_bag(p) for p in paths]
             print(f"[2/3] replaying through utptrack_node (tiny, lock-step, /clock, ~/init_target) "
                   f"+ comparisons: {', '.join(compare) or 'none'}", flush=True)
-            node = R.NodeOptions(model="tiny", weights=weights, num_threads=args.threads, domain_id=args.domain_id,
-                                 log_dir=args.workdir / "logs")
+            node = NodeOptions(model="tiny", weights=weights, num_threads=args.threads, domain_id=args.domain_id,
+                               log_dir=args.workdir / "logs")
             report_dir = args.workdir / "report"
-            results = R.evaluate(bags, report_dir, options=R.ReplayOptions(mode="lockstep"), node=node,
-                                 compare=compare, force=True, progress=progress, note=note)
-    except (SequenceError, UTPTrackError, FileExistsError, ValueError) as err:
+            results = evaluate(bags, report_dir, options=ReplayOptions(mode="lockstep"), node=node,
+                               compare=compare, force=True, progress=progress, note=note)
+    except (UTPTrackError, FileExistsError) as err:
         print(f"utptrack demo: error: {err}", file=sys.stderr)
         return 1
     print(f"[3/3] done in {time.time() - t0:.0f} s\n")
-    print(format_demo_table(results))
+    print(format_summary_table(results, SUMMARY_KEYS))
     print()
     print(format_replay_table(results))
     print("\nScores in %: AUC (OTB success, IoU > t, 21 thresholds), P@20px, NP@0.2, AO (GOT-10k); FPS = 1000 / mean "

@@ -8,7 +8,7 @@ from data.datautils import assert_same_sequence
 from utptrack_ros.data import (ArrayFrames, BagTopics, FrameCountError, MissingTopicError, Sequence,
                                SequenceError, SequenceFormatError, UnsupportedMessageError, load_bag, load_folder,
                                write_bag, write_folder)
-from utptrack_ros.data.bag import IMAGE, POLYGON, _typestore, groundtruth_message, image_message
+from utptrack_ros.data.bag import IMAGE, POLYGON, bag_typestore, groundtruth_message, image_message
 from utptrack_ros.types import Modality
 
 
@@ -77,7 +77,7 @@ def _write_raw_bag(path, frames: int, *, color_type: str = IMAGE, encoding: str 
     """A hand-made bag for the error cases (rosbags writer, no Sequence involved)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    ts = _typestore()
+    ts = bag_typestore()
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         color = writer.add_connection("/camera/color/image_raw", color_type, typestore=ts)
         gt = writer.add_connection("/groundtruth", POLYGON, typestore=ts)
@@ -119,7 +119,7 @@ def test_driver_encodings_decode_like_the_node(tmp_path):
     RGB and uint16 millimetres, decoded by the node's own decoders (utptrack_ros.sensors)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    ts = _typestore()
+    ts = bag_typestore()
     rgb = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
     metres = np.full((4, 6), 1.2345, np.float32)
     metres[0, 0] = np.nan

@@ -90,12 +90,12 @@ def test_camera_and_positions_travel_through_bags_and_folders(tmp_path):
 def test_bag_camera_info_is_one_per_colour_frame_with_its_stamp(tmp_path):
     from rosbags.highlevel import AnyReader
 
-    from utptrack_ros.data.bag import _typestore
+    from utptrack_ros.data.bag import bag_typestore
 
     seq = make(21, length=6)
     path = write_bag(seq, tmp_path / "bag", "sqlite3")
     stamps = {}
-    with AnyReader([path], default_typestore=_typestore()) as reader:
+    with AnyReader([path], default_typestore=bag_typestore()) as reader:
         for connection, bag_time, raw in reader.messages():
             msg = reader.deserialize(raw, connection.msgtype)
             if connection.msgtype in (CAMERA_INFO, "sensor_msgs/msg/Image"):

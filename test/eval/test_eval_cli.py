@@ -94,3 +94,24 @@ def test_sweep_rows():
     assert by_name["tiny@k0.5/none+prompt"].aux == "none" and by_name["tiny@k0.5/none+prompt"].use_prompt
     assert by_name["tiny@k0.5"].factory.keep == 0.5 and not by_name["tiny@k0.5"].factory.pretrained
     assert "RANDOM WEIGHTS" in by_name["tiny"].description
+
+
+def test_keep_ratios_are_parsed_by_the_shared_parser():
+    """``--keep`` of eval-offline and of ``utptrack eval`` both go through ``specs.parse_keep_ratio``."""
+    from utptrack_ros.errors import ConfigError
+    from utptrack_ros.eval.specs import parse_keep_ratio
+    from utptrack_ros.replay import cli as replay_cli
+
+    assert parse_keep_ratio("0.5") == 0.5 and parse_keep_ratio("1") == 1.0
+    for bad in ("0", "-0.2", "1.5", "nan", "half"):
+        with pytest.raises(ConfigError, match="keep ratio"):
+            parse_keep_ratio(bad)
+    assert _parse(["x", "--out", "o", "--keep", "0.5,default,0.7"]).keep == [0.5, None, 0.7]
+    replay = argparse.ArgumentParser()
+    replay_cli.add_arguments(replay)
+    assert replay.parse_args(["bag", "--out", "o", "--keep", "0.25"]).keep == 0.25
+    for bad in ("0", "1.5", "half"):
+        with pytest.raises(SystemExit):
+            _parse(["x", "--out", "o", "--keep", bad])
+        with pytest.raises(SystemExit):
+            replay.parse_args(["bag", "--out", "o", "--keep", bad])

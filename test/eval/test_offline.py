@@ -11,15 +11,10 @@ import pytest
 from eval.eval_synthetic import SyntheticSequence
 
 from utptrack_ros.eval import metrics as M
-from utptrack_ros.eval.offline import (
-    CoreTrackerFactory,
-    SequenceRun,
-    TrackerSpec,
-    load_results,
-    peer_spec,
-    run_offline,
-    write_results,
-)
+from utptrack_ros.eval.offline import run_offline, write_results
+from utptrack_ros.eval.results import load_results
+from utptrack_ros.eval.sequence_run import SequenceRun
+from utptrack_ros.eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
 from utptrack_ros.eval.peers import OpenCVTracker
 
 

@@ -12,7 +12,9 @@ from eval.eval_synthetic import SyntheticSequence
 from utptrack_ros.data import SequenceSpec, generate
 from utptrack_ros.data.camera import target_positions
 from utptrack_ros.eval import position3d as P
-from utptrack_ros.eval.offline import SequenceRun, TrackerSpec, peer_spec, run_offline, write_results
+from utptrack_ros.eval.offline import run_offline, write_results
+from utptrack_ros.eval.sequence_run import SequenceRun, run_sequence
+from utptrack_ros.eval.specs import TrackerSpec, peer_spec
 from utptrack_ros.types import Box
 
 SIZE = (320, 240)
@@ -72,8 +74,6 @@ def oracle_results(rgbd_sequences, tmp_path_factory):
     out = tmp_path_factory.mktemp("pos3d") / "results"
     specs = [TrackerSpec(f"gt_{s.name}", functools.partial(GroundTruthTracker, s.gt)) for s in rgbd_sequences]
     runs = []
-    from utptrack_ros.eval.offline import run_sequence
-
     for spec, seq in zip(specs, rgbd_sequences):
         run = run_sequence(spec, seq)
         runs.append(SequenceRun(**{**run.__dict__, "tracker": "ground_truth_boxes"}))

@@ -13,8 +13,11 @@ from eval.eval_synthetic import SyntheticSequence
 from matplotlib.image import imread
 
 from utptrack_ros.data import SequenceSpec, generate
+from utptrack_ros.errors import ConfigError
 from utptrack_ros.eval import report as R
-from utptrack_ros.eval.offline import CoreTrackerFactory, TrackerSpec, load_results, peer_spec, run_offline
+from utptrack_ros.eval.offline import run_offline
+from utptrack_ros.eval.results import load_results
+from utptrack_ros.eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
 from utptrack_ros.types import Modality
 
 # kept short: the random-weight core tracker is the slow part on 2 shared cores
@@ -149,6 +152,21 @@ def test_html_and_terminal_show_the_same_cells(report_run):
     assert len(terminal) == 2 + 3
     for line, md_row in zip(terminal[2:], md_rows):
         assert line.split() == md_row
+
+
+def test_terminal_table_with_chosen_columns_shows_the_full_tables_cells(report_run):
+    """The demo prints a subset of the summary columns through the same formatter."""
+    _, results = report_run
+    keys = ("tracker", "auc", "fps", "missed_frames")
+    full = [line.split() for line in R.format_summary_table(results).splitlines()]
+    chosen = [line.split() for line in R.format_summary_table(results, keys).splitlines()]
+    columns = [c.key for c in R.SUMMARY_COLUMNS]
+    assert chosen[0] == ["Tracker", "AUC", "FPS", "Missed"]
+    # header words: "Lat mean ms" etc. split into several, so compare the body rows by column index
+    for full_row, row in zip(full[2:], chosen[2:]):
+        assert row == [full_row[columns.index(k)] for k in keys]
+    with pytest.raises(ConfigError, match="unknown summary columns"):
+        R.format_summary_table(results, ("tracker", "speed"))
 
 
 def test_plots_are_real_pngs_referenced_relatively(report_run):

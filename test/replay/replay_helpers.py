@@ -36,11 +36,11 @@ def write_custom_bag(path: Path, color_type: str = BLOB_TYPE, count: int = 3) ->
     """A bag with the colour topic carrying ``color_type`` (a custom ``my_msgs/msg/Blob`` or
     ``std_msgs/msg/String``) plus a valid ground-truth topic."""
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    from rosbags.typesys import get_types_from_msg
 
-    from utptrack_ros.data.bag import groundtruth_message
+    from utptrack_ros.data.bag import bag_typestore, groundtruth_message
 
-    ts = get_typestore(Stores.ROS2_KILTED)
+    ts = bag_typestore()
     ts.register(get_types_from_msg(BLOB_DEF, BLOB_TYPE))
     t = ts.types
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:

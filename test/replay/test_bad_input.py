@@ -13,8 +13,8 @@ import pytest
 from replay_helpers import BLOB_TYPE, make_bag, write_custom_bag
 from utptrack_ros.data import BagTopics
 from utptrack_ros.data.errors import FrameCountError, MissingTopicError, SequenceFormatError, UnsupportedMessageError
-from utptrack_ros.ros import replay as R
-from utptrack_ros.ros import replay_cli
+from utptrack_ros import replay as R
+from utptrack_ros.replay import cli as replay_cli
 from utptrack_ros.types import Modality
 
 FRAMES = 6
@@ -168,13 +168,13 @@ def test_modality_auto_and_prompt_resolution(bags):
 
 
 def test_bag_checks_and_offline_openers_need_no_rclpy(bags):
-    """Offline-mode workers import ros.replay to open bags: it must not need rclpy for that."""
+    """Offline-mode workers import replay to open bags: it must not need rclpy for that."""
     import subprocess
     import sys
 
     code = (
         "import sys; sys.modules['rclpy'] = None\n"
-        "from utptrack_ros.ros import replay, replay_cli\n"
+        "from utptrack_ros import replay; from utptrack_ros.replay import cli as replay_cli\n"
         f"seq = replay_cli.open_sequence(__import__('pathlib').Path({str(bags['good'])!r}), replay.BagTopics(), "
         "'auto', 'auto', None)\n"
         "print(seq.length, [m.value for m in seq.modalities])\n"
@@ -182,3 +182,32 @@ def test_bag_checks_and_offline_openers_need_no_rclpy(bags):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(FRAMES), "['depth']"]
+
+
+def test_cli_defaults_are_the_option_dataclasses_defaults():
+    """``utptrack eval`` shows and takes the defaults of ``ReplayOptions`` / ``NodeOptions``."""
+    import dataclasses
+
+    args = _eval_args("bag", "--out", "o")
+    assert replay_cli.replay_options(args) == R.ReplayOptions()
+    node = R.NodeOptions()
+    assert (args.model, args.device, args.threads, args.keep, args.node_name, args.domain_id, args.params_file) == (
+        node.model, node.device, node.num_threads, node.keep, node.node_name, node.domain_id, node.params_file)
+    changed = dataclasses.replace(R.ReplayOptions(), frame_timeout_s=2.5, drain_timeout_s=0.5, modality="rgb")
+    args = _eval_args("bag", "--out", "o", "--frame-timeout", "2.5", "--drain-timeout", "0.5", "--modality", "rgb")
+    assert replay_cli.replay_options(args) == changed
+
+
+def test_compare_rows_are_parsed_once_for_eval_and_demo():
+    from utptrack_ros import demo
+    from utptrack_ros.errors import ConfigError
+
+    assert R.parse_compare("none") == [] and R.parse_compare(" csrt, kcf ") == ["csrt", "kcf"]
+    with pytest.raises(ConfigError, match="got lidar"):
+        R.parse_compare("csrt,lidar")
+    assert _eval_args("bag", "--out", "o", "--compare", "unpruned,mil").compare == ["unpruned", "mil"]
+    with pytest.raises(SystemExit):
+        _eval_args("bag", "--out", "o", "--compare", "csrt,lidar")
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    assert R.parse_compare(parser.parse_args([]).compare) == list(R.COMPARE_CHOICES)

@@ -9,7 +9,7 @@ import pytest
 from replay_helpers import domain_id
 from utptrack_ros import demo
 from utptrack_ros.eval.report import format_cell
-from utptrack_ros.ros import replay as R
+from utptrack_ros import replay as R
 from utptrack_ros.types import Modality
 
 

@@ -28,8 +28,8 @@ from got10k.utils.metrics import center_error, rect_iou  # noqa: E402
 from replay_helpers import SIZE, domain_id, make_bag  # noqa: E402
 from utptrack_ros.data import BagTopics  # noqa: E402
 from utptrack_ros.eval.report import format_cell, format_replay_table  # noqa: E402
-from utptrack_ros.ros import replay as R  # noqa: E402
-from utptrack_ros.ros import replay_cli  # noqa: E402
+from utptrack_ros import replay as R  # noqa: E402
+from utptrack_ros.replay import cli as replay_cli  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -42,7 +42,7 @@ FAR = np.array([1e6, 1e6, 1.0, 1.0])
 def lockstep(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("replay_lockstep")
     paths = [make_bag(root / "bag_a", 0, LENGTH), make_bag(root / "bag_b", 1, LENGTH)]
-    weights = replay_cli.random_weights_file("tiny", root)
+    weights = R.random_weights_file("tiny", root)
     bags = [R.open_bag(p) for p in paths]
     node = R.NodeOptions(weights=weights, num_threads=1, domain_id=domain_id("lockstep"), log_dir=root / "logs")
     results = R.evaluate(bags, root / "out", node=node, compare=["pruned", "csrt"], record_dir=root / "rec",

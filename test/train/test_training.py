@@ -26,6 +26,7 @@ from utptrack_ros.train.loop import (
     init_for_training,
     keep_rates,
     train,
+    validate,
 )
 from utptrack_ros.train.recipe import load_recipe
 from utptrack_ros.train.sampling import SamplingConfig, draw_sample
@@ -62,6 +63,9 @@ class MovingSquare:
             x, y = int(round(self.gt[i, 0])), int(round(self.gt[i, 1]))
             img[y : y + 20, x : x + 30] = self.patch
         return img
+
+    def stamp_ns(self, i):
+        return 1_000_000_000 + i * 33_333_333
 
     def aux(self, modality, i):
         depth = np.full((120, 160), 3000, np.uint16)
@@ -383,3 +387,22 @@ def test_train_with_the_frozen_stem_in_the_loader_worker(tmp_path):
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines if l["kind"] == "train"] == [1, 2, 3]
     assert all(math.isfinite(l["loss"]) for l in lines)
+
+
+def test_validation_tracks_with_the_evaluation_runner_and_its_init_rule():
+    """Validation initialises on the first frame with a valid GT box (the evaluation's rule), not
+    on the first frame merely flagged present, and scores what ``eval.sequence_run`` records."""
+    from utptrack_ros.eval.metrics import aggregate
+    from utptrack_ros.eval.sequence_run import run_tracker
+    from utptrack_ros.tracker import Tracker
+
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    seq = MovingSquare(seed=7, n=8, absent=(0,))
+    seq.gt[1, 2] = 0.0  # frame 1: present, but its box has no width
+    scores = validate(model, [seq])
+    run = run_tracker(Tracker(model), seq, "val")
+    assert run.init_index == 2 and np.isnan(run.boxes_xywh[:2]).all() and np.isfinite(run.boxes_xywh[2:]).all()
+    agg = aggregate([run.metrics()])
+    assert scores == {"auc": agg.auc, "precision": agg.precision, "norm_precision": agg.norm_precision}
+    assert model.training  # validation leaves the model in the mode it found it

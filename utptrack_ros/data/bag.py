@@ -29,7 +29,7 @@ from ..sensors import (AUX_ENCODINGS, RGB_ENCODINGS, SensorError, aux_to_array, 
 from ..types import Modality
 from .camera import IDENTITY, camera_info_fields, camera_info_from_message
 from .errors import FrameCountError, MissingTopicError, SequenceError, SequenceFormatError, UnsupportedMessageError
-from .folder import _json_default
+from .folder import json_default
 from .sequence import AUX_MODALITIES, ArrayFrames, ModalityLike, Sequence, as_modality
 
 PathLike = Union[str, Path]
@@ -69,10 +69,45 @@ class BagTopics:
         return replace(cls(), **dict(mapping))
 
 
-def _typestore() -> Any:
+def bag_typestore() -> Any:
+    """The ``rosbags`` type store of the ROS distribution the project targets (kilted)."""
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_KILTED)
+
+
+def open_bag_reader(path: PathLike) -> Any:
+    """An opened ``rosbags`` ``AnyReader`` over one bag (directory, or a single ``.mcap`` / ``.db3``
+    file), messages decoded with :func:`bag_typestore`; the caller closes it.
+
+    Raises:
+        SequenceFormatError: the bag does not exist or cannot be opened (corrupt metadata or storage).
+    """
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+
+    path = Path(path)
+    if not path.exists():
+        raise SequenceFormatError(f"{path}: bag does not exist")
+    try:
+        reader = AnyReader([path], default_typestore=bag_typestore())
+        reader.open()
+    except (AnyReaderError, ReaderError, OSError, ValueError, KeyError) as err:
+        raise SequenceFormatError(f"{path}: cannot open bag ({type(err).__name__}: {err})") from err
+    return reader
+
+
+def bag_topic_types(path: PathLike) -> dict[str, str]:
+    """``{topic: message type}`` of a bag (reads only its metadata).
+
+    Raises:
+        SequenceFormatError: the bag does not exist or cannot be opened.
+    """
+    reader = open_bag_reader(path)
+    try:
+        return {c.topic: c.msgtype for c in reader.connections}
+    finally:
+        reader.close()
 
 
 # -- messages <-> arrays ----------------------------------------------------------------------
@@ -173,14 +208,14 @@ def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: O
             raise SequenceError(f"{out} already exists (pass overwrite=True to replace it)")
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     topics = topics or BagTopics()
-    ts = _typestore()
+    ts = bag_typestore()
     meta = {"name": seq.name, "attributes": seq.attributes,
             "frame_info": {k: v.tolist() for k, v in seq.frame_info.items()}}
     writer = Writer(out, version=9, storage_plugin=plugins[storage])
     if compression != "none":
         writer.set_compression(modes[compression], CompressionFormat.ZSTD)
     with writer:
-        writer.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, default=_json_default))
+        writer.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, default=json_default))
         color = writer.add_connection(topics.color, IMAGE, typestore=ts)
         aux = {m: writer.add_connection(topics.aux(m), IMAGE, typestore=ts)
                for m in seq.modalities if topics.aux(m)}
@@ -251,18 +286,9 @@ def load_bag(path: PathLike, topics: Union[BagTopics, Mapping[str, Optional[str]
         FrameCountError: a frame has no ground truth, or GT messages do not match frames.
         SequenceFormatError: the bag cannot be opened or decoded.
     """
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.rosbag2 import ReaderError
-
     path = Path(path)
     topics = topics if isinstance(topics, BagTopics) else BagTopics.from_mapping(topics or {})
-    if not path.exists():
-        raise SequenceFormatError(f"{path}: bag does not exist")
-    try:
-        reader = AnyReader([path], default_typestore=_typestore())
-        reader.open()
-    except (AnyReaderError, ReaderError, OSError, ValueError, KeyError) as err:
-        raise SequenceFormatError(f"{path}: cannot open bag ({type(err).__name__}: {err})") from err
+    reader = open_bag_reader(path)
     try:
         return _read(reader, path, topics, modalities, name, tolerance_ns)
     finally:

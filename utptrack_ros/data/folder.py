@@ -220,11 +220,12 @@ def write_folder(seq: Sequence, root: PathLike, *, overwrite: bool = False, jpeg
             "image_size": [w, h], "modalities": [m.value for m in seq.modalities], **seq.attributes,
             "stamps_ns": [int(s) for s in seq.stamps_ns],
             "frame_info": {k: v.tolist() for k, v in seq.frame_info.items()}}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=json_default) + "\n")
     return out
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays (sequence metadata)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

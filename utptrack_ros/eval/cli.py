@@ -11,20 +11,23 @@ else every sub-folder with ``color/``). Trackers: registered model variants (``t
 ``tiny_base``, ``o256`` ...) and OpenCV peers (``csrt``, ``kcf``, ``mil``). ``--keep``,
 ``--aux`` and ``--prompt`` take comma lists and sweep every model variant over them (peers run
 once: they use RGB only and prune nothing). Prints the summary table; writes the results folder
-and report (``eval.offline``, ``eval.report``).
+and report (``eval.offline``, ``eval.report``); sources: ``eval.sources.sequence_sources``.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
-from .offline import AUX_CHOICES, CoreTrackerFactory, SequenceSource, TrackerSpec, peer_spec, run_offline
+from ..errors import ConfigError, UTPTrackError
+from .offline import run_offline
 from .peers import PEER_NAMES
+from .report import format_summary_table
+from .sources import sequence_sources
+from .specs import AUX_CHOICES, CoreTrackerFactory, TrackerSpec, parse_keep_ratio, peer_spec
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +45,9 @@ def _keep_list(text: str) -> list[Optional[float]]:
             out.append(None)
             continue
         try:
-            value = float(item)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--keep takes ratios in (0, 1] or 'default', got {item!r}") from None
-        if not 0.0 < value <= 1.0:
-            raise argparse.ArgumentTypeError(f"--keep ratios must be in (0, 1], got {value}")
-        out.append(value)
+            out.append(parse_keep_ratio(item))
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(f"--keep takes ratios in (0, 1] or 'default': {err}") from None
     return out or [None]
 
 
@@ -124,7 +124,7 @@ def tracker_specs(
     ``/<aux>`` only when it is not ``auto``); peers keep their names.
 
     Raises:
-        ValueError: an unknown tracker name.
+        ConfigError: an unknown tracker name.
     """
     from ..models import list_models
 
@@ -136,7 +136,7 @@ def tracker_specs(
             specs.append(peer_spec(name))
             continue
         if name not in models:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown tracker {name!r}; model variants: {sorted(models)}, OpenCV peers: {list(PEER_NAMES)}"
             )
         variant_keeps = [None] if name.endswith("_base") else keeps
@@ -157,45 +157,6 @@ def tracker_specs(
                     desc += " (RANDOM WEIGHTS)" if random_weights else ""
                     specs.append(TrackerSpec(label, factory, aux=aux, use_prompt=use_prompt, description=desc))
     return specs
-
-
-def _is_bag(path: Path) -> bool:
-    return (path.is_file() and path.suffix in (".mcap", ".db3")) or (
-        path.is_dir() and (path / "metadata.yaml").is_file()
-    )
-
-
-def _is_folder_sequence(path: Path) -> bool:
-    return path.is_dir() and (path / "color").is_dir()
-
-
-def sequence_sources(paths: list[Path]) -> list[SequenceSource]:
-    """Picklable openers (``partial(load_folder|load_bag, path)``) for the given paths.
-
-    Raises:
-        ValueError: a path that is no sequence, bag or folder of sequences.
-    """
-    from ..data import load_bag, load_folder
-
-    sources: list[SequenceSource] = []
-    for path in paths:
-        if _is_bag(path):
-            sources.append(functools.partial(load_bag, path))
-        elif _is_folder_sequence(path):
-            sources.append(functools.partial(load_folder, path))
-        elif path.is_dir():
-            listed = path / "list.txt"
-            if listed.is_file():
-                names = [n.strip() for n in listed.read_text().splitlines() if n.strip()]
-                children = [path / n for n in names]
-            else:
-                children = sorted(c for c in path.iterdir() if _is_folder_sequence(c))
-            if not children:
-                raise ValueError(f"{path}: no sequence folders (color/) or bags found")
-            sources.extend(functools.partial(load_folder, c) for c in children)
-        else:
-            raise ValueError(f"{path}: not a sequence folder, a rosbag2 bag or a folder of sequences")
-    return sources
 
 
 def run(args: argparse.Namespace) -> int:
@@ -221,11 +182,9 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             report=not args.no_report,
         )
-    except (FileExistsError, ValueError) as err:
+    except (FileExistsError, UTPTrackError) as err:
         print(f"utptrack eval-offline: error: {err}", file=sys.stderr)
         return 1
-    from .report import format_summary_table
-
     print(format_summary_table(results))
     print(
         f"\nresults: {args.out / 'results.json'}" + ("" if args.no_report else f"\nreport:  {args.out / 'report.html'}")

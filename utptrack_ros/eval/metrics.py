@@ -55,6 +55,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ..boxes import iou_xywh
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ CONVENTION_LATENCY = (
 def _as_boxes(boxes: Any, name: str) -> np.ndarray:
     arr = np.asarray(boxes, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name}: expected an (N, 4) array of x, y, w, h, got shape {arr.shape}")
+        raise InputError(f"{name}: expected an (N, 4) array of x, y, w, h, got shape {arr.shape}")
     return arr
 
 
@@ -100,7 +101,7 @@ def _as_absent(absent: Any, n: int) -> np.ndarray:
         return np.zeros(n, dtype=bool)
     arr = np.asarray(absent).astype(bool).reshape(-1)
     if arr.shape[0] != n:
-        raise ValueError(f"absent: expected {n} flags (one per frame), got {arr.shape[0]}")
+        raise InputError(f"absent: expected {n} flags (one per frame), got {arr.shape[0]}")
     return arr
 
 
@@ -124,11 +125,11 @@ def first_valid_index(gt_xywh: Any, absent: Any = None) -> int:
     """Index of the first frame with a valid GT box (the frame a tracker is initialised on).
 
     Raises:
-        ValueError: no frame of the sequence has a valid GT box.
+        InputError: no frame of the sequence has a valid GT box.
     """
     valid = valid_gt_mask(gt_xywh, absent)
     if not valid.any():
-        raise ValueError("sequence has no frame with a valid ground-truth box; cannot evaluate it")
+        raise InputError("sequence has no frame with a valid ground-truth box; cannot evaluate it")
     return int(np.argmax(valid))
 
 
@@ -183,7 +184,7 @@ def prepare_predictions(pred_xywh: Any, gt_xywh: Any, absent: Any = None) -> Pre
     pred = _as_boxes(pred_xywh, "pred_xywh").copy()
     gt = _as_boxes(gt_xywh, "gt_xywh")
     if pred.shape != gt.shape:
-        raise ValueError(f"pred_xywh has {pred.shape[0]} frames but gt_xywh has {gt.shape[0]}")
+        raise InputError(f"pred_xywh has {pred.shape[0]} frames but gt_xywh has {gt.shape[0]}")
     init = first_valid_index(gt, absent)
     has_output = np.isfinite(pred).all(axis=1)
     missed = ~has_output
@@ -422,7 +423,7 @@ def evaluate_sequence(
         The per-sequence metrics.
 
     Raises:
-        ValueError: shapes disagree, or no frame has a valid GT box.
+        InputError: shapes disagree, or no frame has a valid GT box.
     """
     gt = _as_boxes(gt_xywh, "gt_xywh")
     n = gt.shape[0]
@@ -507,10 +508,10 @@ def aggregate(metrics: Sequence[SequenceMetrics], name: str = "all") -> Aggregat
     """Pool per-sequence metrics: OTB curves averaged per sequence, GOT-10k frames pooled.
 
     Raises:
-        ValueError: ``metrics`` is empty.
+        InputError: ``metrics`` is empty.
     """
     if not metrics:
-        raise ValueError(f"aggregate {name!r}: no sequences to pool")
+        raise InputError(f"aggregate {name!r}: no sequences to pool")
     got = np.concatenate([m.got10k_iou for m in metrics])
     return AggregateMetrics(
         name=name,
@@ -625,7 +626,7 @@ def _stream(sent_ns: Any, received_ns: Any) -> tuple[np.ndarray, np.ndarray, np.
     sent = np.asarray(sent_ns, dtype=np.int64).reshape(-1)
     raw = list(received_ns)
     if len(raw) != sent.shape[0]:
-        raise ValueError(f"received_ns has {len(raw)} entries but sent_ns has {sent.shape[0]}")
+        raise InputError(f"received_ns has {len(raw)} entries but sent_ns has {sent.shape[0]}")
     arrived = np.array(
         [v is not None and not (isinstance(v, float) and not math.isfinite(v)) and v >= 0 for v in raw],
         dtype=bool,

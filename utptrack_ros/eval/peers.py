@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError, NotInitializedError
 from ..types import Box
 
 logger = logging.getLogger(__name__)
@@ -65,13 +65,13 @@ class OpenCVTracker:
         kind: one of ``PEER_NAMES``.
 
     Raises:
-        ValueError: unknown ``kind``.
+        ConfigError: unknown ``kind``.
     """
 
     def __init__(self, kind: str) -> None:
         kind = kind.lower()
         if kind not in PEER_NAMES:
-            raise ValueError(f"unknown OpenCV peer tracker {kind!r}; choose one of {PEER_NAMES}")
+            raise ConfigError(f"unknown OpenCV peer tracker {kind!r}; choose one of {PEER_NAMES}")
         self.kind = kind
         self._tracker: Optional[Any] = None
         self.times_ms: list[float] = []
@@ -104,7 +104,7 @@ class OpenCVTracker:
             InputError: bad image.
         """
         if self._tracker is None:
-            raise RuntimeError(f"{self.kind}: update() called before init()")
+            raise NotInitializedError(f"{self.kind}: update() called before init()")
         import cv2
 
         t0 = time.perf_counter()

@@ -21,6 +21,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..errors import InputError
+
 CONVENTION_3D = (
     "position3d: frames after the init frame with a ground-truth position; point = tracker box -> depth "
     "(dominant mode of the box's central half, per-target prior) -> back-projected through the box centre with "
@@ -139,7 +141,7 @@ def position_stats(points_xyz: Any, gt_xyz: Any, init_index: int) -> PositionSta
     points = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
     gt = np.asarray(gt_xyz, dtype=np.float64).reshape(-1, 3)
     if points.shape != gt.shape:
-        raise ValueError(f"points have {points.shape[0]} frames but the ground truth has {gt.shape[0]}")
+        raise InputError(f"points have {points.shape[0]} frames but the ground truth has {gt.shape[0]}")
     scored = np.isfinite(gt).all(axis=1)
     scored[: init_index + 1] = False
     has_point = scored & np.isfinite(points).all(axis=1)

@@ -1,7 +1,7 @@
 """Evaluation report: Markdown + self-contained HTML + PNG plots + JSON, from one results dict.
 
-Input: the dict ``eval.offline.run_offline`` writes to ``results.json`` (schema
-``offline.SCHEMA``; scores in percent under the conventions named in its ``conventions``).
+Input: the dict ``eval.offline.write_results`` writes to ``results.json`` (schema
+``results.SCHEMA``; scores in percent under the conventions named in its ``conventions``).
 
 Consistency by construction: ``build_report_data`` turns the results into tables of raw numbers
 (written to ``report.json``); Markdown, HTML and the terminal table are all rendered from those
@@ -26,8 +26,9 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import ConfigError
 from . import metrics as M
-from .offline import safe_name, to_jsonable
+from .results import safe_name, to_jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -372,9 +373,24 @@ def format_replay_table(results: Mapping[str, Any]) -> str:
     return _fixed_width(_table(REPLAY_COLUMNS, replay_rows(results)))
 
 
-def format_summary_table(results: Mapping[str, Any]) -> str:
-    """Fixed-width terminal table of the summary rows (same cells as the Markdown)."""
-    return _fixed_width(_table(SUMMARY_COLUMNS, summary_rows(results)))
+def format_summary_table(results: Mapping[str, Any], keys: Optional[Sequence[str]] = None) -> str:
+    """Fixed-width terminal table of the summary rows (same cells as the Markdown).
+
+    Args:
+        results: the results dict.
+        keys: the ``SUMMARY_COLUMNS`` to show, in this order; None = all of them.
+
+    Raises:
+        ConfigError: a key that is not a summary column.
+    """
+    columns = SUMMARY_COLUMNS
+    if keys is not None:
+        by_key = {c.key: c for c in SUMMARY_COLUMNS}
+        unknown = [k for k in keys if k not in by_key]
+        if unknown:
+            raise ConfigError(f"unknown summary columns {unknown}; choose from {list(by_key)}")
+        columns = tuple(by_key[k] for k in keys)
+    return _fixed_width(_table(columns, summary_rows(results)))
 
 
 def _fixed_width(table: Mapping[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """Held-out evaluation of a trained model: the acceptance suites and tracker-setting sweeps.
 
-Thin driver over ``eval.offline.run_offline`` (the project's evaluation runner: OTB/LaSOT
+Thin driver over ``eval.offline.run_offline`` (the project's evaluation runner, with its
+tracker factory ``eval.specs.CoreTrackerFactory`` over the weights file: OTB/LaSOT
 success AUC, precision@20 px, normalised precision@0.2, with OpenCV CSRT/KCF/MIL on the same
 sequences). Sequences come from ``data.generate`` with **test-split seeds** (200 000 + index),
 which training never uses (it draws train-split seeds 0 .. 99 999 only); each suite uses its own
@@ -26,7 +27,6 @@ import argparse
 import functools
 import json
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,47 +40,32 @@ SUITE_CHALLENGES: dict[str, Optional[dict[str, float]]] = {
 }
 
 
-@dataclass(frozen=True)
-class TrainedTrackerFactory:
-    """Picklable factory of a ``Tracker`` over a weights file (for ``eval.offline`` workers).
+def trained_factory(weights: str, variant: str, *, unpruned: bool = False, lost_threshold: Optional[float] = None,
+                    update_threshold: Optional[float] = None) -> Any:
+    """The evaluation runner's tracker factory (``eval.specs.CoreTrackerFactory``) over a weights file.
 
-    Attributes:
-        weights: project safetensors file.
-        unpruned: every keep ratio 1.0 (the ``tiny_base`` view of the same weights).
-        keep: one keep ratio for CE/DTE/STE (None = the file's own ratios).
-        lost_threshold: override ``TrackerConfig.lost_threshold`` (None = the variant default).
-        update_threshold: override ``TrackerConfig.update_threshold`` (None = the variant default).
-        settings: further ``TrackerConfig`` overrides as ``(field, value)`` pairs.
+    Args:
+        weights: weights file.
+        variant: the file's model variant (``model.config.name`` of the loaded file); its
+            ``TrackerConfig`` defaults are the base of the threshold overrides.
+        unpruned: every keep ratio 1.0 (the ``*_base`` view of the same weights).
+        lost_threshold / update_threshold: override ``TrackerConfig`` (None = the variant default).
     """
+    from ..eval.specs import CoreTrackerFactory
 
-    weights: str
-    unpruned: bool = False
-    keep: Optional[float] = None
-    lost_threshold: Optional[float] = None
-    update_threshold: Optional[float] = None
-    settings: tuple[tuple[str, Any], ...] = ()
+    settings = tuple((k, v) for k, v in (("lost_threshold", lost_threshold), ("update_threshold", update_threshold))
+                     if v is not None)
+    name = variant.removesuffix("_base") + ("_base" if unpruned else "")
+    # a fresh tracker per run (reuse=False), one torch thread: main() sets it for in-process runs,
+    # eval.pool for its workers
+    return CoreTrackerFactory(name, weights=weights, reuse=False, settings=settings)
 
-    def __call__(self) -> Any:
-        import torch
 
-        from ..checkpoint import load_model
-        from ..models import default_tracker_config
-        from ..tracker import Tracker
+def weights_variant(weights: str) -> str:
+    """The model variant a weights file holds (its ``model.config.name``)."""
+    from ..checkpoint import load_model
 
-        torch.set_num_threads(1)
-        model = load_model(self.weights)
-        if self.unpruned:
-            model.set_prune(model.prune.off())
-        elif self.keep is not None:
-            model.set_prune(model.prune.with_keep_ratio(self.keep, self.keep, self.keep))
-        config = default_tracker_config(model.config.name if not model.config.name.endswith("_base") else "tiny")
-        if self.lost_threshold is not None:
-            config = replace(config, lost_threshold=self.lost_threshold)
-        if self.update_threshold is not None:
-            config = replace(config, update_threshold=self.update_threshold)
-        if self.settings:
-            config = replace(config, **dict(self.settings))
-        return Tracker(model, config=config)
+    return load_model(weights).config.name
 
 
 def suite_sources(suite: str, count: int, length: int, size: tuple[int, int], split: str = "test") -> list[Any]:
@@ -100,14 +85,17 @@ def suite_sources(suite: str, count: int, length: int, size: tuple[int, int], sp
     return sources
 
 
-def suite_trackers(suite: str, weights: str, lost_threshold: Optional[float]) -> list[Any]:
-    from ..eval.offline import TrackerSpec, peer_spec
+def suite_trackers(suite: str, weights: str, lost_threshold: Optional[float], variant: Optional[str] = None
+                   ) -> list[Any]:
+    """The rows of ``suite`` (module docstring); ``variant``: the file's (read from it when None)."""
+    from ..eval.specs import TrackerSpec, peer_spec
 
-    pruned = TrainedTrackerFactory(weights, lost_threshold=lost_threshold)
+    variant = variant or weights_variant(weights)
+    pruned = trained_factory(weights, variant, lost_threshold=lost_threshold)
     if suite == "rgb":
         return [
             TrackerSpec("tiny", pruned, aux="none", description="shipped model, pruned (tiny)"),
-            TrackerSpec("tiny_base", TrainedTrackerFactory(weights, unpruned=True, lost_threshold=lost_threshold),
+            TrackerSpec("tiny_base", trained_factory(weights, variant, unpruned=True, lost_threshold=lost_threshold),
                         aux="none", description="same weights, unpruned (tiny_base)"),
             peer_spec("csrt"),
             peer_spec("kcf"),
@@ -146,7 +134,7 @@ def run_suite(suite: str, weights: str, out: Path, count: int, length: int, size
     from ..eval.offline import run_offline
 
     results = run_offline(
-        suite_trackers(suite, weights, lost_threshold),
+        suite_trackers(suite, weights, lost_threshold, weights_variant(weights)),
         suite_sources(suite, count, length, size),
         out / suite,
         workers=workers,
@@ -163,7 +151,8 @@ def sweep_settings(weights: str, out: Path, lost: list[float], update: list[Opti
     frames, where holding on LOST matters). Test seeds are not touched."""
     from ..data.generator import generate
     from ..data.spec import spec_for
-    from ..eval.offline import TrackerSpec, run_offline
+    from ..eval.offline import run_offline
+    from ..eval.specs import TrackerSpec
 
     sources = []
     for i in range(count):
@@ -171,11 +160,12 @@ def sweep_settings(weights: str, out: Path, lost: list[float], update: list[Opti
         if i % 2:
             kwargs["challenges"] = {"full_occlusion": 1.0, "out_of_view": 0.7}
         sources.append(functools.partial(generate, spec_for("val", 500 + i, **kwargs)))
+    variant = weights_variant(weights)
     specs = []
     for t in lost:
         for u in update:
             name = f"lost{t:g}" + (f"_upd{u:g}" if u is not None else "")
-            specs.append(TrackerSpec(name, TrainedTrackerFactory(weights, lost_threshold=t, update_threshold=u),
+            specs.append(TrackerSpec(name, trained_factory(weights, variant, lost_threshold=t, update_threshold=u),
                                      aux="none"))
     results = run_offline(specs, sources, out / "sweep", workers=workers, force=force, report=False)
     return summary(results)
@@ -197,6 +187,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="comma list of update thresholds crossed with --sweep-lost")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # per-frame times comparable with the 1-thread pool workers
     size = tuple(int(v) for v in args.size.lower().split("x"))
     weights = str(args.weights.resolve())
     table: dict[str, Any] = {}

@@ -215,28 +215,23 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def validate(model: UTPTrack, sequences: list[Any], prune: Optional[PruneConfig] = None) -> dict[str, float]:
-    """Track ``sequences`` (RGB only) with ``tracker.Tracker`` and score them (OTB AUC/P/NP)."""
-    from ..eval.metrics import aggregate, evaluate_sequence
+    """Track ``sequences`` (RGB only) with ``tracker.Tracker`` through the evaluation's tracking
+    loop (``eval.sequence_run.run_tracker``: initialised on the first frame with a valid GT box,
+    the evaluation's one init rule) and score them (OTB AUC / precision / normalised precision, %).
+
+    ``sequences`` follow ``eval.sources.SequenceLike`` (``data.Sequence``: also ``name`` and ``stamp_ns``).
+    """
+    from ..eval.metrics import aggregate
+    from ..eval.sequence_run import run_tracker
     from ..tracker import Tracker
 
     was_training = model.training
     tracker = Tracker(model, device="cpu")
     if prune is not None:
         tracker.set_prune(prune)
-    scores = []
-    for seq in sequences:
-        present = np.flatnonzero(~seq.absent)
-        first = int(present[0])
-        preds = np.full((len(seq.gt), 4), np.nan)
-        from ..types import Box
-
-        tracker.init(seq.rgb(first), Box.from_sequence(seq.gt[first]))
-        preds[first] = seq.gt[first]
-        for i in range(first + 1, len(seq.gt)):
-            preds[i] = tracker.track(seq.rgb(i)).box.as_xywh()
-        scores.append(evaluate_sequence(preds, seq.gt, seq.absent, name=seq.name))
+    runs = [run_tracker(tracker, seq, "val") for seq in sequences]
     model.train(was_training)
-    agg = aggregate(scores)
+    agg = aggregate([run.metrics() for run in runs])
     return {"auc": agg.auc, "precision": agg.precision, "norm_precision": agg.norm_precision}
 
 

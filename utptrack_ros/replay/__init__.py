@@ -36,32 +36,31 @@ Latency (ros2_benchmark vocabulary): *sent* = when the player published the colo
 latency is stamp-to-output through DDS, conversion, sync, the model and back. The node's own
 ``latency_ms`` / ``model_ms`` are kept per frame too.
 
-Imports: rclpy only inside the player and the functions that need it, so the bag checks and the
-offline comparisons work without ROS.
+Imports: this package and ``ros/`` are the only ones that import rclpy, and here only the
+``Player`` (when it is created) and ``write_output_bag`` (message serialisation) do, so the bag
+checks and the offline comparisons work without ROS.
 
-Modules: ``options`` (``ReplayOptions``, ``NodeOptions``, ``ReplayError``), ``bags`` (checks and
-the messages to play), ``node_process`` (the node subprocess and its environment), ``player``
-(the rclpy player), ``lifecycle`` (activation between bags, ``/diagnostics``), ``record``
-(playing one bag, ``BagRecord``), ``output_bag`` (the node's outputs as a bag), ``evaluation``
-(many bags, comparison rows, results).
+Modules: ``options`` (``ReplayOptions``, ``NodeOptions``, ``ReplayError``, the choices), ``bags``
+(checks and the messages to play), ``node_process`` (the node subprocess and its environment),
+``player`` (the rclpy player: publishing, the node between bags, playing one bag into a
+``BagRecord``), ``output_bag`` (the node's outputs as a bag), ``evaluation`` (many bags,
+comparison rows, results), ``cli`` (``utptrack eval``).
 """
 from __future__ import annotations
 
-from ...data import BagTopics as BagTopics
-from .bags import (COMPRESSED as COMPRESSED, IMAGE as IMAGE, STRING as STRING, PlayFrame, ReplayBag,
-                   bag_topic_types, open_bag, read_play_frames)
-from .evaluation import check_new_dir, comparison_specs, evaluate, replay_bags
-from .node_process import (REPO as REPO, NodeProcess, find_share_file, private_domain_id,
-                           replay_environment as replay_environment)
-from .options import COMPARE_CHOICES, MODES, NodeOptions, ReplayError, ReplayOptions
-from .output_bag import (DIAGNOSTICS_TYPE as DIAGNOSTICS_TYPE, TARGET_TYPE as TARGET_TYPE,
-                         target_msg_definition as target_msg_definition, write_output_bag)
-from .player import Arrival as Arrival, Player
-from .record import STATE_NAMES as STATE_NAMES, BagRecord
+from ..data import BagTopics
+from ..data.bag import bag_topic_types
+from .bags import PlayFrame, ReplayBag, open_bag, read_play_frames
+from .evaluation import comparison_specs, evaluate, replay_bags
+from .node_process import NodeProcess, find_share_file, private_domain_id, replay_environment
+from .options import (COMPARE_CHOICES, MODES, NodeOptions, ReplayError, ReplayOptions, parse_compare,
+                      random_weights_file)
+from .output_bag import write_output_bag
+from .player import STATE_NAMES, Arrival, BagRecord, Player
 
 __all__ = [
-    "MODES", "ReplayOptions", "NodeOptions", "ReplayBag", "PlayFrame", "BagRecord", "ReplayError",
-    "open_bag", "read_play_frames", "NodeProcess", "Player", "replay_bags", "comparison_specs", "evaluate",
-    "find_share_file", "private_domain_id", "check_new_dir", "bag_topic_types", "write_output_bag",
-    "COMPARE_CHOICES",
+    "Arrival", "BagRecord", "BagTopics", "COMPARE_CHOICES", "MODES", "NodeOptions", "NodeProcess", "PlayFrame",
+    "Player", "ReplayBag", "ReplayError", "ReplayOptions", "STATE_NAMES", "bag_topic_types", "comparison_specs",
+    "evaluate", "find_share_file", "open_bag", "parse_compare", "private_domain_id", "random_weights_file",
+    "read_play_frames", "replay_bags", "replay_environment", "write_output_bag",
 ]

@@ -13,12 +13,13 @@ import zlib
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .bags import COMPRESSED, ReplayBag
+from ..data.bag import COMPRESSED
+from .bags import ReplayBag
 from .options import NodeOptions, ReplayError
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[3]  # utptrack_ros/ros/replay/node_process.py -> the checkout
+REPO = Path(__file__).resolve().parents[2]  # utptrack_ros/replay/node_process.py -> the checkout
 
 
 def find_share_file(relative: str) -> Optional[Path]:

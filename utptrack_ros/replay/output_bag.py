@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bags import _typestore
+from ..data.bag import bag_typestore
 from .node_process import find_share_file
 from .options import ReplayError
-from .record import BagRecord
+from .player import BagRecord
 
 TARGET_TYPE = "utptrack_ros/msg/TrackedTarget"
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
@@ -29,7 +29,7 @@ def write_output_bag(record: BagRecord, path: Path, node_name: str) -> Path:
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import get_types_from_msg
 
-    ts = _typestore()
+    ts = bag_typestore()
     ts.register(get_types_from_msg(target_msg_definition(), TARGET_TYPE))
     writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
     with writer:

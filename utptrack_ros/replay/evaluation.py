@@ -12,15 +12,18 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ...data import Sequence as DataSequence
-from ...types import Modality
+from ..data import Sequence as DataSequence
+from ..errors import ConfigError
+from ..eval.offline import write_results
+from ..eval.results import check_out_dir, safe_name
+from ..eval.sequence_run import SequenceRun, run_sequence
+from ..eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
+from ..types import Modality
 from .bags import ReplayBag, read_play_frames
-from .lifecycle import _start_bag, _wait_active
 from .node_process import NodeProcess, private_domain_id
 from .options import COMPARE_CHOICES, NodeOptions, ReplayError, ReplayOptions
 from .output_bag import write_output_bag
-from .player import Player
-from .record import BagRecord, _BagPlayer
+from .player import BagRecord, Player
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOpt
             first = bags[indices[0]]
             proc = NodeProcess(first, node, domain, log_dir / f"node_{k}.log", diagnostics_period_s)
             try:
-                _wait_active(player, proc, node.startup_timeout_s)
+                player.wait_active(proc, node.startup_timeout_s)
                 if player.target_publishers() > 1:
                     raise ReplayError(f"another node publishes {player.ns}/target in ROS domain {domain}; choose "
                                       "another domain id")
@@ -58,10 +61,10 @@ def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOpt
                     bag = bags[index]
                     frames = read_play_frames(bag)
                     first_ns = min(frames[0].bag_time_ns, frames[0].stamp_ns)
-                    baseline = _start_bag(player, proc, first_ns, int(diagnostics_period_s * 1e9))
-                    records[index] = _BagPlayer(player, bag, options, diagnostics_period_s, progress, proc).play(
-                        frames, baseline)
-                    r = records[index]
+                    baseline = player.start_bag(proc, first_ns, int(diagnostics_period_s * 1e9))
+                    r = player.play_bag(bag, frames, options, diagnostics_period_s, progress=progress, node=proc,
+                                        baseline=baseline)
+                    records[index] = r
                     overall.set_postfix_str(f"{bag.name}: {r.answered} answered, {r.missed} missed")
                     overall.update()
                     if not proc.alive():
@@ -76,16 +79,18 @@ def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOpt
 
 
 def comparison_specs(compare: Sequence[str], node: NodeOptions, *, use_prompt: bool,
-                     live_name: str = "", note: str = "") -> list[Any]:
+                     live_name: str = "", note: str = "") -> list[TrackerSpec]:
     """Offline rows run on the same decoded frames: ``pruned`` (the node's model, direct),
-    ``unpruned`` (the same weights, every keep ratio 1.0), ``csrt``/``kcf``/``mil``."""
-    from ...eval.offline import CoreTrackerFactory, TrackerSpec, peer_spec
+    ``unpruned`` (the same weights, every keep ratio 1.0), ``csrt``/``kcf``/``mil``.
 
+    Raises:
+        ConfigError: an unknown comparison.
+    """
     weights = str(node.weights) if node.weights else None
     specs = []
     for item in compare:
         if item not in COMPARE_CHOICES:
-            raise ValueError(f"unknown comparison {item!r}; choose from {COMPARE_CHOICES}")
+            raise ConfigError(f"unknown comparison {item!r}; choose from {COMPARE_CHOICES}")
         if item == "pruned":
             factory = CoreTrackerFactory(node.model, weights=weights, keep=node.keep, device=node.device)
             keep = f", keep {node.keep:g}" if node.keep is not None else ""
@@ -103,11 +108,9 @@ def comparison_specs(compare: Sequence[str], node: NodeOptions, *, use_prompt: b
     return specs
 
 
-def _run_offline_rows(specs: Sequence[Any], sequences: Sequence[DataSequence], progress: bool,
-                      num_threads: int = 0) -> list[Any]:
+def _run_offline_rows(specs: Sequence[TrackerSpec], sequences: Sequence[DataSequence], progress: bool,
+                      num_threads: int = 0) -> list[SequenceRun]:
     from tqdm import tqdm
-
-    from ...eval.offline import CoreTrackerFactory, run_sequence
 
     runs = []
     bar = tqdm(total=len(specs) * len(sequences), desc="comparisons", unit="run", disable=not progress)
@@ -132,9 +135,7 @@ def _run_offline_rows(specs: Sequence[Any], sequences: Sequence[DataSequence], p
     return runs
 
 
-def _live_run(record: BagRecord, name: str) -> Any:
-    from ...eval.offline import SequenceRun
-
+def _live_run(record: BagRecord, name: str) -> SequenceRun:
     time_ms = np.full(record.num_frames, np.nan)
     ok = (record.sent_ns >= 0) & (record.received_ns >= 0)
     time_ms[ok] = (record.received_ns[ok] - record.sent_ns[ok]) / 1e6
@@ -152,16 +153,6 @@ def _live_run(record: BagRecord, name: str) -> Any:
     if not record.init_ok:
         run.error = f"init refused: {record.init_message}"
     return run
-
-
-def check_new_dir(path: Optional[Path], force: bool, what: str) -> None:
-    """Refuse a folder that holds files (unless ``force``), before anything runs."""
-    if path is None:
-        return
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise FileExistsError(f"{path} already holds {what}; choose another folder or pass --force to replace it")
 
 
 def _record_summary(record: BagRecord) -> dict[str, Any]:
@@ -220,18 +211,18 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
     Raises:
         FileExistsError: ``out_dir`` or ``record_dir`` holds files and ``force`` is False.
         ReplayError: the node could not be started or driven.
-        ValueError: no bags, duplicate sequence names, unknown comparison.
+        ConfigError: no bags, duplicate sequence names, unknown comparison.
     """
     out_dir = Path(out_dir)
     record_path = Path(record_dir) if record_dir is not None else None
-    check_new_dir(out_dir, force, "results")
-    check_new_dir(record_path, force, "recorded bags")
+    check_out_dir(out_dir, force, "results")
+    check_out_dir(record_path, force, "recorded bags")
     if not bags:
-        raise ValueError("nothing to replay: give at least one bag")
+        raise ConfigError("nothing to replay: give at least one bag")
     names = [b.name for b in bags]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"sequence names must be unique across the bags; repeated: {dupes}")
+        raise ConfigError(f"sequence names must be unique across the bags; repeated: {dupes}")
     use_prompt = any(b.use_prompt and b.sequence.prompt for b in bags)
     live_name = f"{node.model}@node"
     specs = comparison_specs(list(compare), node, use_prompt=use_prompt, live_name=live_name, note=note)
@@ -248,14 +239,12 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
         recorded = Path(tempfile.mkdtemp(prefix=f".{record_path.name}.tmp-", dir=record_path.parent))
     try:
         if recorded is not None:
-            from ...eval.offline import safe_name
-
             for r in records:
                 write_output_bag(r, recorded / safe_name(r.bag.name), node.node_name)
         results = _write(records, runs, specs, out_dir, options, node, live_name, use_prompt, note, t_start, t_live,
                          record_path, force, report, bags)
         if recorded is not None and record_path is not None:
-            check_new_dir(record_path, force, "recorded bags")
+            check_out_dir(record_path, force, "recorded bags")
             if record_path.exists():
                 shutil.rmtree(record_path)
             recorded.rename(record_path)
@@ -265,11 +254,9 @@ def evaluate(bags: Sequence[ReplayBag], out_dir: Union[str, Path], *, options: R
     return results
 
 
-def _write(records: Sequence[BagRecord], runs: list[Any], specs: Sequence[Any], out_dir: Path, options: ReplayOptions,
+def _write(records: Sequence[BagRecord], runs: list[SequenceRun], specs: Sequence[TrackerSpec], out_dir: Path, options: ReplayOptions,
            node: NodeOptions, live_name: str, use_prompt: bool, note: str, t_start: float, t_live: float,
            record_path: Optional[Path], force: bool, report: bool, bags: Sequence[ReplayBag]) -> dict[str, Any]:
-    from ...eval.offline import write_results
-
     keep = f", keep {node.keep:g}" if node.keep is not None else ""
     trackers = {live_name: {"description": f"UTPTrack {node.model}{keep} through the ROS node ({options.mode}"
                                            f"{'' if options.mode != 'rate' else f' x{options.rate:g}'}, DDS){note}",

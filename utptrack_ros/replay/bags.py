@@ -3,63 +3,19 @@ messages to play per colour frame (``read_play_frames`` -> ``PlayFrame``)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from ...data import BagTopics, Sequence as DataSequence, load_bag
-from ...data.errors import (FrameCountError, MissingTopicError, SequenceError, SequenceFormatError,
+from ..data import BagTopics, Sequence as DataSequence, load_bag
+from ..data.bag import STRING, bag_topic_types, open_bag_reader
+from ..data.errors import (FrameCountError, MissingTopicError, SequenceError, SequenceFormatError,
                             UnsupportedMessageError)
-from ...data.folder import read_groundtruth
-from ...data.sequence import AUX_MODALITIES
-from ...types import Modality
-
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-STRING = "std_msgs/msg/String"
-
-
-def _typestore() -> Any:
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_KILTED)
-
-
-@functools.lru_cache(maxsize=None)
-def _open_error_types() -> tuple[type[BaseException], ...]:
-    from rosbags.highlevel import AnyReaderError
-    from rosbags.rosbag2 import ReaderError
-
-    return (AnyReaderError, ReaderError, OSError, ValueError, KeyError)
-
-
-def _open_reader(path: Path) -> Any:
-    from rosbags.highlevel import AnyReader
-
-    if not path.exists():
-        raise SequenceFormatError(f"{path}: bag does not exist")
-    try:
-        reader = AnyReader([path], default_typestore=_typestore())
-        reader.open()
-    except _open_error_types() as err:
-        raise SequenceFormatError(f"{path}: cannot open bag ({type(err).__name__}: {err})") from err
-    return reader
-
-
-def bag_topic_types(path: Union[str, Path]) -> dict[str, str]:
-    """``{topic: message type}`` of a bag (reads only its metadata).
-
-    Raises:
-        SequenceFormatError: the bag does not exist or cannot be opened.
-    """
-    reader = _open_reader(Path(path))
-    try:
-        return {c.topic: c.msgtype for c in reader.connections}
-    finally:
-        reader.close()
+from ..data.folder import read_groundtruth
+from ..data.sequence import AUX_MODALITIES
+from ..types import Modality
 
 
 @dataclass
@@ -167,7 +123,7 @@ def open_bag(path: Union[str, Path], *, topics: Optional[BagTopics] = None, moda
         k = int(np.flatnonzero(np.diff(stamps) <= 0)[0])
         raise SequenceFormatError(f"{path}: colour frames {k} and {k + 1} share the stamp {stamps[k]}; outputs are "
                                   "matched to inputs by stamp, so every colour frame needs its own")
-    from ...eval.metrics import valid_gt_mask
+    from ..eval.metrics import valid_gt_mask
 
     if not valid_gt_mask(seq.gt, seq.absent).any():
         raise SequenceFormatError(f"{path}: no frame has a valid ground-truth box (nothing to initialise on)")
@@ -218,7 +174,7 @@ def read_play_frames(bag: ReplayBag) -> list[PlayFrame]:
     color: dict[int, tuple[int, bytes]] = {}
     aux: dict[int, list[tuple[int, bytes]]] = {}
     prompts: list[tuple[int, bytes]] = []
-    reader = _open_reader(bag.path)
+    reader = open_bag_reader(bag.path)
     try:
         connections = [c for c in reader.connections if c.topic in wanted]
         for connection, bag_time, raw in reader.messages(connections=connections):

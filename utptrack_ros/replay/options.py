@@ -1,5 +1,7 @@
 """Replay options: how bags are played (``ReplayOptions``), the node under test
-(``NodeOptions``), the choices they take, and the replay's error."""
+(``NodeOptions``), the choices they take (``MODES``, ``COMPARE_CHOICES``, ``parse_compare``), a
+seeded random-weights file for plumbing runs, and the replay's error. The CLIs take their
+defaults from these dataclasses."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-from ...data.sequence import AUX_MODALITIES
-from ...errors import UTPTrackError
+from ..data.sequence import AUX_MODALITIES
+from ..errors import ConfigError, UTPTrackError
 
 MODES = ("lockstep", "realtime", "rate")
 COMPARE_CHOICES = ("pruned", "unpruned", "csrt", "kcf", "mil")
@@ -34,6 +36,9 @@ class ReplayOptions:
         prompt: ``auto`` (use the bag's prompt topic when present), ``on``, ``off``.
         modality: aux stream fed to the node: ``auto`` (the bag's first of depth/thermal/event),
             ``rgb`` (none) or a modality name.
+
+    Raises:
+        ConfigError: a value outside its choices or range.
     """
 
     mode: str = "lockstep"
@@ -46,17 +51,17 @@ class ReplayOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"replay mode must be one of {MODES}, got {self.mode!r}")
+            raise ConfigError(f"replay mode must be one of {MODES}, got {self.mode!r}")
         if not (self.rate > 0 and np.isfinite(self.rate)):
-            raise ValueError(f"replay rate must be a positive number, got {self.rate!r}")
+            raise ConfigError(f"replay rate must be a positive number, got {self.rate!r}")
         if self.mode == "realtime" and self.rate != 1.0:
-            raise ValueError("mode 'realtime' plays at rate 1.0; use mode 'rate' for another factor")
+            raise ConfigError("mode 'realtime' plays at rate 1.0; use mode 'rate' for another factor")
         if self.frame_timeout_s <= 0 or self.drain_timeout_s < 0 or self.init_timeout_s <= 0:
-            raise ValueError("timeouts must be positive")
+            raise ConfigError("timeouts must be positive")
         if self.prompt not in ("auto", "on", "off"):
-            raise ValueError(f"prompt must be auto, on or off, got {self.prompt!r}")
+            raise ConfigError(f"prompt must be auto, on or off, got {self.prompt!r}")
         if self.modality not in ("auto", "rgb") + tuple(m.value for m in AUX_MODALITIES):
-            raise ValueError(f"modality must be auto, rgb, depth, thermal or event, got {self.modality!r}")
+            raise ConfigError(f"modality must be auto, rgb, depth, thermal or event, got {self.modality!r}")
 
 
 @dataclass(frozen=True)
@@ -87,3 +92,29 @@ class NodeOptions:
     domain_id: Optional[int] = None
     startup_timeout_s: float = 180.0
     log_dir: Optional[Path] = None
+
+
+def parse_compare(text: str) -> list[str]:
+    """The comparison rows of ``text``: ``none`` or a comma list of ``COMPARE_CHOICES``.
+
+    Raises:
+        ConfigError: an unknown row.
+    """
+    items = [] if text.strip() == "none" else [t.strip() for t in text.split(",") if t.strip()]
+    bad = [i for i in items if i not in COMPARE_CHOICES]
+    if bad:
+        raise ConfigError(f"comparisons are none or {', '.join(COMPARE_CHOICES)}, got {', '.join(bad)}")
+    return items
+
+
+def random_weights_file(model: str, folder: Path, seed: int = 0) -> Path:
+    """A seeded random-init ``model`` as a weights file in ``folder``, so node and offline rows
+    share it (plumbing checks: ``--weights random``)."""
+    import torch
+
+    from ..checkpoint import save_model
+    from ..models import create_model
+
+    torch.manual_seed(seed)
+    return save_model(create_model(model), folder / f"{model}-random-seed{seed}.safetensors",
+                      extra={"note": "random weights for plumbing checks"})
