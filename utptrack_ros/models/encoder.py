@@ -211,7 +211,37 @@ class TemplateTokens:
     st_fg: Tensor
 
 
-class OneStreamBackbone(nn.Module):
+class TemplateEmbedding:
+    """``embed_templates`` for a backbone with ``embed_template(crop, box) -> (tokens, fg)`` and
+    ``num_templates`` (the ViT one-stream backbone and Fast-iTPN share it)."""
+
+    num_templates: int
+
+    def embed_templates(
+        self,
+        static: Tensor,
+        dynamic: Optional[Tensor] = None,
+        static_box: Optional[Tensor] = None,
+        dynamic_box: Optional[Tensor] = None,
+    ) -> TemplateTokens:
+        """Embed the templates (see :meth:`embed_template`), both in one stem pass.
+
+        ``dynamic=None`` means the dynamic template is the static crop (how tracking starts,
+        method.md 6.3), embedded once. Single-template models ignore ``dynamic`` and return
+        ``dt=None``. ``static_box`` is required; ``dynamic_box`` defaults to it.
+        """
+        if static_box is None:
+            raise ValueError("embed_templates needs static_box (B, 4)")
+        if self.num_templates == 1 or dynamic is None:
+            z, fg = self.embed_template(static, static_box)
+            return TemplateTokens(st=z, dt=None if self.num_templates == 1 else z, st_fg=fg)
+        b = static.shape[0]
+        dynamic_box = static_box if dynamic_box is None else dynamic_box
+        z, fg = self.embed_template(torch.cat([static, dynamic], dim=0), torch.cat([static_box, dynamic_box], dim=0))
+        return TemplateTokens(st=z[:b], dt=z[b:], st_fg=fg[:b])
+
+
+class OneStreamBackbone(TemplateEmbedding, nn.Module):
     """Stem + positional/type embeddings + blocks + final norm (OSTrack ``backbone.*`` names).
 
     Both templates share ``pos_embed_z`` (method.md 2.3); the sequence is ``[SR, ST, DT]`` plus
@@ -272,29 +302,6 @@ class OneStreamBackbone(nn.Module):
             fg_w = fg.unsqueeze(-1)
             z = z + fg_w * self.template_foreground_token + (1 - fg_w) * self.template_background_token
         return z, fg
-
-    def embed_templates(
-        self,
-        static: Tensor,
-        dynamic: Optional[Tensor] = None,
-        static_box: Optional[Tensor] = None,
-        dynamic_box: Optional[Tensor] = None,
-    ) -> TemplateTokens:
-        """Embed the templates (see :meth:`embed_template`), both in one stem pass.
-
-        ``dynamic=None`` means the dynamic template is the static crop (how tracking starts,
-        method.md 6.3), embedded once. Single-template models ignore ``dynamic`` and return
-        ``dt=None``. ``static_box`` is required; ``dynamic_box`` defaults to it.
-        """
-        if static_box is None:
-            raise ValueError("embed_templates needs static_box (B, 4)")
-        if self.num_templates == 1 or dynamic is None:
-            z, fg = self.embed_template(static, static_box)
-            return TemplateTokens(st=z, dt=None if self.num_templates == 1 else z, st_fg=fg)
-        b = static.shape[0]
-        dynamic_box = static_box if dynamic_box is None else dynamic_box
-        z, fg = self.embed_template(torch.cat([static, dynamic], dim=0), torch.cat([static_box, dynamic_box], dim=0))
-        return TemplateTokens(st=z[:b], dt=z[b:], st_fg=fg[:b])
 
     def forward(
         self,

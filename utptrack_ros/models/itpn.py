@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ..config import PruneConfig
 from ..types import LayerTokens
 from . import pruning
-from .encoder import Block, TemplateTokens, TokenState
+from .encoder import Block, TemplateEmbedding, TemplateTokens, TokenState
 
 BRIDGE_MLP_RATIO = 3.0  # stages 1-2 of every released Fast-iTPN (T, S, B, L)
 
@@ -168,7 +168,7 @@ class PatchEmbed4(nn.Module):
         return self.proj(x)
 
 
-class FastITPN(nn.Module):
+class FastITPN(TemplateEmbedding, nn.Module):
     """The Fast-iTPN encoder body (module docstring); same calls as ``encoder.OneStreamBackbone``."""
 
     def __init__(
@@ -233,24 +233,6 @@ class FastITPN(nn.Module):
         fg = pruning.foreground_fraction(box, self.template_size).to(z.dtype).unsqueeze(-1)
         z = z + (fg * self.template_foreground_token + (1 - fg) * self.template_background_token)
         return z, fg.squeeze(-1)
-
-    def embed_templates(
-        self,
-        static: Tensor,
-        dynamic: Optional[Tensor] = None,
-        static_box: Optional[Tensor] = None,
-        dynamic_box: Optional[Tensor] = None,
-    ) -> TemplateTokens:
-        """As ``encoder.OneStreamBackbone.embed_templates`` (``dynamic=None``: the static crop)."""
-        if static_box is None:
-            raise ValueError("embed_templates needs static_box (B, 4)")
-        if self.num_templates == 1 or dynamic is None:
-            z, fg = self.embed_template(static, static_box)
-            return TemplateTokens(st=z, dt=None if self.num_templates == 1 else z, st_fg=fg)
-        b = static.shape[0]
-        dynamic_box = static_box if dynamic_box is None else dynamic_box
-        z, fg = self.embed_template(torch.cat([static, dynamic]), torch.cat([static_box, dynamic_box]))
-        return TemplateTokens(st=z[:b], dt=z[b:], st_fg=fg[:b])
 
     def forward(
         self,
