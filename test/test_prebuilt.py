@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from utptrack_ros.runtime.network import graphs_folder, weights_digest  # noqa: E402
+from utptrack_ros.runtime.graph_names import graphs_folder, weights_digest  # noqa: E402
 from utptrack_ros.runtime.prebuilt import MANIFEST, check_manifest, find_prebuilt, prebuilt_roots  # noqa: E402
 from utptrack_ros.tracker import Tracker  # noqa: E402
 

@@ -30,6 +30,7 @@ from .models.text import TextEncoder, create_text_encoder, normalise_prompt
 from .modalities import AuxFrame, prepare_aux
 from .postprocess import clip_box, decode_windowed, smooth_size, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor, template_box
+from .runtime.tracker_network import TorchNetwork, TrackerNetwork
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,9 @@ class MultiTracker:
         self._targets: Optional[_Targets] = None
         self.modality = Modality.RGB
 
-    def _network(self, backend: str, onnx_cache: Optional[Union[str, Path]], threads: Optional[int]):
+    def _network(self, backend: str, onnx_cache: Optional[Union[str, Path]], threads: Optional[int]) -> TrackerNetwork:
         if backend == "torch":
-            return self.model
+            return TorchNetwork(self.model)
         if backend != "onnxruntime":
             raise InputError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
         if self.device.type != "cpu":
@@ -197,7 +198,7 @@ class MultiTracker:
     @property
     def backend(self) -> str:
         """The runtime computing the next frame: ``torch`` or ``onnxruntime``."""
-        return getattr(self.network, "runtime", "torch")
+        return self.network.runtime
 
     # -- construction from weights -----------------------------------------------------
     @classmethod
@@ -249,8 +250,7 @@ class MultiTracker:
 
     def prepare_runtime(self) -> None:
         """Export and load onnxruntime graphs for the current keep ratios (no-op on torch)."""
-        if hasattr(self.network, "prepare"):
-            self.network.prepare()
+        self.network.prepare()
 
     def set_config(self, config: TrackerConfig) -> None:
         """Change thresholds / factors live (takes effect on the next frame)."""

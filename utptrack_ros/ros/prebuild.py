@@ -64,10 +64,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--presets", type=Path, nargs="+", required=True, help="parameter files (config/*.yaml)")
     args = ap.parse_args(argv)
     from ..runtime.prebuilt import prebuild_graphs
+    from ..tracker import Tracker
 
     for name, prune in graphs_needed(args.presets):
         start = time.monotonic()
-        directory = prebuild_graphs(args.out, name, prune)
+        directory = prebuild_graphs(args.out, Tracker.from_pretrained(name, prune=prune).model)
         ratios = {k: v for k, v in to_mapping(prune).items() if k in ("ce", "dte", "ste")}
         print(f"prebuild: {name} {ratios} -> {directory} ({time.monotonic() - start:.0f} s)", flush=True)
     return 0

@@ -25,8 +25,6 @@ runs the same graphs 1.4x faster per frame and its pruned / unpruned latency fol
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -37,10 +35,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import PruneConfig, to_mapping
+from ..config import PruneConfig
 from ..errors import ConfigError
 from ..types import Task
 from .export import SEARCH_FILE
+from .graph_names import graphs_folder, weights_digest
 from .ort_telemetry import import_onnxruntime
 
 log = logging.getLogger(__name__)
@@ -55,31 +54,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "utptrack_ros"
-
-
-def weights_digest(model: nn.Module) -> str:
-    """SHA-256 over the model's state dict (names and bytes)."""
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def fingerprint(weights: str, config: Any, prune: PruneConfig, opset: int) -> str:
-    """A hex digest naming one export: weights digest, config + keep ratios, opset, versions."""
-    from dataclasses import replace
-
-    from .. import __version__
-
-    meta = {"weights": weights, "config": to_mapping(replace(config, prune=prune)), "opset": opset,
-            "torch": torch.__version__, "utptrack_ros": __version__}
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def graphs_folder(config: Any, weights: str, prune: PruneConfig, opset: int) -> str:
-    """``<variant>-<fingerprint>``: the folder of one export, in the cache and in the prebuilt graphs."""
-    return f"{config.name}-{fingerprint(weights, config, prune, opset)}"
 
 
 class OrtNetwork:

@@ -7,7 +7,7 @@ CPU) before the node can track. ``make setup`` and ``colcon build`` (CMakeLists.
 
 * one folder per export, named like the cache's (``<variant>-<fingerprint>``: the fingerprint
   hashes the weights, the model config with its keep ratios, the opset and the torch / package
-  versions, :func:`~utptrack_ros.runtime.network.graphs_folder`), so graphs are only ever used
+  versions, :func:`~utptrack_ros.runtime.graph_names.graphs_folder`), so graphs are only ever used
   for the weights, keep ratios and versions they were exported from;
 * a ``manifest.json`` naming the folder and the SHA-256 of every graph file, checked before use
   (a damaged or renamed folder is skipped with a WARN, never modified: the runtime then exports
@@ -105,20 +105,18 @@ def find_prebuilt(folder: str) -> Optional[Path]:
     return None
 
 
-def prebuild_graphs(out: Path, name: str, prune: Any = None, opset: Optional[int] = None) -> Path:
-    """Export the graphs the onnxruntime backend runs for variant ``name`` (shipped weights, keep
-    ratios ``prune`` or the variant's own) into ``out/<variant>-<fingerprint>/`` with a manifest.
+def prebuild_graphs(out: Path, model: Any, opset: Optional[int] = None) -> Path:
+    """Export the graphs the onnxruntime backend runs for ``model`` (with its keep ratios) into
+    ``out/<variant>-<fingerprint>/`` with a manifest.
 
-    The model is prepared exactly as :class:`~utptrack_ros.tracker.Tracker` prepares it for the
-    runtime, so the folder name is the one the runtime looks for. An intact folder of that name
-    is kept as it is (a second install costs one model load).
+    ``model`` must be prepared exactly as :class:`~utptrack_ros.tracker.Tracker` prepares it for
+    the runtime (pass ``Tracker.from_pretrained(name, prune=prune).model``), so the folder name is
+    the one the runtime looks for. An intact folder of that name is kept as it is.
     """
-    from ..tracker import Tracker
     from .export import DEFAULT_OPSET, export_onnx
-    from .network import graphs_folder, weights_digest
+    from .graph_names import graphs_folder, weights_digest
 
     opset = DEFAULT_OPSET if opset is None else opset
-    model = Tracker.from_pretrained(name, prune=prune).model
     directory = Path(out) / graphs_folder(model.config, weights_digest(model), model.prune, opset)
     if (directory / MANIFEST).is_file() and check_manifest(directory) is None:
         log.info("prebuilt graphs %s up to date", directory)
