@@ -23,7 +23,6 @@ _LAZY = {
     "export_onnx": "export",
     "export_ostrack_shaped": "export",
     "ExportedModel": "export",
-    "Backend": "backends",
     "TorchBackend": "backends",
     "OrtBackend": "backends",
     "TemplateArrays": "backends",

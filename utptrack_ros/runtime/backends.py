@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -62,29 +62,6 @@ class SearchMaps:
     ledger: TokenLedger
 
 
-class Backend(Protocol):
-    """What the tracker needs from a network runtime."""
-
-    config: ModelConfig
-
-    def embed_templates(
-        self,
-        static: np.ndarray,
-        dynamic: Optional[np.ndarray],
-        static_box: np.ndarray,
-        dynamic_box: Optional[np.ndarray],
-    ) -> TemplateArrays:
-        """static, dynamic: (B, C_in, T, T) normalised crops; boxes (B, 4) ``x, y, w, h`` / T.
-        ``dynamic=None``: the static crop (tracking start); single-template models ignore it."""
-        ...
-
-    def forward_search(
-        self, search: np.ndarray, templates: TemplateArrays, text: Optional[np.ndarray] = None
-    ) -> SearchMaps:
-        """search: (B, C_in, S, S) normalised crop; text: (B, text_dim) features or None."""
-        ...
-
-
 def _f32(name: str, array: Any, shape: Sequence[int]) -> np.ndarray:
     a = np.ascontiguousarray(array, dtype=np.float32)
     if a.shape != tuple(shape):
@@ -93,7 +70,7 @@ def _f32(name: str, array: Any, shape: Sequence[int]) -> np.ndarray:
 
 
 class TorchBackend:
-    """The torch model itself (CPU or GPU), behind the :class:`Backend` contract."""
+    """The torch model itself (CPU or GPU), with the same numpy call contract as :class:`OrtBackend`."""
 
     def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "cpu") -> None:
         self.model = model.to(device).eval()
