@@ -374,7 +374,7 @@ class TrackerNode(LifecycleNode):
         depth = item.aux.payload.array if item.aux is not None else None
         out = self.spatial.locate(target_id, box, size, item.stamp_ns, depth)
         if not out.ok:
-            self.problem(f"no 3D position for target '{target_id}': {out.reason}", "no_3d")
+            self.problem(f"{out.reason} (target '{target_id}': no 3D position; the 2D output goes on)", "no_3d")
             return
         self._point_pub.publish(point_msg(frame.header, out.point))
         if self._marker_pub is not None:
