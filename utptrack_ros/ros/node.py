@@ -373,6 +373,10 @@ class TrackerNode(LifecycleNode):
         """The spatial core on the tracked box: a point and a marker, or a reason (WARN + /diagnostics), never a made-up value."""
         depth = item.aux.payload.array if item.aux is not None else None
         out = self.spatial.locate(target_id, box, size, item.stamp_ns, depth)
+        if not out.ok and (self.spatial.infos_received == 0 or depth is None):
+            # no camera_info at all (3D output unused) or an RGB-only frame (reported as aux fallback): not a fault
+            self._warn(f"{out.reason} (target '{target_id}')", "no 3d input", every_s=30.0)
+            return
         if not out.ok:
             self.problem(f"{out.reason} (target '{target_id}': no 3D position; the 2D output goes on)", "no_3d")
             return
