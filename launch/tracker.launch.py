@@ -9,7 +9,8 @@ With the camera driver started under the same transport profile (one launch):
     ros2 launch utptrack_ros tracker.launch.py params_file:=.../rgbd.yaml \
         camera_launch:=$(ros2 pkg prefix realsense2_camera)/share/realsense2_camera/launch/rs_launch.py \
         camera_args:="align_depth.enable:=true" \
-        image:=/camera/camera/color/image_raw aux_image:=/camera/camera/aligned_depth_to_color/image_raw
+        image:=/camera/camera/color/image_raw aux_image:=/camera/camera/aligned_depth_to_color/image_raw \
+        camera_info:=/camera/camera/color/camera_info
 
 Transport: FASTDDS_DEFAULT_PROFILES_FILE is set to ``fastdds_profile`` (default: the environment's
 value, else share/utptrack_ros/config/fastdds_large_shm.xml) for every process this launch starts,
@@ -24,7 +25,8 @@ Without ros2 launch (this repo's venv), the same node starts with:
 
     export FASTDDS_DEFAULT_PROFILES_FILE=$PWD/config/fastdds_large_shm.xml
     utptrack_node --ros-args --params-file config/rgbd.yaml \
-        -r image:=/camera/color/image_raw -r aux/image:=/camera/aligned_depth_to_color/image_raw
+        -r image:=/camera/color/image_raw -r aux/image:=/camera/aligned_depth_to_color/image_raw \
+        -r camera_info:=/camera/color/camera_info
 """
 import shlex
 
@@ -76,6 +78,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="auxiliary input: depth / thermal / event sensor_msgs/Image"),
         DeclareLaunchArgument("aux_image_compressed", default_value="aux/image/compressed",
                               description="auxiliary input when input.aux_compressed is true"),
+        DeclareLaunchArgument("camera_info", default_value="camera_info",
+                              description="the colour camera's sensor_msgs/CameraInfo (depth modality: ~/target_point)"),
         DeclareLaunchArgument("prompt", default_value="prompt", description="language prompt (std_msgs/String)"),
         DeclareLaunchArgument(
             "fastdds_profile",
@@ -141,6 +145,7 @@ def _tracker_node(context):
             ("image/compressed", _arg(context, "image_compressed")),
             ("aux/image", _arg(context, "aux_image")),
             ("aux/image/compressed", _arg(context, "aux_image_compressed")),
+            ("camera_info", _arg(context, "camera_info")),
             ("prompt", _arg(context, "prompt")),
         ],
     )]

@@ -211,3 +211,25 @@ def test_compare_rows_are_parsed_once_for_eval_and_demo():
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     assert R.parse_compare(parser.parse_args([]).compare) == list(R.COMPARE_CHOICES)
+
+
+def test_camera_info_is_played_before_each_depth_frame_and_remapped(bags):
+    """An RGB-D bag's colour camera_info is played (first) with every frame's depth so that the
+    node's ~/target_point has intrinsics; an RGB-only replay does not play it."""
+    from utptrack_ros.data.bag import bag_typestore
+    from utptrack_ros.replay.bags import read_play_frames
+
+    bag = R.open_bag(bags["good"])
+    assert bag.info_topic == "/camera/color/camera_info"
+    frames = read_play_frames(bag)
+    ts = bag_typestore()
+    for frame in frames:
+        topics = [t for t, _ in frame.before if t != bag.topics.prompt]
+        assert topics == [bag.info_topic, bag.aux_topic], topics
+        info = ts.deserialize_cdr(frame.before[[t for t, _ in frame.before].index(bag.info_topic)][1],
+                                  "sensor_msgs/msg/CameraInfo")
+        assert int(info.header.stamp.sec) * 10**9 + int(info.header.stamp.nanosec) == frame.stamp_ns
+        assert info.k[0] > 0 and (info.width, info.height) == bag.sequence.image_size
+    rgb = R.open_bag(bags["good"], modality="rgb")
+    assert rgb.info_topic is None and all(t != "/camera/color/camera_info" for f in read_play_frames(rgb) for t, _ in f.before)
+    assert bag.info_topic in bag.node_key()

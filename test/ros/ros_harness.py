@@ -38,7 +38,8 @@ from rcl_interfaces.msg import Log, Parameter, ParameterType, ParameterValue  # 
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from geometry_msgs.msg import PointStamped  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
@@ -144,13 +145,16 @@ class Client:
         self.pub_rgb_c = n.create_publisher(CompressedImage, "image/compressed", qos)
         self.pub_aux = n.create_publisher(Image, "aux/image", qos)
         self.pub_prompt = n.create_publisher(String, "prompt", 10)
+        self.pub_info = n.create_publisher(CameraInfo, "camera_info", qos)
         self._lock = threading.Lock()
         self.targets: list = []
         self.diagnostics: list = []
         self.logs: list = []
         self.debug_images: list = []
+        self.points: list = []
         n.create_subscription(TrackedTarget, f"{self.ns}/target", self._store("targets"), 100)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._store("diagnostics"), 50)
+        n.create_subscription(PointStamped, f"{self.ns}/target_point", self._store("points"), 100)
         rosout_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         n.create_subscription(Log, "/rosout", self._store("logs"), rosout_qos)
         self.init_client = n.create_client(InitTarget, f"{self.ns}/init_target")
@@ -250,6 +254,24 @@ class Client:
             self.pub_aux.publish(d)
         self.pub_rgb.publish(img)
         return stamp
+
+    def publish_info(self, stamp_ns: int, width: int = W, height: int = H, fx: float = 200.0, fy: float = 200.0,
+                     cx: float = W / 2 - 0.5, cy: float = H / 2 - 0.5, frame_id: str = "cam") -> None:
+        """A pinhole CameraInfo for the colour image (``publish`` then publishes the frame)."""
+        msg = CameraInfo()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = frame_id
+        msg.width, msg.height = width, height
+        msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+        msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        msg.distortion_model = "plumb_bob"
+        msg.d = [0.0] * 5
+        self.pub_info.publish(msg)
+
+    def point_for(self, stamp_ns: int, timeout: float = 10.0) -> Any:
+        """The first ~/target_point stamped ``stamp_ns``."""
+        return self.wait_for(lambda: next((p for p in self.points if stamp_to_ns(p.header.stamp) == stamp_ns), None),
+                             timeout, f"~/target_point stamped {stamp_ns}")
 
     def publish_compressed(self, i: int) -> int:
         rgb, _ = scene(i)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from ros_harness import REPO, Client, NodeProcess, domain_id, ros_env, scene, stamp_of, target_box, H, W
+from utptrack_ros.sensors import stamp_to_ns
 
 pytestmark = pytest.mark.ros
 
@@ -334,6 +335,65 @@ def test_last_arrival_is_reported_after_a_long_gap(node):
     gap = re.search(r"no RGB image for ([0-9.]+) s", d["input"][1])
     assert d["input"][0] == STALE and gap and float(gap.group(1)) >= 5.5, d["input"]
     assert lockstep(client, take(1))[0].target_id == "prompted"
+
+
+def _with_info(client: Client, i: int, **info) -> int:
+    """Frame i with a CameraInfo of the same stamp sent first (the camera driver's order)."""
+    client.publish_info(stamp_of(i), **info)
+    time.sleep(0.05)
+    return client.publish(i)
+
+
+def test_camera_info_gives_the_target_point_in_the_image_frame(node):
+    """Pinhole 200 px, principal point at the image centre: the scene's target (depth 1500 mm) has
+    its point at z 1.5 m, x/y from the box centre, with the image's stamp and frame_id."""
+    _, client = node
+    end = time.monotonic() + 180  # when run alone: the node is still exporting its graphs
+    while client.state() != "active" and time.monotonic() < end:
+        time.sleep(0.5)
+    frames = take(3)
+    for i in frames[:2]:
+        client.target_for(_with_info(client, i))
+    res = client.init(target_box(frames[1]), stamp_ns=stamp_of(frames[1]), target_id="xyz")
+    assert res.success, res.message
+    stamp = _with_info(client, frames[2])
+    t, p = client.target_for(stamp, target_id="xyz"), client.point_for(stamp)
+    assert p.header.frame_id == "cam" and p.point.z == pytest.approx(1.5, abs=0.02)
+    u, v = t.center_x - 0.5, t.center_y - 0.5
+    assert p.point.x == pytest.approx((u - (W / 2 - 0.5)) / 200.0 * p.point.z, abs=0.01)
+    assert p.point.y == pytest.approx((v - (H / 2 - 0.5)) / 200.0 * p.point.z, abs=0.01)
+
+
+@pytest.mark.parametrize("info, why", [
+    (dict(fx=0.0), "camera_info refused"), (dict(fy=float("nan")), "camera_info refused"),
+    (dict(width=2 * W, height=2 * H), "does not belong to this image")])
+def test_bad_camera_info_warns_no_point_and_the_2d_output_goes_on(node, info, why):
+    _, client = node
+    for i in take(3):
+        stamp = _with_info(client, i, **info)
+        t = client.target_for(stamp)
+        assert t.target_id == "xyz"
+    time.sleep(0.2)
+    assert not [p for p in client.points if stamp_to_ns(p.header.stamp) == stamp]
+    client.wait_for(lambda: any(why in m.msg and "no 3D position" in m.msg for m in client.logs), what=f"WARN {why!r}")
+    client.wait_diagnostics(lambda d: why in str(d), what=f"diagnostics with {why!r}")
+
+
+def test_camera_info_stopping_or_depth_of_another_encoding_no_point_2d_goes_on(node):
+    _, client = node
+    i = take(1)[0]
+    client.publish_info(stamp_of(i) - 3_000_000_000)  # the last camera_info came 3 s before this frame
+    time.sleep(0.05)
+    stamp = client.publish(i)
+    assert client.target_for(stamp).target_id == "xyz"
+    assert "no 3D position" in client.log_containing("camera_info stopped").msg
+    i = take(1)[0]
+    client.publish_info(stamp_of(i))
+    stamp = client.publish(i, depth=np.zeros((H, W, 3), np.uint8), depth_encoding="rgb8")
+    client.wait_for(lambda: any("unsupported depth encoding 'rgb8'" in m.msg for m in client.logs), what="depth encoding WARN")
+    assert client.target_for(_with_info(client, take(1)[0])).target_id == "xyz"  # tracking goes on
+    time.sleep(0.2)
+    assert not [p for p in client.points if stamp_to_ns(p.header.stamp) == stamp]
 
 
 def test_sigint_ends_the_node_within_2_s_cleanly(node):

@@ -47,7 +47,7 @@ def test_launch_file_declares_the_arguments():
     declared = declared_arguments()
     assert set(declared) >= {"params_file", "weights", "model", "modality", "device", "backend", "namespace",
                              "use_sim_time", "autostart", "image", "aux_image", "fastdds_profile", "camera_launch",
-                             "camera_args"}
+                             "camera_args", "camera_info"}
 
 
 def test_arguments_that_set_parameters_default_to_empty_so_the_params_file_wins():

@@ -30,6 +30,8 @@ class ReplayBag:
         color_type / aux_type: message types of the colour / aux topic.
         use_prompt: the bag's prompt topic is played and its prompt passed to the init.
         gt_source: ``topic /groundtruth`` or ``file <path>``.
+        info_topic: the colour camera_info topic played with a depth stream (the node's
+            ``~/target_point``), None when the bag has none or the aux stream is not depth.
     """
 
     path: Path
@@ -40,6 +42,7 @@ class ReplayBag:
     aux_type: Optional[str]
     use_prompt: bool
     gt_source: str
+    info_topic: Optional[str] = None
 
     @property
     def aux_topic(self) -> Optional[str]:
@@ -52,7 +55,7 @@ class ReplayBag:
     def node_key(self) -> tuple:
         """Bags with equal keys can share one node process (same inputs and remaps)."""
         return (self.topics.color, self.color_type, self.modality.value, self.aux_topic, self.aux_type,
-                self.topics.prompt if self.use_prompt else None)
+                self.topics.prompt if self.use_prompt else None, self.info_topic)
 
 
 def _choose_modality(requested: str, topics: BagTopics, available: Mapping[str, str], path: Path) -> Modality:
@@ -130,7 +133,8 @@ def open_bag(path: Union[str, Path], *, topics: Optional[BagTopics] = None, moda
     aux_topic = None if chosen is Modality.RGB else topics.aux(chosen)
     return ReplayBag(path=path, sequence=seq, topics=topics, modality=chosen, color_type=available[topics.color],
                      aux_type=available.get(aux_topic) if aux_topic else None, use_prompt=use_prompt,
-                     gt_source=gt_source)
+                     gt_source=gt_source,
+                     info_topic=topics.camera_info if chosen is Modality.DEPTH and topics.camera_info in available else None)
 
 
 @dataclass
@@ -171,8 +175,10 @@ def read_play_frames(bag: ReplayBag) -> list[PlayFrame]:
         wanted[bag.aux_topic] = "aux"
     if bag.use_prompt and bag.topics.prompt:
         wanted[bag.topics.prompt] = "prompt"
+    if bag.info_topic:
+        wanted[bag.info_topic] = "info"
     color: dict[int, tuple[int, bytes]] = {}
-    aux: dict[int, list[tuple[int, bytes]]] = {}
+    aux: dict[int, list[tuple[int, str, bytes]]] = {}  # aux and camera_info, by colour frame
     prompts: list[tuple[int, bytes]] = []
     reader = open_bag_reader(bag.path)
     try:
@@ -191,7 +197,7 @@ def read_play_frames(bag: ReplayBag) -> list[PlayFrame]:
             k = int(np.clip(np.searchsorted(stamps, stamp), 0, len(stamps) - 1))
             near = min((c for c in (k - 1, k) if 0 <= c < len(stamps)), key=lambda c: abs(int(stamps[c]) - stamp))
             if abs(int(stamps[near]) - stamp) <= tolerance:
-                aux.setdefault(near, []).append((stamp, raw))
+                aux.setdefault(near, []).append((stamp, kind, raw))
     except SequenceError:
         raise
     except Exception as err:  # rosbags raises many types for truncated/corrupt storage
@@ -211,7 +217,8 @@ def read_play_frames(bag: ReplayBag) -> list[PlayFrame]:
         while p < len(prompts) and (prompts[p][0] <= bag_time or i == len(stamps) - 1):
             before.append((bag.topics.prompt, prompts[p][1]))  # type: ignore[arg-type]
             p += 1
-        for _, raw_aux in sorted(aux.get(i, []), key=lambda a: a[0]):
-            before.append((bag.aux_topic, raw_aux))  # type: ignore[arg-type]
+        # camera_info first (as drivers publish it before the image it describes), then the aux frame
+        for _, kind, raw_aux in sorted(aux.get(i, []), key=lambda a: (a[1] != "info", a[0])):
+            before.append((bag.info_topic if kind == "info" else bag.aux_topic, raw_aux))  # type: ignore[arg-type]
         frames.append(PlayFrame(i, int(stamps[i]), bag_time, raw, before))
     return frames

@@ -122,6 +122,8 @@ class NodeProcess:
         if bag.aux_topic:
             aux_in = "aux/image/compressed" if bag.aux_type == COMPRESSED else "aux/image"
             cmd += ["-r", f"{aux_in}:={bag.aux_topic}"]
+        if bag.info_topic:
+            cmd += ["-r", f"camera_info:={bag.info_topic}"]
         if bag.use_prompt and bag.topics.prompt:
             cmd += ["-r", f"prompt:={bag.topics.prompt}"]
         self.command = cmd

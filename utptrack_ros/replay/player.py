@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..data.bag import COMPRESSED, IMAGE, STRING
+from ..data.bag import CAMERA_INFO, COMPRESSED, IMAGE, STRING
 from ..eval.metrics import first_valid_index
 from .bags import PlayFrame, ReplayBag
 from .node_process import NodeProcess, replay_environment
@@ -161,10 +161,10 @@ class Player:
     def publisher(self, topic: str, msgtype: str) -> Any:
         key = (topic, msgtype)
         if key not in self._publishers:
-            from sensor_msgs.msg import CompressedImage, Image
+            from sensor_msgs.msg import CameraInfo, CompressedImage, Image
             from std_msgs.msg import String
 
-            cls = {IMAGE: Image, COMPRESSED: CompressedImage, STRING: String}[msgtype]
+            cls = {IMAGE: Image, COMPRESSED: CompressedImage, STRING: String, CAMERA_INFO: CameraInfo}[msgtype]
             qos = self._qos_in if msgtype != STRING else 10
             self._publishers[key] = self.node.create_publisher(cls, topic, qos)
         return self._publishers[key]
@@ -410,7 +410,8 @@ class _BagPlayer:
         player = self.player
         player.publish_clock(frame.bag_time_ns)
         for topic, raw in frame.before:
-            msgtype = STRING if topic == self.bag.topics.prompt else (self.bag.aux_type or IMAGE)
+            msgtype = (STRING if topic == self.bag.topics.prompt else CAMERA_INFO if topic == self.bag.info_topic
+                       else (self.bag.aux_type or IMAGE))
             player.publisher(topic, msgtype).publish(raw)
         pub = player.publisher(self.bag.topics.color, self.bag.color_type)
         sent = time.monotonic_ns()

@@ -93,7 +93,7 @@ class NodeStats:
     """What the node counts and measures between diagnostics periods. Written by the frame
     callbacks and the worker (ints and deques: atomic under the GIL), read by :func:`snapshot`."""
 
-    COUNTERS = ("processed", "zero_stamp", "bad_input", "skipped_before_init", "errors")
+    COUNTERS = ("processed", "zero_stamp", "bad_input", "skipped_before_init", "errors", "camera_info", "no_3d")
     STAGES = ("latency", "convert", "wait", "preprocess", "model", "postprocess", "publish")
 
     def __init__(self) -> None:

@@ -34,7 +34,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image
+from geometry_msgs.msg import PointStamped
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from utptrack_ros.msg import TrackedTarget
@@ -51,6 +52,7 @@ from .params import (LIVE_PREFIXES, NodeSettings, build_settings, effective_core
                      parameter_descriptor, settings_summary)
 from .qos import describe, qos_profile
 from .session import clean_prompt
+from .spatial_output import HAVE_MARKER, SpatialOutput, marker_msg, point_msg
 from .sync import ApproximateSync, Stamped, SyncedSet
 from .tracking import Tracking
 from .trace import trace_from_env
@@ -82,6 +84,8 @@ class TrackerNode(LifecycleNode):
         self._worker: Optional[threading.Thread] = None
         self._subs: list = []
         self._target_pub = self._debug_pub = self._detections_pub = None
+        self._point_pub = self._marker_pub = None
+        self.spatial: Optional[SpatialOutput] = None  # depth modality only: ~/target_point from camera_info
         self._active_since: Optional[int] = None
         self._last_depth = None  # its valid fraction is computed at the diagnostics period only
         self._last_jump = ""
@@ -159,6 +163,14 @@ class TrackerNode(LifecycleNode):
         if messages.HAVE_VISION_MSGS:
             self._detections_pub = self.create_lifecycle_publisher(messages.Detection2DArray, "~/detections", 10)
         log = self.get_logger()
+        if settings.modality is Modality.DEPTH:
+            self.spatial = SpatialOutput()
+            self._point_pub = self.create_lifecycle_publisher(PointStamped, "~/target_point", 10)
+            if HAVE_MARKER:
+                from visualization_msgs.msg import Marker
+                self._marker_pub = self.create_lifecycle_publisher(Marker, "~/target_marker", 10)
+            else:
+                log.warning("visualization_msgs is not importable: no ~/target_marker for RViz (~/target_point is published)")
         log.info(f"configured: {settings_summary(settings)}")
         log.info(f"input '{self._topic(False)}' QoS: {describe(self._qos(False))}")
         if settings.modality is not Modality.RGB:
@@ -188,10 +200,11 @@ class TrackerNode(LifecycleNode):
 
     @transition("cleanup")
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for pub in (self._target_pub, self._debug_pub, self._detections_pub):
+        for pub in (self._target_pub, self._debug_pub, self._detections_pub, self._point_pub, self._marker_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self._target_pub = self._debug_pub = self._detections_pub = None
+        self._point_pub = self._marker_pub = self.spatial = None
         self._model, self.settings = None, None
         return SUCCESS
 
@@ -240,6 +253,16 @@ class TrackerNode(LifecycleNode):
                 qos, callback_group=self._inputs_group, raw=raw,
                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible)))
         self._subs.append(self.create_subscription(String, "prompt", self._on_prompt, 10, callback_group=self._services_group))
+        if self.spatial is not None:
+            # camera drivers publish camera_info with the sensor-data profile or reliable: best effort receives both
+            self._subs.append(self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                                       qos_profile("sensor_data", 5), callback_group=self._inputs_group))
+
+    @logs_errors
+    def _on_camera_info(self, msg: Any) -> None:
+        error = self.spatial.on_camera_info(msg) if self.spatial is not None else ""
+        if error:
+            self.problem(error, "camera_info")
 
     @logs_errors
     def _on_frame(self, aux: bool, raw: Any) -> None:
@@ -329,6 +352,8 @@ class TrackerNode(LifecycleNode):
         else:
             msg = messages.target_msg(TrackedTarget(), result, frame.header, target_id, size, modality.value,
                                       out.aux_fallback, latency)
+        if self.spatial is not None and result is not None:
+            self._publish_point(frame, item, target_id, result.box, size)
         self._target_pub.publish(msg)
         done = time.perf_counter()
         timings = result.timings_ms if result is not None else {}
@@ -343,6 +368,21 @@ class TrackerNode(LifecycleNode):
             self._debug_pub.publish(img)
         if self._detections_pub is not None:
             self._detections_pub.publish(messages.detection_array(msg))
+
+    def _publish_point(self, frame: Frame, item: SyncedSet, target_id: str, box: Any, size: tuple[int, int]) -> None:
+        """The spatial core on the tracked box: a point and a marker, or a reason (WARN + /diagnostics), never a made-up value."""
+        depth = item.aux.payload.array if item.aux is not None else None
+        out = self.spatial.locate(target_id, box, size, item.stamp_ns, depth)
+        if not out.ok and (self.spatial.infos_received == 0 or depth is None):
+            # no camera_info at all (3D output unused) or an RGB-only frame (reported as aux fallback): not a fault
+            self._warn(f"{out.reason} (target '{target_id}')", "no 3d input", every_s=30.0)
+            return
+        if not out.ok:
+            self.problem(f"{out.reason} (target '{target_id}': no 3D position; the 2D output goes on)", "no_3d")
+            return
+        self._point_pub.publish(point_msg(frame.header, out.point))
+        if self._marker_pub is not None:
+            self._marker_pub.publish(marker_msg(frame.header, out.point, target_id))
 
     # -- services --------------------------------------------------------------------------
     @answers_errors

@@ -1,0 +1,128 @@
+"""The node's 3D output: the colour camera's CameraInfo, the spatial core on the tracked box, and
+the messages (``geometry_msgs/PointStamped`` on ``~/target_point``, a ``visualization_msgs/Marker``).
+
+Wiring only; the geometry is ``utptrack_ros.spatial``. One :class:`SpatialOutput` per node, used
+from the executor (``on_camera_info``) and the worker (``locate``): the CameraInfo is swapped
+under a lock. Every failure is a *reason* (a string), never a made-up point; the caller turns
+reasons into a throttled WARN and /diagnostics, and the 2D output goes on.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+from geometry_msgs.msg import PointStamped
+
+from ..sensors import stamp_to_ns
+from ..spatial import CameraInfoError, CameraIntrinsics, DepthImageError, TargetLocator, TargetPoint
+from ..types import Box
+
+try:  # visualization_msgs ships as a kilted wheel; without it the node publishes no marker
+    from visualization_msgs.msg import Marker
+    HAVE_MARKER = True
+except ImportError:  # pragma: no cover - depends on the environment
+    Marker = None  # type: ignore[assignment,misc]
+    HAVE_MARKER = False
+
+__all__ = ["HAVE_MARKER", "SpatialOutput", "SpatialResult", "marker_msg", "point_msg"]
+
+#: CameraInfo older than this (relative to the image stamp) counts as "stopped".
+CAMERA_INFO_MAX_AGE_S = 2.0
+
+
+@dataclass(frozen=True)
+class SpatialResult:
+    """One frame's 3D outcome: ``point`` (None when there is no position) and ``reason`` ("" when OK)."""
+
+    point: Optional[TargetPoint]
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.point is not None and self.point.ok
+
+
+class SpatialOutput:
+    """The latest valid CameraInfo and a :class:`TargetLocator`; see the module docstring."""
+
+    def __init__(self, rectified: bool = False, max_age_s: float = CAMERA_INFO_MAX_AGE_S) -> None:
+        self.rectified = rectified
+        self.max_age_ns = int(max_age_s * 1e9)
+        self.locator = TargetLocator()
+        self._lock = threading.Lock()
+        self._intrinsics: Optional[CameraIntrinsics] = None
+        self._info_stamp_ns: Optional[int] = None
+        self._info_error = ""
+        self.infos_received = 0
+
+    def on_camera_info(self, msg: Any) -> str:
+        """Take a CameraInfo; returns "" or why it is unusable (then the last valid one is dropped:
+        a camera that now sends bad intrinsics must not be located with stale ones)."""
+        stamp = stamp_to_ns(msg.header.stamp)
+        try:
+            intrinsics, error = CameraIntrinsics.from_camera_info(msg, rectified=self.rectified), ""
+        except CameraInfoError as err:
+            intrinsics, error = None, f"camera_info refused: {err}"
+        with self._lock:
+            self.infos_received += 1
+            self._intrinsics, self._info_stamp_ns, self._info_error = intrinsics, stamp, error
+        return error
+
+    def status(self) -> str:
+        """"" when a valid CameraInfo is held, else why not (for /diagnostics)."""
+        with self._lock:
+            if self.infos_received == 0:
+                return "no camera_info received yet: no 3D output"
+            return self._info_error
+
+    def locate(self, target_id: str, box: Box, image_size: tuple[int, int], stamp_ns: int,
+               depth: Optional[np.ndarray]) -> SpatialResult:
+        """The target's point on the colour frame stamped ``stamp_ns`` (``image_size`` = (w, h))."""
+        with self._lock:
+            intrinsics, info_stamp, info_error, received = (self._intrinsics, self._info_stamp_ns, self._info_error,
+                                                            self.infos_received)
+        if received == 0:
+            return SpatialResult(None, "no camera_info received: no 3D position (remap 'camera_info' to the colour "
+                                       "camera's camera_info topic)")
+        if intrinsics is None:
+            return SpatialResult(None, info_error)
+        if info_stamp and abs(stamp_ns - info_stamp) > self.max_age_ns:
+            return SpatialResult(None, f"camera_info stopped: the last one is stamped {(stamp_ns - info_stamp) * 1e-9:.2f} s "
+                                       "away from the image; no 3D position")
+        if depth is None:
+            return SpatialResult(None, "no depth frame with this image: no 3D position")
+        try:
+            intrinsics.check_image_size(*image_size)
+            point = self.locator.locate(depth, {target_id: box}, intrinsics, stamp_ns)[target_id]
+        except (CameraInfoError, DepthImageError) as err:
+            return SpatialResult(None, str(err))
+        return SpatialResult(point, point.reason)
+
+    def forget(self) -> None:
+        self.locator.forget()
+
+
+def point_msg(header: Any, point: TargetPoint) -> PointStamped:
+    """The point with the colour image's header (its optical frame and stamp)."""
+    msg = PointStamped()
+    msg.header = header
+    msg.point.x, msg.point.y, msg.point.z = (float(v) for v in point.position_m)  # type: ignore[union-attr]
+    return msg
+
+
+def marker_msg(header: Any, point: TargetPoint, target_id: str, lifetime_s: float = 0.5) -> Any:
+    """A sphere for RViz at the point, sized by the depth spread (at least 5 cm); None without visualization_msgs."""
+    if not HAVE_MARKER:
+        return None
+    m = Marker()
+    m.header = header
+    m.ns, m.id, m.type, m.action = "utptrack/" + (target_id or "target"), 0, Marker.SPHERE, Marker.ADD
+    m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(v) for v in point.position_m)  # type: ignore[union-attr]
+    m.pose.orientation.w = 1.0
+    size = max(0.05, 2.0 * float(point.depth.spread_m))
+    m.scale.x = m.scale.y = m.scale.z = size
+    m.color.r, m.color.g, m.color.b, m.color.a = 0.1, 0.9, 0.2, 0.8
+    m.lifetime.sec, m.lifetime.nanosec = int(lifetime_s), int((lifetime_s % 1.0) * 1e9)
+    return m
