@@ -6,8 +6,14 @@ Imports no ROS package: bags are read and written with ``rosbags``.
 from __future__ import annotations
 
 from .bag import BagTopics, load_bag, write_bag
-from .errors import (FrameCountError, MissingTopicError, SequenceError, SequenceFormatError, SourceLibraryError,
-                     UnsupportedMessageError)
+from .errors import (
+                     FrameCountError,
+                     MissingTopicError,
+                     SequenceError,
+                     SequenceFormatError,
+                     SourceLibraryError,
+                     UnsupportedMessageError,
+)
 from .folder import load_folder, write_folder
 from .generator import generate, generate_many
 from .sequence import ArrayFrames, Frame, FrameSource, Sequence

@@ -18,14 +18,24 @@ This module imports no ROS package: messages are (de)serialised by ``rosbags``.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
 import numpy as np
+import yaml
 
-from ..sensors import (AUX_ENCODINGS, RGB_ENCODINGS, SensorError, aux_to_array, compressed_to_aux, compressed_to_rgb,
-                       image_to_rgb, stamp_to_ns)
+from ..sensors import (
+    AUX_ENCODINGS,
+    RGB_ENCODINGS,
+    SensorError,
+    aux_to_array,
+    compressed_to_aux,
+    compressed_to_rgb,
+    image_to_rgb,
+    stamp_to_ns,
+)
 from ..types import Modality
 from .camera import IDENTITY, camera_info_fields, camera_info_from_message
 from .errors import FrameCountError, MissingTopicError, SequenceError, SequenceFormatError, UnsupportedMessageError
@@ -191,8 +201,6 @@ def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: O
         SequenceError: ``path`` exists (and ``overwrite`` is False), unknown storage, or an aux frame
             has the wrong dtype for its encoding.
     """
-    import shutil
-
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -250,8 +258,6 @@ def _custom_data(path: Path) -> dict[str, Any]:
     meta_file = path / "metadata.yaml"
     if not meta_file.is_file():
         return {}
-    import yaml
-
     try:
         info = yaml.safe_load(meta_file.read_text())["rosbag2_bagfile_information"]
         raw = (info.get("custom_data") or {}).get(CUSTOM_DATA_KEY)

@@ -56,8 +56,9 @@ def generate(spec: SequenceSpec, library: Optional[SourceLibrary] = None) -> Seq
     gt, absent, info = renderer.groundtruth()
     target = scene.target
     distractors = [layer for layer in scene.layers if layer.role == "distractor"]
-    first = [Described(l.sprite.category, l.sprite.colour, l.sprite.pattern, float(l.x[0]), float(l.y[0]))
-             for l in [target, *distractors]]
+    first = [Described(layer.sprite.category, layer.sprite.colour, layer.sprite.pattern, float(layer.x[0]),
+                       float(layer.y[0]))
+             for layer in [target, *distractors]]
     prompt, language = describe(first[0], first[1:], scene.width, scene.height, rng_for(spec.seed, "language"))
     attributes = {
         "generator": "utptrack_ros.data.generator", "generator_version": GENERATOR_VERSION,

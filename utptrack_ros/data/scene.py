@@ -18,8 +18,20 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-from .appearance import (ACHROMATIC, CHROMATIC, COLOURS, SHAPES, Sprite, colour_name, hand_sprite, recolour,
-                         shape_category, shape_mask, shape_sprite, texture)
+from .appearance import (
+    ACHROMATIC,
+    CHROMATIC,
+    COLOURS,
+    SHAPES,
+    Sprite,
+    colour_name,
+    hand_sprite,
+    recolour,
+    shape_category,
+    shape_mask,
+    shape_sprite,
+    texture,
+)
 from .sources import SourceLibrary, random_patch
 from .spec import Challenge, SequenceSpec, rng_for
 
@@ -844,8 +856,8 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         "darkness": {"from": int(np.argmax(dark)), "to": int(n - np.argmax(dark[::-1]))} if dark.any() else None,
         "camera": _camera_attributes(spec, sensors),
         "target": _target_attributes(look, pose, ambient),
-        "distractors": [{"category": l.sprite.category, "colour": l.sprite.colour, "pattern": l.sprite.pattern,
-                         "source": l.sprite.source} for l in distractors],
+        "distractors": [{"category": layer.sprite.category, "colour": layer.sprite.colour,
+                         "pattern": layer.sprite.pattern, "source": layer.sprite.source} for layer in distractors],
         "ambient_c": round(ambient, 2),
         "speed_px_per_frame": round(path.speed, 2),
     }
