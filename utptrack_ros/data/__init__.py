@@ -1,4 +1,4 @@
-"""Tracking sequences: the in-memory ``Sequence`` view, folder and rosbag2 readers/writers, and
+"""Tracking sequences: the in-memory ``TrackingSequence`` view, folder and rosbag2 readers/writers, and
 the synthetic multimodal sequence generator (docs/architecture.md "Sequences", docs/data.md).
 
 Imports no ROS package: bags are read and written with ``rosbags``.
@@ -16,12 +16,12 @@ from .errors import (
 )
 from .folder import load_folder, write_folder
 from .generator import generate, generate_many
-from .sequence import ArrayFrames, Frame, FrameSource, Sequence
+from .sequence import ArrayFrames, Frame, FrameSource, TrackingSequence
 from .spec import GENERATOR_VERSION, SPLITS, Challenge, SequenceSpec, random_challenges, spec_for, split_of
 
 __all__ = [
     "ArrayFrames", "BagTopics", "Challenge", "Frame", "FrameCountError", "FrameSource", "GENERATOR_VERSION",
-    "MissingTopicError", "SPLITS", "Sequence", "SequenceError", "SequenceFormatError", "SequenceSpec",
+    "MissingTopicError", "SPLITS", "TrackingSequence", "SequenceError", "SequenceFormatError", "SequenceSpec",
     "SourceLibraryError", "UnsupportedMessageError", "generate", "generate_many", "load_bag", "load_folder",
     "random_challenges", "spec_for", "split_of", "write_bag", "write_folder",
 ]

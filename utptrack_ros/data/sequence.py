@@ -1,6 +1,6 @@
 """In-memory view of one single-object tracking sequence (docs/architecture.md, "Sequences").
 
-A :class:`Sequence` holds the per-frame ground truth (boxes, absent flags), the language prompt
+A :class:`TrackingSequence` holds the per-frame ground truth (boxes, absent flags), the language prompt
 and descriptive attributes, and reads frames through a :class:`FrameSource`: in-memory arrays
 (:class:`ArrayFrames`), image files (``data.folder``), decoded bag messages (``data.bag``) or the
 generator's renderer (``data.generator``). Native frame types:
@@ -39,7 +39,7 @@ def as_modality(value: ModalityLike) -> Modality:
         raise SequenceError(f"unknown modality {value!r}; expected one of "
                             f"{[m.value for m in AUX_MODALITIES]}") from None
     if modality is Modality.RGB:
-        raise SequenceError("Modality.RGB is not an auxiliary stream; use Sequence.rgb(i)")
+        raise SequenceError("Modality.RGB is not an auxiliary stream; use TrackingSequence.rgb(i)")
     return modality
 
 
@@ -107,7 +107,7 @@ class Frame:
 
 
 @dataclass(eq=False)
-class Sequence:
+class TrackingSequence:
     """One tracking sequence: ground truth + prompt + attributes, frames read through ``frames``.
 
     Attributes:
@@ -223,7 +223,7 @@ class Sequence:
         for index in range(start, stop):
             yield self.frame(index, wanted)
 
-    def materialize(self) -> "Sequence":
+    def materialize(self) -> "TrackingSequence":
         """Copy whose frames are all decoded / rendered into memory (``ArrayFrames``): fast repeated
         random access, e.g. a training sampler revisiting a generated sequence. Memory: about
         ``N * H * W * (3 + 2 + 2 + 3)`` bytes with every aux modality."""
@@ -232,7 +232,7 @@ class Sequence:
             rgb.append(self.rgb(index))
             for modality in self.modalities:
                 aux[modality].append(self.aux(modality, index))
-        return Sequence(self.name, ArrayFrames(rgb, aux), self.gt, self.absent, self.prompt, dict(self.attributes),
+        return TrackingSequence(self.name, ArrayFrames(rgb, aux), self.gt, self.absent, self.prompt, dict(self.attributes),
                         dict(self.frame_info), self.stamps_ns)
 
     def __repr__(self) -> str:

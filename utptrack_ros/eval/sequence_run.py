@@ -124,7 +124,7 @@ class SequenceRun:
 
         Args:
             tracker: row name.
-            seq: the sequence (``data.Sequence`` view): GT, absence, attributes, stamps.
+            seq: the sequence (``data.TrackingSequence`` view): GT, absence, attributes, stamps.
             boxes_xywh: (N, 4) output per frame, NaN rows where no output arrived.
             sent_ns / received_ns: (N,) when each frame was published and when its output
                 arrived (-1 = not part of the stream, e.g. up to the init frame / never arrived).

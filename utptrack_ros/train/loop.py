@@ -222,7 +222,7 @@ def validate(model: UTPTrack, sequences: list[Any], prune: Optional[PruneConfig]
     loop (``eval.sequence_run.run_tracker``: initialised on the first frame with a valid GT box,
     the evaluation's one init rule) and score them (OTB AUC / precision / normalised precision, %).
 
-    ``sequences`` follow ``eval.sources.SequenceLike`` (``data.Sequence``: also ``name`` and ``stamp_ns``).
+    ``sequences`` follow ``eval.sources.SequenceLike`` (``data.TrackingSequence``: also ``name`` and ``stamp_ns``).
     """
     was_training = model.training
     tracker = Tracker(model, device="cpu")
