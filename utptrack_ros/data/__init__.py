@@ -16,12 +16,13 @@ from .errors import (
 )
 from .folder import load_folder, write_folder
 from .generator import generate, generate_many
-from .sequence import ArrayFrames, Frame, FrameSource, TrackingSequence
+from .sequence import ArrayFrames, FrameSource, SequenceFrame, TrackingSequence
 from .spec import GENERATOR_VERSION, SPLITS, Challenge, SequenceSpec, random_challenges, spec_for, split_of
 
 __all__ = [
-    "ArrayFrames", "BagTopics", "Challenge", "Frame", "FrameCountError", "FrameSource", "GENERATOR_VERSION",
-    "MissingTopicError", "SPLITS", "TrackingSequence", "SequenceError", "SequenceFormatError", "SequenceSpec",
+    "ArrayFrames", "BagTopics", "Challenge", "FrameCountError", "FrameSource", "GENERATOR_VERSION",
+    "MissingTopicError", "SPLITS", "SequenceError", "SequenceFormatError", "SequenceFrame", "SequenceSpec",
+    "TrackingSequence",
     "SourceLibraryError", "UnsupportedMessageError", "generate", "generate_many", "load_bag", "load_folder",
     "random_challenges", "spec_for", "split_of", "write_bag", "write_folder",
 ]

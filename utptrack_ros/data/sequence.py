@@ -82,7 +82,7 @@ class ArrayFrames:
 
 
 @dataclass(frozen=True)
-class Frame:
+class SequenceFrame:
     """One frame of a sequence with its ground truth.
 
     Attributes:
@@ -203,7 +203,7 @@ class TrackingSequence:
         index = self._check(index)
         return None if self.absent[index] else Box.from_sequence(self.gt[index])
 
-    def frame(self, index: int, modalities: Optional[abc.Iterable[ModalityLike]] = None) -> Frame:
+    def frame(self, index: int, modalities: Optional[abc.Iterable[ModalityLike]] = None) -> SequenceFrame:
         """Everything about frame ``index``; ``modalities`` limits which aux frames are read."""
         index = self._check(index)
         wanted = self.modalities if modalities is None else tuple(as_modality(m) for m in modalities)
@@ -212,11 +212,11 @@ class TrackingSequence:
             image = self.aux(modality, index)
             if image is not None:
                 aux[modality] = image
-        return Frame(index, self.stamp_ns(index), self.rgb(index), aux, self.gt[index].copy(),
+        return SequenceFrame(index, self.stamp_ns(index), self.rgb(index), aux, self.gt[index].copy(),
                      bool(self.absent[index]))
 
     def iter_frames(self, start: int = 0, stop: Optional[int] = None,
-                    modalities: Optional[abc.Iterable[ModalityLike]] = None) -> Iterator[Frame]:
+                    modalities: Optional[abc.Iterable[ModalityLike]] = None) -> Iterator[SequenceFrame]:
         """Frames ``start .. stop-1`` in order (sequential access is the fast path for every source)."""
         stop = self.length if stop is None else min(stop, self.length)
         wanted = None if modalities is None else tuple(modalities)
