@@ -660,7 +660,7 @@ class _Occluders:
 
     def __init__(self, n: int, library: SourceLibrary, objects: tuple, ambient_c: float, target_pos: np.ndarray,
                  target_depth: np.ndarray) -> None:
-        self.n, self.library, self.objects, self.ambient_c = n, library, objects, ambient_c
+        self.frame_count, self.library, self.objects, self.ambient_c = n, library, objects, ambient_c
         self.target_pos, self.target_depth = target_pos, target_depth
         self.layers: list[Layer] = []
         self.info: list[dict[str, Any]] = []
@@ -670,7 +670,7 @@ class _Occluders:
         """Occluder passing the target at frame ``t_c`` (``lateral`` px off its centre line); with
         ``hold`` it moves at ``rel_speed`` for ``hold`` frames around ``t_c`` and at ``fast_speed``
         before and after (comes in, covers, leaves)."""
-        n = self.n
+        n = self.frame_count
         side = int(np.clip(round(size), 64, 256))  # sprite resolution; on-screen size comes from the scale
         o_sprite, t_base, t_core = _occluder_sprite(kind, side, rng, self.library, self.objects, self.ambient_c)
         oh, ow = o_sprite.rgba.shape[:2]
