@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -84,10 +83,11 @@ def main() -> int:
             print(r["log_tail"])
     out = REPO / "artifacts" / "bench" / "first_start.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    from utptrack_ros.machine import machine_record
+
     load = os.getloadavg()
     out.write_text(json.dumps({"preset": str(args.preset), "prebuilt": not args.no_prebuilt, "runs": runs,
-                               "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                               "loadavg": load}, indent=2))
+                               "environment": machine_record()}, indent=2))
     print(f"load average {load[0]:.2f} on {os.cpu_count()} CPUs; wrote {out}")
     return 0 if all(r["active_s"] is not None for r in runs) else 1
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -219,12 +218,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"{o['pruned_ms']:.2f} / {o['unpruned_ms']:.2f} ms | {o['ratio']:.3f} | <= {t['limit']:.3f} "
                   f"{'MET' if o['met'] else 'MISSED'}")
 
+    from utptrack_ros.machine import machine_record
+
     out = {
         "device": "cpu",
-        "cpu": platform.processor() or platform.machine(),
+        "environment": machine_record(),
         "threads": args.threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "models": results,
     }

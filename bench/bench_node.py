@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -573,10 +572,12 @@ def main() -> int:
         results += [summarise(s) for s in data["setups"]]
     micro = conversion_micro()
     report(results, machine, micro)
-    import torch
+    import torch  # noqa: F401 - imported so the environment record carries its version and threads
 
-    meta = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "node_torch_threads": args.threads, "machine": platform.machine(), "frames": frames, "warmup": args.warmup,
+    from utptrack_ros.machine import machine_record
+
+    meta = {"environment": machine_record(),
+            "node_torch_threads": args.threads, "frames": frames, "warmup": args.warmup,
             "consumer_executor": args.consumer, "nice": args.nice}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "machine_load": machine, "conversion_cpu_ms": micro, "results": results}, indent=2))

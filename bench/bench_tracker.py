@@ -30,7 +30,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -152,18 +151,17 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"{backend:<11} | {cname:<10} | {p['fps_median']:6.1f} ({p['fps_mean']:5.1f}, {p['fps_p90']:5.1f})"
                   f"          | {u['fps_median']:6.1f}              | {r['speedup_median']:.2f}x"
                   f"           | {'MET' if r['met'] else 'MISSED'}")
+    from utptrack_ros.machine import machine_record
+
     out = {
         "device": "cpu",
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        "environment": machine_record(),
         "threads": args.threads,
         "backends": args.backends,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "frame_size": [w, h],
         "weights": str(args.weights) if args.weights else ("random" if args.random_init else "shipped"),
         "load_average_1min": [load_before, load_after],
-        "torch": torch.__version__,
-        "python": platform.python_version(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": results,
     }

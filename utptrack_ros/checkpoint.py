@@ -48,10 +48,14 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .config import ModelConfig, PruneConfig, to_mapping
 from .errors import CheckpointError
+from .models import build_model, create_model
+from .official import choose_s_variant, choose_variant, clip_no_prompt_feature
 from .safetensors_header import DIGEST_KEY, add_digest, read_header, verify_digest
 from .stored_config import check_stored_config
 
@@ -700,8 +704,6 @@ def sutrack_filter_fn(state_dict: Mapping[str, Tensor], model: nn.Module) -> dic
     out = {k: v for k, v in state_dict.items() if not k.startswith(CLIP_PREFIX) or k in model_keys}
     no_prompt = "text_encoder.no_prompt"
     if no_prompt in model_keys and no_prompt not in out and any(k.startswith(CLIP_PREFIX) for k in state_dict):
-        from .official import clip_no_prompt_feature
-
         out[no_prompt] = clip_no_prompt_feature(state_dict, CLIP_PREFIX)
     return out
 
@@ -729,8 +731,6 @@ def infer_variant(state_dict: Mapping[str, Tensor], info: Optional[Mapping[str, 
     Raises:
         CheckpointError: not an OSTrack-family file, or a grid no variant has.
     """
-    from .official import choose_s_variant, choose_variant
-
     source = detect_source(state_dict)
     if source == SOURCE_SUTRACK:
         return choose_s_variant(state_dict, info or {}).name
@@ -794,9 +794,6 @@ def read_checkpoint(path: PathLike, max_inflate_bytes: int = MAX_INFLATE_BYTES) 
 
 def _read_safetensors(path: Path) -> Checkpoint:
     """Header first (no data read): digest, then the stored config against the listed tensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     header = read_header(path)
     if verify_digest(header) is None:
         log.info("%s: no recorded %s: integrity not verified (files written before digests, or not by "
@@ -956,8 +953,6 @@ def save_model(model: nn.Module, path: PathLike, extra: Optional[Mapping[str, An
     Raises:
         CheckpointError: the model has no ModelConfig or ``extra`` is not JSON-serialisable.
     """
-    from safetensors.torch import save_file
-
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
         raise CheckpointError(f"{type(model).__name__} has no ModelConfig (.config); cannot save a project checkpoint")
@@ -1001,8 +996,6 @@ def load_model(
     Returns:
         The :class:`~utptrack_ros.models.UTPTrack`.
     """
-    from .models import build_model, create_model
-
     ckpt = read_checkpoint(path)
     if name is not None:
         model = create_model(name)

@@ -60,7 +60,7 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         for name in COMPONENTS:
-            value = tuple((int(l), float(r)) for l, r in getattr(self, name))
+            value = tuple((int(layer), float(r)) for layer, r in getattr(self, name))
             _check_layer_ratios(name, value)
             object.__setattr__(self, name, value)
         if self.tta_mode not in TTA_MODES:

@@ -26,7 +26,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .checkpoint import SOURCE_OSTRACK, SOURCE_SUTRACK, load_model, read_checkpoint, save_model
 from .errors import CheckpointError
+from .official import choose_s_variant, choose_variant
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,6 @@ def convert_checkpoint(src: PathLike, dst: PathLike, name: Optional[str] = None,
     Raises:
         CheckpointError: unreadable / unsafe input, weights that do not load strictly.
     """
-    from .checkpoint import SOURCE_OSTRACK, SOURCE_SUTRACK, load_model, read_checkpoint, save_model
-
     src_path, dst_path = Path(src), Path(dst)
     if dst_path.exists() and src_path.exists() and dst_path.resolve() == src_path.resolve():
         raise CheckpointError(f"{dst_path}: the output would overwrite the input")
@@ -59,8 +59,6 @@ def convert_checkpoint(src: PathLike, dst: PathLike, name: Optional[str] = None,
     provenance: dict[str, Any] = {"converted_from": src_path.name, "source": ckpt.source}
     provenance.update({k: ckpt.info[k] for k in _PROVENANCE_KEYS if isinstance(ckpt.info.get(k), (str, int, float))})
     if name is None and ckpt.source in (SOURCE_OSTRACK, SOURCE_SUTRACK):
-        from .official import choose_s_variant, choose_variant
-
         choose = choose_variant if ckpt.source == SOURCE_OSTRACK else choose_s_variant
         choice = choose(ckpt.state_dict, ckpt.info)
         name = choice.name

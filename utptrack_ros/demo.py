@@ -25,7 +25,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from .data import GENERATOR_VERSION, generate, spec_for, write_bag
 from .errors import CheckpointError, ConfigError, InputError, UTPTrackError
+from .eval.report import format_replay_table, format_summary_table
+from .models import shipped_weights
+from .types import Modality
 
 HELP = "the main job: bundled multimodal bags -> node -> evaluation report"
 MODALITIES = ("depth", "thermal", "event")
@@ -68,8 +72,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def demo_recipe(count: int, length: int, size: tuple[int, int]) -> dict[str, Any]:
-    from .data import GENERATOR_VERSION
-
     recipe = dict(DEMO_SPEC, count=count, length=length, size=list(size), generator_version=GENERATOR_VERSION)
     recipe["modalities"] = [MODALITIES[i % len(MODALITIES)] for i in range(count)]
     return recipe
@@ -80,9 +82,6 @@ def ensure_bags(folder: Path, recipe: Mapping[str, Any], *, regenerate: bool = F
     """The demo bags in ``folder`` (``<name>/`` rosbag2 + ``recipe.json``), written if missing or
     made from another recipe. Written to a temporary sibling and moved into place."""
     from tqdm import tqdm
-
-    from .data import generate, spec_for, write_bag
-    from .types import Modality
 
     stamp = folder / "recipe.json"
     if not regenerate and stamp.is_file():
@@ -116,9 +115,9 @@ def ensure_bags(folder: Path, recipe: Mapping[str, Any], *, regenerate: bool = F
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
-    from .eval.report import format_replay_table, format_summary_table
-    from .models import shipped_weights
-    from .replay import NodeOptions, ReplayOptions, evaluate, open_bag, parse_compare, random_weights_file
+    # The replay drives a node over ROS: imported here so the rest of the demo (and the core) import
+    # without rclpy (test/test_core_imports.py proves it).
+    from .replay import NodeOptions, ReplayOptions, evaluate, open_bag, parse_compare, random_weights_file  # noqa: PLC0415
 
     t0 = time.time()
     progress = not args.no_progress

@@ -61,7 +61,7 @@ class _Histogram:
     """
 
     def __init__(self, values: np.ndarray) -> None:
-        self.n = values.size
+        self.count = values.size
         lo, hi = cv2.minMaxLoc(values)[:2]
         self.min, self.max = int(lo), int(hi)
         counts = cv2.calcHist([values], [0], None, [self.max + 1], [0, self.max + 1])
@@ -73,7 +73,7 @@ class _Histogram:
 
     def median(self) -> float:
         """Exactly ``np.median``: the mean of the two middle values when the count is even."""
-        return (self.at((self.n - 1) // 2) + self.at(self.n // 2)) / 2.0
+        return (self.at((self.count - 1) // 2) + self.at(self.count // 2)) / 2.0
 
 
 def _gray3(gray: np.ndarray) -> np.ndarray:

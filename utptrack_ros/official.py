@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .errors import CheckpointError
+from .models.clip_text import ClipTextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +220,6 @@ def clip_no_prompt_feature(state_dict: Mapping[str, Tensor], prefix: str = "text
     Raises:
         CheckpointError: the CLIP text entries are incomplete or mis-shaped.
     """
-    from .models.clip_text import ClipTextEncoder
-
     def entry(name: str) -> Tensor:
         if prefix + name not in state_dict:
             raise CheckpointError(f"CLIP text weights incomplete: no {prefix + name}")

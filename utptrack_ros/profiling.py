@@ -44,6 +44,11 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig, PruneConfig
+from .models import create_model
+from .models.encoder import Attention
+from .models.inference import prepare_for_inference
+from .models.itpn import ItpnAttention
+from .models.pruning import keep_count
 from .types import LayerTokens, TokenLedger
 
 log = logging.getLogger(__name__)
@@ -119,9 +124,6 @@ class MacCount:
 
 
 def _is_attention(module: nn.Module) -> bool:
-    from .models.encoder import Attention
-    from .models.itpn import ItpnAttention
-
     return isinstance(module, (Attention, ItpnAttention))
 
 
@@ -136,8 +138,6 @@ def _mac_hooks(model: nn.Module) -> Iterator[dict[str, Any]]:
         acc["linear_conv"] += conv2d_macs(module, out)  # type: ignore[arg-type]
 
     def on_attention(module: nn.Module, args: tuple[Any, ...]) -> None:
-        from .models.itpn import ItpnAttention
-
         x = args[0]  # (B, N, C)
         b, n, c = x.shape
         acc["attention"] += 2 * b * n * n * c
@@ -186,8 +186,6 @@ def expected_ledger(config: ModelConfig, prune: Optional[PruneConfig] = None) ->
     Returns:
         :class:`TokenLedger` with the counts leaving every block.
     """
-    from .models.pruning import keep_count
-
     prune = config.prune if prune is None else prune
     n_z = config.template_grid**2
     sr, st, dt = config.search_grid**2, n_z, n_z if config.num_templates == 2 else 0
@@ -461,9 +459,6 @@ def profile_variant(
         keep: one keep ratio for CE, DTE and STE at the variant's pruning layers;
             ``keep_ce`` / ``keep_dte`` / ``keep_ste`` override single components.
     """
-    from .models import create_model
-
-    from .models.inference import prepare_for_inference
 
     torch.manual_seed(seed)
     model = prepare_for_inference(create_model(name))  # as the Tracker runs it
@@ -483,7 +478,7 @@ def _schedule(prune: PruneConfig) -> str:
         if items:
             ratios = sorted({r for _, r in items})
             ratio = "/".join(f"{r:g}" for r in ratios)
-            parts.append(f"{comp.upper()}@{','.join(str(l) for l, _ in items)} keep {ratio}")
+            parts.append(f"{comp.upper()}@{','.join(str(layer) for layer, _ in items)} keep {ratio}")
     return "; ".join(parts) or "no pruning layers"
 
 

@@ -170,7 +170,7 @@ def aux_to_array(msg: Any, modality: Modality) -> np.ndarray:
 
 def _cv2():
     try:
-        import cv2
+        import cv2  # noqa: PLC0415 - imported on the first compressed frame only, with a clear error if absent
     except ImportError as err:  # pragma: no cover - opencv is a hard dependency of the package
         raise SensorError("decoding CompressedImage needs OpenCV: pip install opencv-contrib-python") from err
     return cv2

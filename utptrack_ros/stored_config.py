@@ -21,6 +21,7 @@ import torch
 
 from .config import ModelConfig, PruneConfig, from_mapping
 from .errors import CheckpointError, ConfigError
+from .models import UTPTrack
 from .safetensors_header import SafetensorsHeader
 
 # Inclusive bounds, generous around every registered variant (o384: 768 x 12; tiny: 128 x 6).
@@ -96,8 +97,6 @@ def _prune_problems(value: Any) -> list[str]:
 
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """State-dict shapes of the network ``config`` describes, built on the meta device."""
-    from .models import UTPTrack
-
     with torch.device("meta"):
         model = UTPTrack(config)
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}

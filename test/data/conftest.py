@@ -5,10 +5,10 @@ import pytest
 
 from data.datautils import small_seq as _small_seq
 
-from utptrack_ros.data import Sequence
+from utptrack_ros.data import TrackingSequence
 
 
 @pytest.fixture(scope="session")
-def small_seq() -> Sequence:
+def small_seq() -> TrackingSequence:
     """Every modality, distractors (so a prompt) and an out-of-view stretch (absent frames)."""
     return _small_seq()

@@ -6,27 +6,27 @@ import functools
 
 import numpy as np
 
-from utptrack_ros.data import Sequence, SequenceSpec, generate
+from utptrack_ros.data import TrackingSequence, SequenceSpec, generate
 
 SMALL = (160, 120)
 
 
 @functools.lru_cache(maxsize=None)
-def _generated(seed: int, challenges: tuple, length: int, size: tuple[int, int]) -> Sequence:
+def _generated(seed: int, challenges: tuple, length: int, size: tuple[int, int]) -> TrackingSequence:
     return generate(SequenceSpec(seed=seed, challenges=dict(challenges), length=length, size=size))
 
 
-def make(seed: int, challenges: dict | None = None, length: int = 24, size: tuple[int, int] = SMALL) -> Sequence:
+def make(seed: int, challenges: dict | None = None, length: int = 24, size: tuple[int, int] = SMALL) -> TrackingSequence:
     """Generated sequence (cached: tests must not mutate it)."""
     return _generated(seed, tuple(sorted((challenges or {}).items())), length, size)
 
 
-def small_seq() -> Sequence:
+def small_seq() -> TrackingSequence:
     """A short sequence with every modality, distractors (prompt) and an out-of-view stretch (absent)."""
     return make(7, {"distractors": 1.0, "out_of_view": 1.0}, length=30)
 
 
-def assert_same_sequence(a: Sequence, b: Sequence, *, rgb_tol: float = 0.0, gt_tol: float = 0.0) -> None:
+def assert_same_sequence(a: TrackingSequence, b: TrackingSequence, *, rgb_tol: float = 0.0, gt_tol: float = 0.0) -> None:
     """Equal ground truth, flags, prompt, stamps, attributes and frames (RGB within ``rgb_tol`` mean abs)."""
     assert a.length == b.length
     np.testing.assert_allclose(a.gt, b.gt, atol=gt_tol, equal_nan=True)
@@ -45,7 +45,7 @@ def assert_same_sequence(a: Sequence, b: Sequence, *, rgb_tol: float = 0.0, gt_t
             np.testing.assert_array_equal(xa, xb, err_msg=f"{m.value} frame {i}")
 
 
-def box_region(seq: Sequence, i: int, pad: int = 0) -> tuple[slice, slice]:
+def box_region(seq: TrackingSequence, i: int, pad: int = 0) -> tuple[slice, slice]:
     x, y, w, h = seq.gt[i]
     W, H = seq.image_size
     rows = slice(max(0, int(y) - pad), min(H, int(y + h) + pad))

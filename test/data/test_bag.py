@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from data.datautils import assert_same_sequence
 
-from utptrack_ros.data import (ArrayFrames, BagTopics, FrameCountError, MissingTopicError, Sequence,
+from utptrack_ros.data import (ArrayFrames, BagTopics, FrameCountError, MissingTopicError, TrackingSequence,
                                SequenceError, SequenceFormatError, UnsupportedMessageError, load_bag, load_folder,
                                write_bag, write_folder)
 from utptrack_ros.data.bag import IMAGE, POLYGON, bag_typestore, groundtruth_message, image_message
@@ -74,7 +74,7 @@ def test_topic_overrides_and_modality_selection(small_seq, tmp_path):
 
 
 def _write_raw_bag(path, frames: int, *, color_type: str = IMAGE, encoding: str = "rgb8", gt_frames=None):
-    """A hand-made bag for the error cases (rosbags writer, no Sequence involved)."""
+    """A hand-made bag for the error cases (rosbags writer, no TrackingSequence involved)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     ts = bag_typestore()
@@ -147,7 +147,7 @@ def test_groundtruth_missing_for_some_frames(tmp_path):
 
 
 def test_corrupt_and_missing_bags(small_seq, tmp_path):
-    path = write_bag(Sequence("s", ArrayFrames([small_seq.rgb(0)] * 2), small_seq.gt[:2]), tmp_path / "b")
+    path = write_bag(TrackingSequence("s", ArrayFrames([small_seq.rgb(0)] * 2), small_seq.gt[:2]), tmp_path / "b")
     (mcap_file,) = path.glob("*.mcap")
     mcap_file.write_bytes(mcap_file.read_bytes()[:200])  # truncated
     with pytest.raises(SequenceFormatError, match=str(path.name)):

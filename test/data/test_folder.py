@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from data.datautils import assert_same_sequence
 
-from utptrack_ros.data import (ArrayFrames, FrameCountError, Sequence, SequenceError, SequenceFormatError,
+from utptrack_ros.data import (ArrayFrames, FrameCountError, TrackingSequence, SequenceError, SequenceFormatError,
                                load_folder, write_folder)
 from utptrack_ros.types import Modality
 
@@ -45,7 +45,7 @@ def folder(tmp_path):
     rgb = [np.full((8, 10, 3), i * 20, np.uint8) for i in range(3)]
     depth = [np.full((8, 10), 1000 + i, np.uint16) for i in range(3)]
     gt = np.array([[1, 1, 4, 4], [2, 1, 4, 4], [np.nan] * 4])
-    seq = Sequence("tiny", ArrayFrames(rgb, {Modality.DEPTH: depth}), gt, prompt="a grey square")
+    seq = TrackingSequence("tiny", ArrayFrames(rgb, {Modality.DEPTH: depth}), gt, prompt="a grey square")
     return write_folder(seq, tmp_path)
 
 
@@ -120,10 +120,10 @@ def test_bad_meta_json(folder):
 def test_sequence_validates_shapes():
     frames = ArrayFrames([np.zeros((4, 4, 3), np.uint8)] * 2)
     with pytest.raises(SequenceError, match=r"gt must have shape \(N, 4\)"):
-        Sequence("x", frames, np.zeros((2, 3)))
+        TrackingSequence("x", frames, np.zeros((2, 3)))
     with pytest.raises(FrameCountError, match="2 frames but 3 ground-truth rows"):
-        Sequence("x", frames, np.zeros((3, 4)))
-    seq = Sequence("x", frames, np.array([[0, 0, 1, 1], [np.nan, 0, 1, 1]]), absent=[False, False])
+        TrackingSequence("x", frames, np.zeros((3, 4)))
+    seq = TrackingSequence("x", frames, np.array([[0, 0, 1, 1], [np.nan, 0, 1, 1]]), absent=[False, False])
     assert seq.absent.tolist() == [False, True] and np.isnan(seq.gt[1]).all()
     with pytest.raises(IndexError):
         seq.rgb(2)

@@ -18,19 +18,29 @@ This module imports no ROS package: messages are (de)serialised by ``rosbags``.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
 import numpy as np
+import yaml
 
-from ..sensors import (AUX_ENCODINGS, RGB_ENCODINGS, SensorError, aux_to_array, compressed_to_aux, compressed_to_rgb,
-                       image_to_rgb, stamp_to_ns)
+from ..sensors import (
+    AUX_ENCODINGS,
+    RGB_ENCODINGS,
+    SensorError,
+    aux_to_array,
+    compressed_to_aux,
+    compressed_to_rgb,
+    image_to_rgb,
+    stamp_to_ns,
+)
 from ..types import Modality
 from .camera import IDENTITY, camera_info_fields, camera_info_from_message
 from .errors import FrameCountError, MissingTopicError, SequenceError, SequenceFormatError, UnsupportedMessageError
 from .folder import json_default
-from .sequence import AUX_MODALITIES, ArrayFrames, ModalityLike, Sequence, as_modality
+from .sequence import AUX_MODALITIES, ArrayFrames, ModalityLike, TrackingSequence, as_modality
 
 PathLike = Union[str, Path]
 CUSTOM_DATA_KEY = "utptrack.sequence"
@@ -115,7 +125,7 @@ def image_from_message(msg: Any, msgtype: str, topic: str, modality: Optional[Mo
     """Array from a decoded ``sensor_msgs`` Image/CompressedImage, decoded exactly as the node
     decodes it (``utptrack_ros.sensors``): (H, W, 3) RGB for the colour topic (``modality`` None),
     the tracker's aux array otherwise; ``32FC1`` depth in metres becomes uint16 millimetres
-    (NaN -> 0), the unit a Sequence stores."""
+    (NaN -> 0), the unit a TrackingSequence stores."""
     if msgtype != COMPRESSED:
         allowed = RGB_ENCODINGS if modality is None else AUX_ENCODINGS[modality]
         if msg.encoding not in allowed:
@@ -179,7 +189,7 @@ _AUX_DTYPE = {Modality.DEPTH: np.uint16, Modality.THERMAL: np.uint16, Modality.E
 
 
 # -- writing ----------------------------------------------------------------------------------
-def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: Optional[BagTopics] = None,
+def write_bag(seq: TrackingSequence, path: PathLike, storage: str = "mcap", *, topics: Optional[BagTopics] = None,
               compression: str = "none", overwrite: bool = False) -> Path:
     """Write ``seq`` as a rosbag2 directory at ``path`` (``storage``: ``"mcap"`` or ``"sqlite3"``).
 
@@ -191,8 +201,6 @@ def write_bag(seq: Sequence, path: PathLike, storage: str = "mcap", *, topics: O
         SequenceError: ``path`` exists (and ``overwrite`` is False), unknown storage, or an aux frame
             has the wrong dtype for its encoding.
     """
-    import shutil
-
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -250,8 +258,6 @@ def _custom_data(path: Path) -> dict[str, Any]:
     meta_file = path / "metadata.yaml"
     if not meta_file.is_file():
         return {}
-    import yaml
-
     try:
         info = yaml.safe_load(meta_file.read_text())["rosbag2_bagfile_information"]
         raw = (info.get("custom_data") or {}).get(CUSTOM_DATA_KEY)
@@ -268,7 +274,7 @@ def _nearest(stamps: np.ndarray, stamp: int) -> int:
 
 def load_bag(path: PathLike, topics: Union[BagTopics, Mapping[str, Optional[str]], None] = None,
              modalities: Optional[Iterable[ModalityLike]] = None, *, name: Optional[str] = None,
-             tolerance_ns: Optional[int] = None) -> Sequence:
+             tolerance_ns: Optional[int] = None) -> TrackingSequence:
     """Load a sequence from a rosbag2 bag (directory, or a single .mcap / .db3 file) into memory.
 
     Args:
@@ -296,7 +302,7 @@ def load_bag(path: PathLike, topics: Union[BagTopics, Mapping[str, Optional[str]
 
 
 def _read(reader: Any, path: Path, topics: BagTopics, modalities: Optional[Iterable[ModalityLike]],
-          name: Optional[str], tolerance_ns: Optional[int]) -> Sequence:
+          name: Optional[str], tolerance_ns: Optional[int]) -> TrackingSequence:
     available = {c.topic: c.msgtype for c in reader.connections}
 
     def require(topic: str, what: str) -> None:
@@ -412,6 +418,6 @@ def _read(reader: Any, path: Path, topics: BagTopics, modalities: Optional[Itera
     frame_info = {k: np.asarray(v) for k, v in (meta.get("frame_info") or {}).items()}
     if frame_info and any(len(v) != len(color) for v in frame_info.values()):
         frame_info = {}  # bag was cut or edited after writing: per-frame info no longer applies
-    return Sequence(name=name or meta.get("name") or path.stem, frames=ArrayFrames([img for _, img in color], aux),
+    return TrackingSequence(name=name or meta.get("name") or path.stem, frames=ArrayFrames([img for _, img in color], aux),
                     gt=gt, absent=absent, prompt=prompts[0][1] if prompts else None, attributes=attributes,
                     frame_info=frame_info, stamps_ns=stamps)

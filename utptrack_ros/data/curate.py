@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import skimage.data
 
 OPENCV_LICENCE = "Apache-2.0 (OpenCV sample data, Debian package opencv-doc 4.6.0+dfsg-12)"
 SKIMAGE_LICENCE = "public domain / CC0 (scikit-image 0.26 skimage.data, see its docstrings)"
@@ -136,8 +137,6 @@ def read_source(source: str, opencv_doc: Path) -> np.ndarray:
             return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         code = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
         return cv2.cvtColor(image, code)
-    import skimage.data
-
     if name == "motorcycle_left":
         image = skimage.data.stereo_motorcycle()[0]
     else:

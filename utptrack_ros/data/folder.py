@@ -21,7 +21,7 @@ import numpy as np
 
 from ..types import Modality
 from .errors import FrameCountError, SequenceError, SequenceFormatError
-from .sequence import AUX_MODALITIES, Sequence
+from .sequence import AUX_MODALITIES, TrackingSequence
 
 PathLike = Union[str, Path]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -120,7 +120,7 @@ def read_absence(path: Path) -> np.ndarray:
     return np.array(values, dtype=bool)
 
 
-def load_folder(path: PathLike) -> Sequence:
+def load_folder(path: PathLike) -> TrackingSequence:
     """Load one sequence folder (lazy images).
 
     Raises:
@@ -170,7 +170,7 @@ def load_folder(path: PathLike) -> Sequence:
     stamps = meta.get("stamps_ns")
     frame_info = {k: np.asarray(v) for k, v in (meta.get("frame_info") or {}).items()}
     attributes = {k: v for k, v in meta.items() if k not in _META_KEYS}
-    return Sequence(name=str(meta.get("name", root.name)), frames=FolderFrames(color, aux), gt=gt,
+    return TrackingSequence(name=str(meta.get("name", root.name)), frames=FolderFrames(color, aux), gt=gt,
                     absent=absent, prompt=prompt, attributes=attributes, frame_info=frame_info,
                     stamps_ns=None if stamps is None else np.asarray(stamps, dtype=np.int64))
 
@@ -184,7 +184,7 @@ def _imwrite(path: Path, image: np.ndarray, params: list[int]) -> None:
         raise SequenceError(f"{path}: could not write image")
 
 
-def write_folder(seq: Sequence, root: PathLike, *, overwrite: bool = False, jpeg_quality: int = 95) -> Path:
+def write_folder(seq: TrackingSequence, root: PathLike, *, overwrite: bool = False, jpeg_quality: int = 95) -> Path:
     """Write ``seq`` to ``root / seq.name`` in the folder layout; return that folder.
 
     Raises:

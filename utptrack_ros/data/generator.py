@@ -1,4 +1,4 @@
-"""Sequence generator: ``generate(spec)`` returns a :class:`~utptrack_ros.data.sequence.Sequence`
+"""TrackingSequence generator: ``generate(spec)`` returns a :class:`~utptrack_ros.data.sequence.TrackingSequence`
 whose frames render on demand from real image content (``data.sources``), with ground truth,
 aux modalities, a language description, attributes and per-frame info.
 
@@ -22,7 +22,7 @@ from ..types import Modality
 from .language import Described, describe
 from .render import Renderer
 from .scene import plan_scene
-from .sequence import DEFAULT_START_NS, Sequence
+from .sequence import DEFAULT_START_NS, TrackingSequence
 from .sources import SourceLibrary, load_library
 from .spec import GENERATOR_VERSION, SequenceSpec, rng_for
 
@@ -48,7 +48,7 @@ class RenderedFrames:
         return self.renderer.frame(index)[modality]
 
 
-def generate(spec: SequenceSpec, library: Optional[SourceLibrary] = None) -> Sequence:
+def generate(spec: SequenceSpec, library: Optional[SourceLibrary] = None) -> TrackingSequence:
     """The sequence described by ``spec`` (deterministic in ``spec``); frames render lazily."""
     library = library or load_library()
     scene = plan_scene(spec, library)
@@ -56,8 +56,9 @@ def generate(spec: SequenceSpec, library: Optional[SourceLibrary] = None) -> Seq
     gt, absent, info = renderer.groundtruth()
     target = scene.target
     distractors = [layer for layer in scene.layers if layer.role == "distractor"]
-    first = [Described(l.sprite.category, l.sprite.colour, l.sprite.pattern, float(l.x[0]), float(l.y[0]))
-             for l in [target, *distractors]]
+    first = [Described(layer.sprite.category, layer.sprite.colour, layer.sprite.pattern, float(layer.x[0]),
+                       float(layer.y[0]))
+             for layer in [target, *distractors]]
     prompt, language = describe(first[0], first[1:], scene.width, scene.height, rng_for(spec.seed, "language"))
     attributes = {
         "generator": "utptrack_ros.data.generator", "generator_version": GENERATOR_VERSION,
@@ -65,11 +66,11 @@ def generate(spec: SequenceSpec, library: Optional[SourceLibrary] = None) -> Seq
         "challenges": {c.value: s for c, s in spec.challenges}, "language": language, **scene.attributes,
     }
     stamps = DEFAULT_START_NS + np.round(np.arange(spec.length) * 1e9 / spec.fps).astype(np.int64)
-    return Sequence(name=spec.sequence_name, frames=RenderedFrames(renderer), gt=gt, absent=absent, prompt=prompt,
+    return TrackingSequence(name=spec.sequence_name, frames=RenderedFrames(renderer), gt=gt, absent=absent, prompt=prompt,
                     attributes=attributes, frame_info=info, stamps_ns=stamps)
 
 
-def generate_many(specs: "list[SequenceSpec] | Iterator[SequenceSpec]") -> Iterator[Sequence]:
+def generate_many(specs: "list[SequenceSpec] | Iterator[SequenceSpec]") -> Iterator[TrackingSequence]:
     """``generate`` over several specs, sharing one source library."""
     library = load_library()
     for spec in specs:

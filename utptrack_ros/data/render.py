@@ -16,8 +16,17 @@ import numpy as np
 
 from ..types import Modality
 from .scene import Layer, Scene
-from .simulate import (NoiseBank, depth_sensor, log_intensity, motion_blur, render_events, rgb_sensor,
-                       simulate_events, thermal_sensor, vignetting_map)
+from .simulate import (
+    NoiseBank,
+    depth_sensor,
+    log_intensity,
+    motion_blur,
+    render_events,
+    rgb_sensor,
+    simulate_events,
+    thermal_sensor,
+    vignetting_map,
+)
 from .spec import rng_for
 
 #: A target is absent when less than this fraction of its pixels is visible (in view, unoccluded).

@@ -18,8 +18,20 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-from .appearance import (ACHROMATIC, CHROMATIC, COLOURS, SHAPES, Sprite, colour_name, hand_sprite, recolour,
-                         shape_category, shape_mask, shape_sprite, texture)
+from .appearance import (
+    ACHROMATIC,
+    CHROMATIC,
+    COLOURS,
+    SHAPES,
+    Sprite,
+    colour_name,
+    hand_sprite,
+    recolour,
+    shape_category,
+    shape_mask,
+    shape_sprite,
+    texture,
+)
 from .sources import SourceLibrary, random_patch
 from .spec import Challenge, SequenceSpec, rng_for
 
@@ -648,7 +660,7 @@ class _Occluders:
 
     def __init__(self, n: int, library: SourceLibrary, objects: tuple, ambient_c: float, target_pos: np.ndarray,
                  target_depth: np.ndarray) -> None:
-        self.n, self.library, self.objects, self.ambient_c = n, library, objects, ambient_c
+        self.frame_count, self.library, self.objects, self.ambient_c = n, library, objects, ambient_c
         self.target_pos, self.target_depth = target_pos, target_depth
         self.layers: list[Layer] = []
         self.info: list[dict[str, Any]] = []
@@ -658,7 +670,7 @@ class _Occluders:
         """Occluder passing the target at frame ``t_c`` (``lateral`` px off its centre line); with
         ``hold`` it moves at ``rel_speed`` for ``hold`` frames around ``t_c`` and at ``fast_speed``
         before and after (comes in, covers, leaves)."""
-        n = self.n
+        n = self.frame_count
         side = int(np.clip(round(size), 64, 256))  # sprite resolution; on-screen size comes from the scale
         o_sprite, t_base, t_core = _occluder_sprite(kind, side, rng, self.library, self.objects, self.ambient_c)
         oh, ow = o_sprite.rgba.shape[:2]
@@ -844,8 +856,8 @@ def plan_scene(spec: SequenceSpec, library: SourceLibrary) -> Scene:
         "darkness": {"from": int(np.argmax(dark)), "to": int(n - np.argmax(dark[::-1]))} if dark.any() else None,
         "camera": _camera_attributes(spec, sensors),
         "target": _target_attributes(look, pose, ambient),
-        "distractors": [{"category": l.sprite.category, "colour": l.sprite.colour, "pattern": l.sprite.pattern,
-                         "source": l.sprite.source} for l in distractors],
+        "distractors": [{"category": layer.sprite.category, "colour": layer.sprite.colour,
+                         "pattern": layer.sprite.pattern, "source": layer.sprite.source} for layer in distractors],
         "ambient_c": round(ambient, 2),
         "speed_px_per_frame": round(path.speed, 2),
     }

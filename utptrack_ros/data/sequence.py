@@ -1,6 +1,6 @@
 """In-memory view of one single-object tracking sequence (docs/architecture.md, "Sequences").
 
-A :class:`Sequence` holds the per-frame ground truth (boxes, absent flags), the language prompt
+A :class:`TrackingSequence` holds the per-frame ground truth (boxes, absent flags), the language prompt
 and descriptive attributes, and reads frames through a :class:`FrameSource`: in-memory arrays
 (:class:`ArrayFrames`), image files (``data.folder``), decoded bag messages (``data.bag``) or the
 generator's renderer (``data.generator``). Native frame types:
@@ -39,7 +39,7 @@ def as_modality(value: ModalityLike) -> Modality:
         raise SequenceError(f"unknown modality {value!r}; expected one of "
                             f"{[m.value for m in AUX_MODALITIES]}") from None
     if modality is Modality.RGB:
-        raise SequenceError("Modality.RGB is not an auxiliary stream; use Sequence.rgb(i)")
+        raise SequenceError("Modality.RGB is not an auxiliary stream; use TrackingSequence.rgb(i)")
     return modality
 
 
@@ -82,7 +82,7 @@ class ArrayFrames:
 
 
 @dataclass(frozen=True)
-class Frame:
+class SequenceFrame:
     """One frame of a sequence with its ground truth.
 
     Attributes:
@@ -107,7 +107,7 @@ class Frame:
 
 
 @dataclass(eq=False)
-class Sequence:
+class TrackingSequence:
     """One tracking sequence: ground truth + prompt + attributes, frames read through ``frames``.
 
     Attributes:
@@ -203,7 +203,7 @@ class Sequence:
         index = self._check(index)
         return None if self.absent[index] else Box.from_sequence(self.gt[index])
 
-    def frame(self, index: int, modalities: Optional[abc.Iterable[ModalityLike]] = None) -> Frame:
+    def frame(self, index: int, modalities: Optional[abc.Iterable[ModalityLike]] = None) -> SequenceFrame:
         """Everything about frame ``index``; ``modalities`` limits which aux frames are read."""
         index = self._check(index)
         wanted = self.modalities if modalities is None else tuple(as_modality(m) for m in modalities)
@@ -212,18 +212,18 @@ class Sequence:
             image = self.aux(modality, index)
             if image is not None:
                 aux[modality] = image
-        return Frame(index, self.stamp_ns(index), self.rgb(index), aux, self.gt[index].copy(),
+        return SequenceFrame(index, self.stamp_ns(index), self.rgb(index), aux, self.gt[index].copy(),
                      bool(self.absent[index]))
 
     def iter_frames(self, start: int = 0, stop: Optional[int] = None,
-                    modalities: Optional[abc.Iterable[ModalityLike]] = None) -> Iterator[Frame]:
+                    modalities: Optional[abc.Iterable[ModalityLike]] = None) -> Iterator[SequenceFrame]:
         """Frames ``start .. stop-1`` in order (sequential access is the fast path for every source)."""
         stop = self.length if stop is None else min(stop, self.length)
         wanted = None if modalities is None else tuple(modalities)
         for index in range(start, stop):
             yield self.frame(index, wanted)
 
-    def materialize(self) -> "Sequence":
+    def materialize(self) -> "TrackingSequence":
         """Copy whose frames are all decoded / rendered into memory (``ArrayFrames``): fast repeated
         random access, e.g. a training sampler revisiting a generated sequence. Memory: about
         ``N * H * W * (3 + 2 + 2 + 3)`` bytes with every aux modality."""
@@ -232,7 +232,7 @@ class Sequence:
             rgb.append(self.rgb(index))
             for modality in self.modalities:
                 aux[modality].append(self.aux(modality, index))
-        return Sequence(self.name, ArrayFrames(rgb, aux), self.gt, self.absent, self.prompt, dict(self.attributes),
+        return TrackingSequence(self.name, ArrayFrames(rgb, aux), self.gt, self.absent, self.prompt, dict(self.attributes),
                         dict(self.frame_info), self.stamps_ns)
 
     def __repr__(self) -> str:

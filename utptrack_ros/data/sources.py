@@ -7,6 +7,7 @@ are decoded on first use and cached per process. Nothing is downloaded.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
+import skimage.data
 
 from .errors import SourceLibraryError
 
@@ -29,8 +31,6 @@ SKIMAGE_FILES = {
 
 
 def _skimage_data_dir() -> Optional[Path]:
-    import importlib.util
-
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -90,8 +90,6 @@ def _read_background(path: Optional[Path], skimage_name: Optional[str]) -> np.nd
             if image is not None and image.ndim == 3:
                 image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
         else:
-            import skimage.data
-
             try:
                 image = (skimage.data.stereo_motorcycle()[0] if skimage_name == "motorcycle_left"
                          else getattr(skimage.data, str(skimage_name))())

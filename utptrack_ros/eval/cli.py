@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError, UTPTrackError
+from ..models import list_models
 from .offline import run_offline
 from .peers import PEER_NAMES
 from .report import format_summary_table
@@ -126,8 +127,6 @@ def tracker_specs(
     Raises:
         ConfigError: an unknown tracker name.
     """
-    from ..models import list_models
-
     models = set(list_models())
     prompts = {"off": [False], "on": [True], "both": [False, True]}[prompt]
     specs: list[TrackerSpec] = []

@@ -24,8 +24,16 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 from ..errors import ConfigError
 from .pool import run_tasks
 from .report import write_report
-from .results import (check_out_dir, check_unique, group_runs, replace_dir, results_dict, safe_name,
-                      write_results_json, write_run_files)
+from .results import (
+    check_out_dir,
+    check_unique,
+    group_runs,
+    replace_dir,
+    results_dict,
+    safe_name,
+    write_results_json,
+    write_run_files,
+)
 from .sequence_run import SequenceRun
 from .sources import SequenceSource, open_sequences
 from .specs import TrackerSpec

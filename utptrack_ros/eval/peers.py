@@ -22,6 +22,7 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
+import cv2
 import numpy as np
 
 from ..errors import ConfigError, InputError, NotInitializedError
@@ -33,8 +34,6 @@ PEER_NAMES: tuple[str, ...] = ("csrt", "kcf", "mil")
 
 
 def _create(kind: str) -> Any:
-    import cv2
-
     constructors: dict[str, Callable[[], Any]] = {
         "csrt": cv2.TrackerCSRT.create,
         "kcf": cv2.TrackerKCF.create,
@@ -44,8 +43,6 @@ def _create(kind: str) -> Any:
 
 
 def _to_bgr(image_rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
     if not isinstance(image_rgb, np.ndarray) or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
         shape = getattr(image_rgb, "shape", None)
         raise InputError(f"peer tracker: expected an HxWx3 RGB image, got shape {shape}")
@@ -105,8 +102,6 @@ class OpenCVTracker:
         """
         if self._tracker is None:
             raise NotInitializedError(f"{self.kind}: update() called before init()")
-        import cv2
-
         t0 = time.perf_counter()
         image_bgr = _to_bgr(image_rgb)
         try:

@@ -13,8 +13,12 @@ import multiprocessing
 import os
 import pickle
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
+
+import cv2
 
 from .sequence_run import SequenceRun, run_sequence
 from .sources import SequenceSource
@@ -41,9 +45,6 @@ def run_tasks(tasks: list[Task], workers: int, progress: bool) -> list[SequenceR
                 bar.set_postfix_str(f"{runs[-1].tracker}/{runs[-1].sequence}")
                 bar.update()
         else:
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-            from concurrent.futures.process import BrokenProcessPool
-
             blobs = [pickle.dumps(task) for task in tasks]  # unpicklable specs fail here, clearly
             # not multiprocessing.Pool: it waits forever when a worker process dies (seen once in
             # the suite: both spawned workers exited and the run hung); the executor raises instead
@@ -75,8 +76,6 @@ def _init_worker() -> None:
     """Spawned-worker initialiser: one thread for OpenMP/MKL and OpenCV (torch: ``_OneThread``)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
-    import cv2
-
     cv2.setNumThreads(1)
 
 

@@ -21,7 +21,10 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..data.camera import camera_intrinsics, target_positions
 from ..errors import InputError
+from ..spatial import DepthConfig, TargetLocator
+from ..types import Box
 
 CONVENTION_3D = (
     "position3d: frames after the init frame with a ground-truth position; point = tracker box -> depth "
@@ -66,9 +69,6 @@ def locate_run(seq: Any, boxes_xywh: np.ndarray, states: Sequence[str], init_ind
     Raises:
         CameraInfoError / DepthImageError: the depth frames do not fit the camera or are not depth.
     """
-    from ..spatial import DepthConfig, TargetLocator
-    from ..types import Box
-
     n = len(boxes_xywh)
     points = np.full((n, 3), np.nan)
     spread = np.full(n, np.nan)
@@ -171,8 +171,6 @@ def run_points(seq: Any, boxes_xywh: np.ndarray, states: Sequence[str], init_ind
                stamps_ns: Sequence[int]) -> Optional[tuple[PointTrack, Optional[np.ndarray]]]:
     """Points of one run and the sequence's GT positions, when the sequence has depth frames and a
     known camera (``data.camera``); None otherwise (no 3D evaluation for it)."""
-    from ..data.camera import camera_intrinsics, target_positions
-
     modalities = [str(getattr(m, "value", m)) for m in (getattr(seq, "modalities", None) or [])]
     if "depth" not in modalities:
         return None

@@ -35,8 +35,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+import cv2
 import numpy as np
 
+from ..data.camera import target_positions
 from ..errors import ConfigError, UTPTrackError
 from ..types import Box, Modality
 from . import metrics as M
@@ -122,7 +124,7 @@ class SequenceRun:
 
         Args:
             tracker: row name.
-            seq: the sequence (``data.Sequence`` view): GT, absence, attributes, stamps.
+            seq: the sequence (``data.TrackingSequence`` view): GT, absence, attributes, stamps.
             boxes_xywh: (N, 4) output per frame, NaN rows where no output arrived.
             sent_ns / received_ns: (N,) when each frame was published and when its output
                 arrived (-1 = not part of the stream, e.g. up to the init frame / never arrived).
@@ -222,8 +224,6 @@ class _SequenceFacts:
 
 
 def _gt_points(seq: Any, n: int) -> Optional[np.ndarray]:
-    from ..data.camera import target_positions
-
     gt = target_positions(seq)
     return gt[:n] if gt is not None and gt.shape[0] >= n else None
 
@@ -298,8 +298,6 @@ class _FrameTracker:
 def _frame_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [UTPTrackError, ValueError]
     try:
-        import cv2
-
         errors.append(cv2.error)
     except ImportError:  # pragma: no cover - cv2 is a hard dependency
         pass

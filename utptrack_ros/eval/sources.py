@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Union
 
 import numpy as np
 
+from ..data import load_bag, load_folder
 from ..errors import ConfigError, InputError
 
 
@@ -83,8 +84,6 @@ def sequence_sources(paths: Iterable[Path]) -> list[SequenceSource]:
     Raises:
         InputError: a path that is no sequence, bag or folder of sequences.
     """
-    from ..data import load_bag, load_folder
-
     sources: list[SequenceSource] = []
     for path in paths:
         if is_bag(path):

@@ -10,6 +10,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
+from ..models import create_model, default_tracker_config
+from ..tracker import Tracker
+from .peers import PEER_NAMES, OpenCVTracker
 
 AUX_CHOICES = ("none", "auto", "depth", "thermal", "event")
 
@@ -98,15 +101,10 @@ class CoreTrackerFactory:
         return tracker
 
     def _build(self) -> Any:
-        from ..models import default_tracker_config
-        from ..tracker import Tracker
-
         config = replace(default_tracker_config(self.model), **dict(self.settings)) if self.settings else None
         if self.pretrained:
             tracker = Tracker.from_pretrained(self.model, weights=self.weights, device=self.device, config=config)
         else:
-            from ..models import create_model
-
             tracker = Tracker(create_model(self.model), config=config, device=self.device)
         if self.keep is not None:
             prune = tracker.model.prune
@@ -123,8 +121,6 @@ def peer_spec(kind: str, name: Optional[str] = None) -> TrackerSpec:
     Raises:
         ConfigError: an unknown peer.
     """
-    from .peers import PEER_NAMES, OpenCVTracker
-
     if kind not in PEER_NAMES:
         raise ConfigError(f"unknown OpenCV peer {kind!r}; choose one of {PEER_NAMES}")
     return TrackerSpec(name or kind, functools.partial(OpenCVTracker, kind), description=f"OpenCV {kind.upper()}")

@@ -17,6 +17,7 @@ import importlib.util
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+import regex
 import torch
 from torch import Tensor, nn
 
@@ -52,8 +53,6 @@ class ClipTokenizer:
     """CLIP's lower-cased byte-level BPE; ``tokenize`` -> (B, 77) long ids, 0-padded."""
 
     def __init__(self, merges_path: Optional[Path] = None, num_merges: int = 49152 - 256 - 2) -> None:
-        import regex
-
         merges_path = merges_path or default_vocab_path()
         if merges_path is None:
             raise ConfigError("CLIP tokenizer needs bpe_simple_vocab_16e6.txt.gz (pip install open_clip_torch, or pass its path)")

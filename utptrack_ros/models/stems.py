@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+from torchvision.models import mobilenet_v2
 
 from ..errors import ConfigError
 from .folding import fold_batchnorm
@@ -85,8 +86,6 @@ class MobileNetV2Stem(nn.Module):
 
     def __init__(self, in_chans: int, dim: int, pretrained: bool = False) -> None:
         super().__init__()
-        from torchvision.models import mobilenet_v2
-
         net = mobilenet_v2(weights=None)
         if pretrained:
             path = mobilenet_v2_weights_path()

@@ -27,7 +27,7 @@ from .encoder import TemplateTokens
 from .heads import CenterHead, TaskHead, decode_boxes
 from .itpn import FastITPN
 from .pruning import keep_mask
-from .utptrack import ModelOutput, UTPTrack, _init_weights
+from .utptrack import ModelOutput, UTPTrack, init_weights
 
 
 class _Encoder(nn.Module):
@@ -81,9 +81,9 @@ class SUTrack(UTPTrack):
         self.decoder = CenterHead(config.embed_dim, config.head_channels)
         self.task_decoder = TaskHead(config.embed_dim, config.head_channels[0], config.num_tasks)
         self.text_encoder = TextProjection(config.text_dim, config.embed_dim)
-        body.apply(_init_weights)
+        body.apply(init_weights)
         for module in (self.task_decoder, self.text_encoder):
-            module.apply(_init_weights)
+            module.apply(init_weights)
         for p in (body.pos_embed, body.cls_token, body.search_token, body.template_foreground_token,
                   body.template_background_token):
             nn.init.trunc_normal_(p, std=0.02)

@@ -55,7 +55,7 @@ class ModelOutput:
     search_keep_mask: Tensor
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
@@ -94,7 +94,7 @@ class UTPTrack(nn.Module):
         self.task_head = TaskHead(config.embed_dim, config.embed_dim, config.num_tasks) if config.num_tasks else None
         for module in (self.backbone.blocks, self.text_proj, self.task_head):
             if module is not None:
-                module.apply(_init_weights)
+                module.apply(init_weights)
         for p in (self.backbone.pos_embed_z, self.backbone.pos_embed_x):
             nn.init.trunc_normal_(p, std=0.02)
         if config.token_type_embed:

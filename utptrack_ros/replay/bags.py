@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-from ..data import BagTopics, Sequence as DataSequence, load_bag
+from ..data import BagTopics, TrackingSequence, load_bag
 from ..data.bag import STRING, bag_topic_types, open_bag_reader
 from ..data.errors import (FrameCountError, MissingTopicError, SequenceError, SequenceFormatError,
                             UnsupportedMessageError)
@@ -35,7 +35,7 @@ class ReplayBag:
     """
 
     path: Path
-    sequence: DataSequence
+    sequence: TrackingSequence
     topics: BagTopics
     modality: Modality
     color_type: str
@@ -118,7 +118,7 @@ def open_bag(path: Union[str, Path], *, topics: Optional[BagTopics] = None, moda
             raise FrameCountError(f"{gt_path}: {len(gt)} ground-truth boxes but {path} has {seq.length} frames on "
                                   f"{topics.color}; the file needs one x,y,w,h line per colour frame")
         attributes = {k: v for k, v in seq.attributes.items() if k != "has_groundtruth"}
-        seq = DataSequence(name=seq.name, frames=seq.frames, gt=gt, prompt=seq.prompt, attributes=attributes,
+        seq = TrackingSequence(name=seq.name, frames=seq.frames, gt=gt, prompt=seq.prompt, attributes=attributes,
                            frame_info=seq.frame_info, stamps_ns=seq.stamps_ns)
         gt_source = f"file {gt_path}"
     stamps = np.asarray(seq.stamps_ns)

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..data import Sequence as DataSequence
+from ..data import TrackingSequence
 from ..errors import ConfigError
 from ..eval.offline import write_results
 from ..eval.results import check_out_dir, safe_name
@@ -108,7 +108,7 @@ def comparison_specs(compare: Sequence[str], node: NodeOptions, *, use_prompt: b
     return specs
 
 
-def _run_offline_rows(specs: Sequence[TrackerSpec], sequences: Sequence[DataSequence], progress: bool,
+def _run_offline_rows(specs: Sequence[TrackerSpec], sequences: Sequence[TrackingSequence], progress: bool,
                       num_threads: int = 0) -> list[SequenceRun]:
     from tqdm import tqdm
 

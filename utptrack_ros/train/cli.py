@@ -23,6 +23,9 @@ import logging  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from ..config import to_mapping
+from .datasets import GeneratedSequences
+from .loop import train
 from .recipe import DEFAULT_RECIPE, archived_recipes, load_recipe, named_recipes, parse_override  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -53,10 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import to_mapping
-    from .datasets import GeneratedSequences
-    from .loop import train
-
     overrides = dict(parse_override(o) for o in args.overrides)
     recipe = load_recipe(args.recipe, **overrides)
     if args.print_recipe:

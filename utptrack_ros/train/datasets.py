@@ -21,7 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..data.generator import generate
+from ..data.spec import spec_for
 from ..preprocess import crops_to_tensor
+from ..types import Modality
 from .sampling import Sample, SamplingConfig, SequenceLike, draw_sample
 
 log = logging.getLogger(__name__)
@@ -281,8 +284,6 @@ class GeneratedSequences:
     first_index: int = 0
 
     def modalities_for(self, index: int) -> tuple:
-        from ..types import Modality
-
         names = [n for n, w in self.aux_weights if w > 0]
         if not names:
             return ()
@@ -291,9 +292,6 @@ class GeneratedSequences:
         return (Modality(names[k]),)
 
     def __call__(self, index: int) -> SequenceLike:
-        from ..data.generator import generate
-        from ..data.spec import spec_for
-
         index += self.first_index
         spec = spec_for(
             self.split,

@@ -30,6 +30,14 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
+
+from ..checkpoint import load_model
+from ..data.generator import generate
+from ..data.spec import spec_for
+from ..eval.offline import run_offline
+from ..eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
+
 SUITES = ("rgb", "dark", "camouflage", "distractor")
 SUITE_START = {"rgb": 0, "dark": 300, "camouflage": 400, "distractor": 500}
 SUITE_CHALLENGES: dict[str, Optional[dict[str, float]]] = {
@@ -51,8 +59,6 @@ def trained_factory(weights: str, variant: str, *, unpruned: bool = False, lost_
         unpruned: every keep ratio 1.0 (the ``*_base`` view of the same weights).
         lost_threshold / update_threshold: override ``TrackerConfig`` (None = the variant default).
     """
-    from ..eval.specs import CoreTrackerFactory
-
     settings = tuple((k, v) for k, v in (("lost_threshold", lost_threshold), ("update_threshold", update_threshold))
                      if v is not None)
     name = variant.removesuffix("_base") + ("_base" if unpruned else "")
@@ -63,16 +69,11 @@ def trained_factory(weights: str, variant: str, *, unpruned: bool = False, lost_
 
 def weights_variant(weights: str) -> str:
     """The model variant a weights file holds (its ``model.config.name``)."""
-    from ..checkpoint import load_model
-
     return load_model(weights).config.name
 
 
 def suite_sources(suite: str, count: int, length: int, size: tuple[int, int], split: str = "test") -> list[Any]:
     """Picklable openers of the suite's generated sequences."""
-    from ..data.generator import generate
-    from ..data.spec import spec_for
-
     start = SUITE_START[suite] if split == "test" else 0
     sources = []
     for i in range(start, start + count):
@@ -88,8 +89,6 @@ def suite_sources(suite: str, count: int, length: int, size: tuple[int, int], sp
 def suite_trackers(suite: str, weights: str, lost_threshold: Optional[float], variant: Optional[str] = None
                    ) -> list[Any]:
     """The rows of ``suite`` (module docstring); ``variant``: the file's (read from it when None)."""
-    from ..eval.specs import TrackerSpec, peer_spec
-
     variant = variant or weights_variant(weights)
     pruned = trained_factory(weights, variant, lost_threshold=lost_threshold)
     if suite == "rgb":
@@ -131,8 +130,6 @@ def summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def run_suite(suite: str, weights: str, out: Path, count: int, length: int, size: tuple[int, int],
               workers: int, lost_threshold: Optional[float], force: bool) -> dict[str, Any]:
-    from ..eval.offline import run_offline
-
     results = run_offline(
         suite_trackers(suite, weights, lost_threshold, weights_variant(weights)),
         suite_sources(suite, count, length, size),
@@ -149,11 +146,6 @@ def sweep_settings(weights: str, out: Path, lost: list[float], update: list[Opti
     """Val-split grid over ``lost_threshold`` x ``update_threshold`` (RGB input): half the
     sequences draw the training challenge mix, half have full occlusion + out-of-view (absent
     frames, where holding on LOST matters). Test seeds are not touched."""
-    from ..data.generator import generate
-    from ..data.spec import spec_for
-    from ..eval.offline import run_offline
-    from ..eval.specs import TrackerSpec
-
     sources = []
     for i in range(count):
         kwargs: dict[str, Any] = {"length": length, "size": size, "modalities": ()}
@@ -187,8 +179,6 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="comma list of update thresholds crossed with --sweep-lost")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    import torch
-
     torch.set_num_threads(1)  # per-frame times comparable with the 1-thread pool workers
     size = tuple(int(v) for v in args.size.lower().split("x"))
     weights = str(args.weights.resolve())

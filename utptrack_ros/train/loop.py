@@ -30,17 +30,22 @@ from typing import IO, Any, Iterator, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ..checkpoint import load_model, save_model
 from ..config import PruneConfig
 from ..errors import ConfigError
+from ..eval.metrics import aggregate
+from ..eval.sequence_run import run_tracker
 from ..models import UTPTrack, create_model
 from ..models.pruning import keep_rate_schedule
 from ..models.stems import FrozenPrefix, MobileNetV2Stem
 from ..models.text import TextEncoder, create_text_encoder
+from ..tracker import Tracker
 from .datasets import Batch, SequenceFactory, TensorBatch, TripletStream, to_tensors
 from .losses import tracking_loss
 from .recipe import Recipe, recipe_to_mapping
@@ -74,8 +79,6 @@ def init_distributed() -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    import torch.distributed as dist
-
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if torch.cuda.is_available():
@@ -219,12 +222,8 @@ def validate(model: UTPTrack, sequences: list[Any], prune: Optional[PruneConfig]
     loop (``eval.sequence_run.run_tracker``: initialised on the first frame with a valid GT box,
     the evaluation's one init rule) and score them (OTB AUC / precision / normalised precision, %).
 
-    ``sequences`` follow ``eval.sources.SequenceLike`` (``data.Sequence``: also ``name`` and ``stamp_ns``).
+    ``sequences`` follow ``eval.sources.SequenceLike`` (``data.TrackingSequence``: also ``name`` and ``stamp_ns``).
     """
-    from ..eval.metrics import aggregate
-    from ..eval.sequence_run import run_tracker
-    from ..tracker import Tracker
-
     was_training = model.training
     tracker = Tracker(model, device="cpu")
     if prune is not None:
@@ -394,8 +393,6 @@ class Trainer:
         """The model wrapped in ``DistributedDataParallel`` under torchrun, else the model."""
         if not self.dist.enabled:
             return self.model
-        from torch.nn.parallel import DistributedDataParallel
-
         dev = self.device
         return DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
@@ -575,8 +572,6 @@ class Trainer:
         if self.metrics_fh is not None:
             self.metrics_fh.close()
         if self.dist.enabled:
-            import torch.distributed as dist
-
             dist.destroy_process_group()
 
 

@@ -38,7 +38,7 @@ from ..types import Box, Modality, Task
 
 
 class SequenceLike(Protocol):
-    """What sampling reads (``utptrack_ros.data.sequence.Sequence``)."""
+    """What sampling reads (``utptrack_ros.data.sequence.TrackingSequence``)."""
 
     gt: np.ndarray
     absent: np.ndarray
