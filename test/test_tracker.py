@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from utptrack_ros.config import TrackerConfig
-from utptrack_ros.errors import InputError, NotInitializedError
+from utptrack_ros.errors import ConfigError, InputError, NotInitializedError
 from utptrack_ros.models import create_model
 from utptrack_ros.tracker import MultiTracker, Tracker
 from utptrack_ros.types import Box, Modality, TrackState
@@ -200,11 +200,11 @@ def test_refused_init_keeps_the_current_target(tiny, frames):
     with pytest.raises(InputError, match="register/resize"):
         tr.init(img, [10, 10, 20, 20], aux=depth[:60, :80], modality="thermal")
     assert tr.modality is Modality.DEPTH and tr.frame_index == 0
-    tr.set_config(replace(tr.config, template_factor=1e5))
-    with pytest.raises(InputError, match="context factor"):
-        tr.init(img, [10, 10, 20, 20])
+    with pytest.raises(ConfigError, match="template_factor"):
+        tr.set_config(replace(tr.config, template_factor=1e5))
+    with pytest.raises(InputError, match="degenerate"):
+        tr.init(img, [10, 10, 0.001, 0.001])
     assert tr.modality is Modality.DEPTH
-    tr.set_config(replace(tr.config, template_factor=2.0))
     assert tr.track(img, depth).frame_index == 1  # the first target, still tracked
 
 

@@ -98,6 +98,7 @@ def test_readme_sets_the_transport_profile_before_starting_anything():
 def test_readme_parameter_table_says_when_each_parameter_applies():
     """The 'when' column is what the node does: start-up = read-only descriptor, live = applied
     to the running tracker (LIVE_PREFIXES), configure = the rest."""
+    from utptrack_ros.ros.node import LIVE_OUTPUT
     from utptrack_ros.ros.params import LIVE_PREFIXES, parameter_descriptor
 
     rows = [line.split("|") for line in section(README, "### Parameters").splitlines() if line.startswith("| `")]
@@ -107,5 +108,5 @@ def test_readme_parameter_table_says_when_each_parameter_applies():
             if name == "use_sim_time":
                 continue
             expected = ("start-up" if parameter_descriptor(name).read_only
-                        else "live" if name.startswith(LIVE_PREFIXES) else "configure")
+                        else "live" if name.startswith(LIVE_PREFIXES) or name == LIVE_OUTPUT else "configure")
             assert when == expected, f"{name}: README says {when!r}, the node: {expected!r}"

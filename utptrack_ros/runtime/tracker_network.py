@@ -54,7 +54,7 @@ class TorchNetwork:
     runtime = "torch"
 
     def __init__(self, model: nn.Module) -> None:
-        self.model = model
+        self.model: Any = model  # a UTPTrack-family nn.Module (its methods, not nn.Module attributes)
 
     def embed_templates(
         self, static: Tensor, dynamic: Optional[Tensor], static_box: Tensor, dynamic_box: Optional[Tensor]
