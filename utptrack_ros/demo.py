@@ -28,7 +28,7 @@ from typing import Any, Mapping, Optional
 from .data import GENERATOR_VERSION, generate, spec_for, write_bag
 from .errors import CheckpointError, ConfigError, InputError, UTPTrackError
 from .eval.report import format_replay_table, format_summary_table
-from .models import shipped_weights
+from . import models  # models.shipped_weights read at call time (tests replace it)
 from .types import Modality
 
 HELP = "the main job: bundled multimodal bags -> node -> evaluation report"
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                     raise InputError(f"--weights: no such file {weights}")
             else:
                 weights = None
-                if shipped_weights("tiny") is None:
+                if models.shipped_weights("tiny") is None:
                     raise CheckpointError("the shipped model utptrack_ros/weights/tiny.safetensors is missing; "
                                           "pass --weights PATH (or --weights random for a plumbing run)")
             print(f"[1/3] demo bags in {args.workdir / 'bags'} ({recipe['count']} x {recipe['length']} frames, "
