@@ -123,6 +123,33 @@ def test_live_boxes_equal_the_direct_tracker_on_the_same_frames(lockstep):
                                                                         abs=0.5)
 
 
+def test_the_node_s_3d_points_are_scored_and_equal_the_offline_ones(lockstep):
+    """The bags play camera_info with depth: the live row's points are the node's own
+    (TrackedTarget.position), scored in 3D next to the 2D metrics, and equal to the spatial core
+    run offline on the same boxes and depth frames (the offline ``tiny`` row)."""
+    root, bags, results = lockstep
+    live_pos = results["results"][LIVE]["position3d"]
+    assert live_pos and live_pos["overall"]["num_valid"] > 0, live_pos
+    for bag in bags:
+        live, direct = _frames(results, LIVE, bag.name), _frames(results, "tiny", bag.name)
+        live_xyz = np.array([[np.nan if v is None else v for v in row] for row in live["points_xyz"]], float)
+        direct_xyz = np.array([[np.nan if v is None else v for v in row] for row in direct["points_xyz"]], float)
+        scored = slice(1, None)  # after the init frame
+        assert np.isfinite(live_xyz[scored]).any()
+        np.testing.assert_array_equal(np.isfinite(live_xyz[scored]), np.isfinite(direct_xyz[scored]))
+        np.testing.assert_allclose(live_xyz[scored], direct_xyz[scored], atol=2e-3)  # 2 mm (boxes agree to 0.05 px)
+        assert set(live["point_status"][1:]) <= {"ok", "no_valid_depth", "too_few_valid", "occluded", "outside_image",
+                                                 "lost"}
+        # the live points are the node's messages, not recomputed from its boxes
+        tracked = [m for _, m in _read_bag(root / "rec" / bag.name)["/utptrack/target"] if m.state != 0]
+        published = np.array([(m.position.x, m.position.y, m.position.z) if m.has_position else (np.nan,) * 3
+                              for m in tracked[1:]])
+        np.testing.assert_array_equal(published, live_xyz[scored])
+        assert [m.position_status for m in tracked[1:]] == live["point_status"][1:]
+        seq_pos = results["results"][LIVE]["per_sequence"][bag.name]["position3d"]
+        assert np.isfinite(seq_pos["median_mm"])
+
+
 def _clip(boxes: np.ndarray, w: float, h: float) -> np.ndarray:
     """True intersection with the image (our convention; got10k shifts boxes sticking out left/top)."""
     x1, y1 = np.clip(boxes[:, 0], 0, w), np.clip(boxes[:, 1], 0, h)

@@ -256,8 +256,10 @@ class Client:
         return stamp
 
     def publish_info(self, stamp_ns: int, width: int = W, height: int = H, fx: float = 200.0, fy: float = 200.0,
-                     cx: float = W / 2 - 0.5, cy: float = H / 2 - 0.5, frame_id: str = "cam") -> None:
-        """A pinhole CameraInfo for the colour image (``publish`` then publishes the frame)."""
+                     cx: float = W / 2 - 0.5, cy: float = H / 2 - 0.5, frame_id: str = "cam",
+                     d: tuple = (0.0,) * 5) -> None:
+        """A plumb_bob CameraInfo (distortion ``d``, none by default) for the colour image (``publish``
+        then publishes the frame)."""
         msg = CameraInfo()
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         msg.header.frame_id = frame_id
@@ -265,7 +267,7 @@ class Client:
         msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
         msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
         msg.distortion_model = "plumb_bob"
-        msg.d = [0.0] * 5
+        msg.d = [float(v) for v in d]
         self.pub_info.publish(msg)
 
     def point_for(self, stamp_ns: int, timeout: float = 10.0) -> Any:

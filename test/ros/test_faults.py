@@ -363,6 +363,30 @@ def test_camera_info_gives_the_target_point_in_the_image_frame(node):
     u, v = t.center_x - 0.5, t.center_y - 0.5
     assert p.point.x == pytest.approx((u - (W / 2 - 0.5)) / 200.0 * p.point.z, abs=0.01)
     assert p.point.y == pytest.approx((v - (H / 2 - 0.5)) / 200.0 * p.point.z, abs=0.01)
+    # the same point in the target message, with the depth estimate's quality
+    assert t.has_position and t.position_status == "ok" and t.position_reason == ""
+    assert (t.position.x, t.position.y, t.position.z) == (p.point.x, p.point.y, p.point.z)
+    assert t.depth_valid_fraction > 0.9 and 0.0 <= t.depth_spread_m < 0.05
+
+
+def test_a_distorted_camera_gives_the_undistorted_point(node):
+    """plumb_bob with strong radial distortion: the node's point is the box centre undistorted
+    with K and D (the spatial core's back-projection), not the pinhole one."""
+    from utptrack_ros.spatial import CameraIntrinsics
+
+    _, client = node
+    d = (-0.3, 0.1, 0.001, -0.002, 0.0)
+    i = take(1)[0]
+    stamp = _with_info(client, i, d=d)
+    t, p = client.target_for(stamp, target_id="xyz"), client.point_for(stamp)
+    assert t.has_position, t.position_reason
+    cam = CameraIntrinsics.from_fields(width=W, height=H, k=[200.0, 0, W / 2 - 0.5, 0, 200.0, H / 2 - 0.5, 0, 0, 1],
+                                       d=list(d), distortion_model="plumb_bob")
+    pixel = np.array([[t.center_x - 0.5, t.center_y - 0.5]])
+    expected = cam.back_project(pixel, np.array([p.point.z]))[0]
+    pinhole = ((pixel[0, 0] - (W / 2 - 0.5)) / 200.0 * p.point.z, (pixel[0, 1] - (H / 2 - 0.5)) / 200.0 * p.point.z)
+    assert (p.point.x, p.point.y) == pytest.approx((expected[0], expected[1]), abs=1e-4)
+    assert np.hypot(p.point.x - pinhole[0], p.point.y - pinhole[1]) > 0.01  # the distortion matters here
 
 
 @pytest.mark.parametrize("info, why", [
@@ -374,6 +398,8 @@ def test_bad_camera_info_warns_no_point_and_the_2d_output_goes_on(node, info, wh
         stamp = _with_info(client, i, **info)
         t = client.target_for(stamp)
         assert t.target_id == "xyz"
+        assert not t.has_position and why in t.position_reason
+        assert t.position_status == ("size_mismatch" if "width" in info else "camera_info_refused")
     time.sleep(0.2)
     assert not [p for p in client.points if stamp_to_ns(p.header.stamp) == stamp]
     client.wait_for(lambda: any(why in m.msg and "no 3D position" in m.msg for m in client.logs), what=f"WARN {why!r}")
@@ -386,7 +412,8 @@ def test_camera_info_stopping_or_depth_of_another_encoding_no_point_2d_goes_on(n
     client.publish_info(stamp_of(i) - 3_000_000_000)  # the last camera_info came 3 s before this frame
     time.sleep(0.05)
     stamp = client.publish(i)
-    assert client.target_for(stamp).target_id == "xyz"
+    t = client.target_for(stamp)
+    assert t.target_id == "xyz" and not t.has_position and t.position_status == "camera_info_stopped"
     assert "no 3D position" in client.log_containing("camera_info stopped").msg
     i = take(1)[0]
     client.publish_info(stamp_of(i))

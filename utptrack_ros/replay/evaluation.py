@@ -15,6 +15,7 @@ import numpy as np
 from ..data import TrackingSequence
 from ..errors import ConfigError
 from ..eval.offline import write_results
+from ..eval.position3d import PointTrack
 from ..eval.results import check_out_dir, safe_name
 from ..eval.sequence_run import SequenceRun, run_sequence
 from ..eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
@@ -148,11 +149,25 @@ def _live_run(record: BagRecord, name: str) -> SequenceRun:
         confidence=record.confidence, state=record.state, kept_fraction=record.kept_fraction, time_ms=time_ms,
         aux_used=record.bag.modality.value if record.bag.modality is not Modality.RGB else "none",
         prompt_used=bool(record.bag.use_prompt and record.bag.sequence.prompt), source=str(record.bag.path),
-        num_dropped_frames=dropped,
+        num_dropped_frames=dropped, points=_published_points(record),
     )
     if not record.init_ok:
         run.error = f"init refused: {record.init_message}"
     return run
+
+
+def _published_points(record: BagRecord) -> Optional[PointTrack]:
+    """The node's own 3D points (``~/target``'s position fields) when the bag played camera_info
+    with depth; None otherwise (the 3D evaluation then has nothing to score)."""
+    if record.bag.info_topic is None or len(record.points_xyz) != record.num_frames:
+        return None
+    status = list(record.position_status)
+    for i in range(min(record.init_index + 1, len(status))):
+        status[i] = "before_init"  # the init frame's box is the ground truth: not scored
+    points = record.points_xyz.copy()
+    points[: record.init_index + 1] = np.nan
+    return PointTrack(points_xyz=points, status=status, spread_m=record.depth_spread_m.copy(),
+                      valid_fraction=record.depth_valid_fraction.copy())
 
 
 def _record_summary(record: BagRecord) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from .options import ReplayError, ReplayOptions
 
 logger = logging.getLogger(__name__)
 
-STATE_NAMES = {0: "idle", 1: "tracking", 2: "lost"}
+STATE_NAMES = {0: "idle", 1: "tracking", 2: "lost", 3: "recovering"}
 _TRANSITION_ACTIVATE, _TRANSITION_DEACTIVATE = 3, 4
 
 
@@ -63,6 +63,11 @@ class BagRecord:
     targets: list[Arrival] = field(default_factory=list)
     diagnostics: list[tuple[int, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
+    # the node's 3D output per frame (TrackedTarget's position fields; NaN / "none" without an answer)
+    points_xyz: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # NaN rows without a position
+    position_status: list[str] = field(default_factory=list)
+    depth_spread_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    depth_valid_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def num_frames(self) -> int:
@@ -453,7 +458,9 @@ class _BagPlayer:
                         boxes_xywh=np.full((n, 4), np.nan), confidence=np.full(n, np.nan),
                         kept_fraction=np.full(n, np.nan), state=["none"] * n, node_latency_ms=np.full(n, np.nan),
                         model_ms=np.full(n, np.nan), init_index=init, init_ok=False, init_message="",
-                        init_call_ms=float("nan"), bag_time_ns=np.array([f.bag_time_ns for f in frames], np.int64))
+                        init_call_ms=float("nan"), bag_time_ns=np.array([f.bag_time_ns for f in frames], np.int64),
+                        points_xyz=np.full((n, 3), np.nan), position_status=["none"] * n,
+                        depth_spread_m=np.full(n, np.nan), depth_valid_fraction=np.full(n, np.nan))
         self._wait_inputs_matched()
         start_arrivals = self.player.arrival_count()
         start_diags = self.player.diagnostics_count()
@@ -518,6 +525,11 @@ class _BagPlayer:
             rec.boxes_xywh[i] = (m.center_x - m.size_x / 2.0, m.center_y - m.size_y / 2.0, m.size_x, m.size_y)
             rec.confidence[i] = float(m.confidence)
             rec.kept_fraction[i] = float(m.kept_token_fraction)
+        rec.position_status[i] = str(m.position_status) or "none"
+        rec.depth_valid_fraction[i] = float(m.depth_valid_fraction)
+        if m.has_position:
+            rec.points_xyz[i] = (m.position.x, m.position.y, m.position.z)
+            rec.depth_spread_m[i] = float(m.depth_spread_m)
 
     def _lockstep(self, frames: list[PlayFrame], rec: BagRecord, since: int, bar: Any) -> None:
         missed = 0

@@ -43,7 +43,7 @@ from utptrack_ros.srv import InitTarget
 
 from ..errors import ConfigError, InputError
 from ..sensors import SensorError, fill_image, stamp_to_ns
-from ..types import Modality
+from ..types import Modality, TrackState
 from . import diagnostics as diag
 from . import messages, preparation
 from .guards import answers_errors, logs_errors, transition
@@ -52,7 +52,7 @@ from .params import (LIVE_PREFIXES, NodeSettings, build_settings, effective_core
                      parameter_descriptor, settings_summary)
 from .qos import describe, qos_profile
 from .session import clean_prompt
-from .spatial_output import HAVE_MARKER, SpatialOutput, marker_msg, point_msg
+from .spatial_output import DISABLED, HAVE_MARKER, LOST, SpatialOutput, SpatialResult, fill_position, marker_msg, point_msg
 from .sync import ApproximateSync, Stamped, SyncedSet
 from .tracking import Tracking
 from .trace import trace_from_env
@@ -352,8 +352,9 @@ class TrackerNode(LifecycleNode):
         else:
             msg = messages.target_msg(TrackedTarget(), result, frame.header, target_id, size, modality.value,
                                       out.aux_fallback, latency)
-        if self.spatial is not None and result is not None:
-            self._publish_point(frame, item, target_id, result.box, size)
+        if result is not None:
+            depth = item.aux.payload.array if item.aux is not None else None
+            fill_position(msg, self._publish_point(frame, item.stamp_ns, depth, target_id, result))
         self._target_pub.publish(msg)
         done = time.perf_counter()
         timings = result.timings_ms if result is not None else {}
@@ -369,20 +370,24 @@ class TrackerNode(LifecycleNode):
         if self._detections_pub is not None:
             self._detections_pub.publish(messages.detection_array(msg))
 
-    def _publish_point(self, frame: Frame, item: SyncedSet, target_id: str, box: Any, size: tuple[int, int]) -> None:
+    def _publish_point(self, frame: Frame, stamp_ns: int, depth: Any, target_id: str, result: Any) -> SpatialResult:
         """The spatial core on the tracked box: a point and a marker, or a reason (WARN + /diagnostics), never a made-up value."""
-        depth = item.aux.payload.array if item.aux is not None else None
-        out = self.spatial.locate(target_id, box, size, item.stamp_ns, depth)
+        if self.spatial is None:
+            return DISABLED
+        if result.state is not TrackState.TRACKING:
+            return LOST
+        size = (frame.array.shape[1], frame.array.shape[0])
+        out = self.spatial.locate(target_id, result.box, size, stamp_ns, depth)
         if not out.ok and (self.spatial.infos_received == 0 or depth is None):
             # no camera_info at all (3D output unused) or an RGB-only frame (reported as aux fallback): not a fault
             self._warn(f"{out.reason} (target '{target_id}')", "no 3d input", every_s=30.0)
-            return
-        if not out.ok:
+        elif not out.ok:
             self.problem(f"{out.reason} (target '{target_id}': no 3D position; the 2D output goes on)", "no_3d")
-            return
-        self._point_pub.publish(point_msg(frame.header, out.point))
-        if self._marker_pub is not None:
-            self._marker_pub.publish(marker_msg(frame.header, out.point, target_id))
+        else:
+            self._point_pub.publish(point_msg(frame.header, out.point))
+            if self._marker_pub is not None:
+                self._marker_pub.publish(marker_msg(frame.header, out.point, target_id))
+        return out
 
     # -- services --------------------------------------------------------------------------
     @answers_errors
@@ -407,8 +412,12 @@ class TrackerNode(LifecycleNode):
             self.get_logger().warning(f"init_target {response.message}")
             return response
         size = (frame.array.shape[1], frame.array.shape[0])
-        self._target_pub.publish(messages.target_msg(TrackedTarget(), out.result, frame.header, out.target_id, size,
-                                                     s.modality.value, out.aux_fallback, 0.0))
+        if self.spatial is not None:
+            self.spatial.forget()  # the last target's depth is no prior for the new one
+        msg = messages.target_msg(TrackedTarget(), out.result, frame.header, out.target_id, size, s.modality.value,
+                                  out.aux_fallback, 0.0)
+        self._target_pub.publish(fill_position(msg, self._publish_point(frame, item.stamp_ns, aux.payload.array if aux else None,
+                                                                        out.target_id, out.result)))
         response.success, response.target_id, response.frame_stamp = True, out.target_id, frame.header.stamp
         b = req.box
         response.message = (f"tracking target '{out.target_id}' from the frame stamped {item.stamp_ns * 1e-9:.6f} "
@@ -422,6 +431,8 @@ class TrackerNode(LifecycleNode):
     @answers_errors
     def _on_reset(self, request: Any, response: Any) -> Any:
         had = self.tracking.reset()
+        if self.spatial is not None:
+            self.spatial.forget()
         response.success = True
         response.message = f"target '{had}' dropped; state IDLE" if had else "no target was tracked; state IDLE"
         self.get_logger().info(response.message)

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     Marker = None  # type: ignore[assignment,misc]
     HAVE_MARKER = False
 
-__all__ = ["HAVE_MARKER", "SpatialOutput", "SpatialResult", "marker_msg", "point_msg"]
+__all__ = ["DISABLED", "HAVE_MARKER", "LOST", "SpatialOutput", "SpatialResult", "fill_position", "marker_msg", "point_msg"]
 
 #: CameraInfo older than this (relative to the image stamp) counts as "stopped".
 CAMERA_INFO_MAX_AGE_S = 2.0
@@ -34,14 +34,21 @@ CAMERA_INFO_MAX_AGE_S = 2.0
 
 @dataclass(frozen=True)
 class SpatialResult:
-    """One frame's 3D outcome: ``point`` (None when there is no position) and ``reason`` ("" when OK)."""
+    """One frame's 3D outcome: ``point`` (None when there is no position), ``status`` (the word in
+    ``TrackedTarget.position_status``) and ``reason`` ("" when OK)."""
 
     point: Optional[TargetPoint]
     reason: str
+    status: str = "ok"
 
     @property
     def ok(self) -> bool:
         return self.point is not None and self.point.ok
+
+
+#: The outcome for a node without a depth input, and for a lost target.
+DISABLED = SpatialResult(None, "no depth input: no 3D position", "disabled")
+LOST = SpatialResult(None, "the target is lost: no 3D position", "lost")
 
 
 class SpatialOutput:
@@ -85,23 +92,43 @@ class SpatialOutput:
                                                             self.infos_received)
         if received == 0:
             return SpatialResult(None, "no camera_info received: no 3D position (remap 'camera_info' to the colour "
-                                       "camera's camera_info topic)")
+                                       "camera's camera_info topic)", "no_camera_info")
         if intrinsics is None:
-            return SpatialResult(None, info_error)
+            return SpatialResult(None, info_error, "camera_info_refused")
         if info_stamp and abs(stamp_ns - info_stamp) > self.max_age_ns:
             return SpatialResult(None, f"camera_info stopped: the last one is stamped {(stamp_ns - info_stamp) * 1e-9:.2f} s "
-                                       "away from the image; no 3D position")
+                                       "away from the image; no 3D position", "camera_info_stopped")
         if depth is None:
-            return SpatialResult(None, "no depth frame with this image: no 3D position")
+            return SpatialResult(None, "no depth frame with this image: no 3D position", "no_depth")
         try:
             intrinsics.check_image_size(*image_size)
             point = self.locator.locate(depth, {target_id: box}, intrinsics, stamp_ns)[target_id]
-        except (CameraInfoError, DepthImageError) as err:
-            return SpatialResult(None, str(err))
-        return SpatialResult(point, point.reason)
+        except CameraInfoError as err:
+            return SpatialResult(None, str(err), "size_mismatch")
+        except DepthImageError as err:
+            return SpatialResult(None, str(err), "no_depth")
+        if point.ok:
+            return SpatialResult(point, "", "ok")
+        status = point.depth.status.value if not point.depth.ok else "undistortion_failed"
+        return SpatialResult(point, point.reason, status)
 
     def forget(self) -> None:
         self.locator.forget()
+
+
+def fill_position(msg: Any, result: SpatialResult) -> Any:
+    """The 3D fields of a ``TrackedTarget`` from one frame's outcome (zeros and the reason without a position)."""
+    msg.has_position = result.ok
+    if result.ok:
+        msg.position.x, msg.position.y, msg.position.z = (float(v) for v in result.point.position_m)  # type: ignore[union-attr]
+    else:
+        msg.position.x = msg.position.y = msg.position.z = 0.0
+    depth = result.point.depth if result.point is not None else None
+    msg.depth_spread_m = float(depth.spread_m) if result.ok and depth is not None else 0.0
+    msg.depth_valid_fraction = float(depth.valid_fraction) if depth is not None else float("nan")
+    msg.position_status = result.status
+    msg.position_reason = result.reason
+    return msg
 
 
 def point_msg(header: Any, point: TargetPoint) -> PointStamped:
