@@ -109,7 +109,8 @@ def test_every_config_preset_validates():
     import yaml
 
     presets = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml"))
-    assert {p.stem for p in presets} >= {"rgb_cpu", "rgbd", "rgbt", "rgbe", "rgb_language", "o256_gpu"}
+    assert {p.stem for p in presets} >= {"rgb_cpu", "rgbd", "rgbt", "rgbe", "rgb_language", "o256_gpu", "s224_rgbd",
+                                        "s224_rgbt", "s224_rgbe", "s224_language"}
     for path in presets:
         params = _flatten(yaml.safe_load(path.read_text())["/**"]["ros__parameters"])
         s = build_settings({**parameter_defaults(), **params}, default_tracker_config(params["model.name"]))
