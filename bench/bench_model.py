@@ -38,7 +38,8 @@ TARGET_MARGIN = 0.05
 
 def machinery_overhead(model: torch.nn.Module, runs: int, warmup: int) -> dict[str, float]:
     """Median latency of the unpruned model with and without the pruning path forced on."""
-    from utptrack_ros.profiling import example_inputs, measure_latency
+    from utptrack_ros.profiling import measure_latency
+    from utptrack_ros.models.examples import example_inputs
 
     x = example_inputs(model.config)
     off = model.prune.off()
@@ -63,7 +64,7 @@ def component_breakdown(model: torch.nn.Module, runs: int, warmup: int) -> dict[
     Forward hooks time the search-crop stem, every encoder block and the box head; "rest" is
     the frame minus those (final norm, restoration, decoding). Sides are interleaved run by run.
     """
-    from utptrack_ros.profiling import example_inputs
+    from utptrack_ros.models.examples import example_inputs
 
     x = example_inputs(model.config)
     with torch.inference_mode():
@@ -100,7 +101,8 @@ def component_breakdown(model: torch.nn.Module, runs: int, warmup: int) -> dict[
 
 def fixed_part_macs(model: torch.nn.Module) -> dict[str, int]:
     """Paper-convention MACs of the parts pruning cannot shrink: search stem and box head."""
-    from utptrack_ros.profiling import count_macs, example_inputs
+    from utptrack_ros.profiling import count_macs
+    from utptrack_ros.models.examples import example_inputs
 
     c = model.config
     x = example_inputs(c)
@@ -114,7 +116,7 @@ def ort_ratio(model: torch.nn.Module, runs: int, warmup: int, threads: int) -> d
     """Per-frame latency of the exported pruned and unpruned graphs in onnxruntime."""
     import onnxruntime
 
-    from utptrack_ros.profiling import example_inputs
+    from utptrack_ros.models.examples import example_inputs
     from utptrack_ros.runtime import OrtBackend, export_onnx
 
     x = example_inputs(model.config)

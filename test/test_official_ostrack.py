@@ -131,7 +131,7 @@ def test_template_updates_never_run_for_a_single_template_model(golden):
 
 
 def test_registered_ostrack_variants_have_the_official_token_counts():
-    from utptrack_ros.profiling import expected_ledger
+    from utptrack_ros.models.ledger import expected_ledger
     from utptrack_ros.models import model_config
 
     for name, (n_in, n_out) in {"ostrack256": (320, 153), "ostrack384": (720, 343),

@@ -124,7 +124,7 @@ def test_the_text_token_matters(golden):
 
 def test_registered_s_family_ledgers_and_parameter_count():
     from utptrack_ros.models import model_config
-    from utptrack_ros.profiling import expected_ledger
+    from utptrack_ros.models.ledger import expected_ledger
 
     s224 = expected_ledger(model_config("s224"))
     assert (s224.input.visual, s224.final.visual, s224.average_visual) == (294, 90, 188.25)

@@ -32,7 +32,7 @@ CHILD = r"""
 import sys, time
 import utptrack_ros  # noqa: F401  (what a node or script imports first)
 from utptrack_ros.checkpoint import load_model
-from utptrack_ros.profiling import example_inputs
+from utptrack_ros.models.examples import example_inputs
 from utptrack_ros.runtime.network import OrtNetwork
 
 model = load_model(sys.argv[1])

@@ -13,7 +13,9 @@ from utptrack_ros.cli import main as cli_main
 from utptrack_ros.config import PruneConfig
 from utptrack_ros.models import create_model
 from utptrack_ros.models.encoder import Attention
-from utptrack_ros.profiling import count_macs, example_inputs, expected_ledger, profile_model
+from utptrack_ros.profiling import count_macs, profile_model
+from utptrack_ros.models.examples import example_inputs
+from utptrack_ros.models.ledger import expected_ledger
 from utptrack_ros.types import Task
 
 

@@ -12,7 +12,7 @@ import torch
 
 from utptrack_ros.errors import InputError
 from utptrack_ros.models import UTPTrack, create_model, model_config
-from utptrack_ros.profiling import example_inputs
+from utptrack_ros.models.examples import example_inputs
 from utptrack_ros.runtime import OrtBackend, TorchBackend, export_onnx
 
 TOL = 1e-4

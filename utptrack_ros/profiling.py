@@ -48,8 +48,8 @@ from .models import create_model
 from .models.encoder import Attention
 from .models.inference import prepare_for_inference
 from .models.itpn import ItpnAttention
-from .models.pruning import keep_count
-from .types import LayerTokens, TokenLedger
+from .models.examples import example_inputs
+from .types import TokenLedger
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ __all__ = [
     "linear_macs",
     "conv2d_macs",
     "count_macs",
-    "expected_ledger",
-    "example_inputs",
     "measure_latency",
     "profile_model",
     "profile_variant",
@@ -174,67 +172,7 @@ def count_macs(model: nn.Module, fn: Callable[[], Any]) -> tuple[MacCount, Any]:
     return MacCount(acc["linear_conv"], acc["attention"], tuple(acc["attn_tokens"])), result
 
 
-# -- token ledger arithmetic -----------------------------------------------------------------------
-
-
-def expected_ledger(config: ModelConfig, prune: Optional[PruneConfig] = None) -> TokenLedger:
-    """The ledger a forward must produce: ``ceil(ratio * n)`` per component per layer (method.md 4.4).
-
-    Args:
-        config: the variant (grid sizes, depth).
-        prune: keep ratios (default ``config.prune``).
-    Returns:
-        :class:`TokenLedger` with the counts leaving every block.
-    """
-    prune = config.prune if prune is None else prune
-    n_z = config.template_grid**2
-    sr, st, dt = config.search_grid**2, n_z, n_z if config.num_templates == 2 else 0
-    start = LayerTokens(-1, sr, st, dt)
-    layers = []
-    for layer in range(config.depth):
-        sr = keep_count(prune.ratio("ce", layer), sr)
-        st = keep_count(prune.ratio("ste", layer), st)
-        dt = keep_count(prune.ratio("dte", layer), dt)
-        layers.append(LayerTokens(layer, sr, st, dt))
-    return TokenLedger(input=start, layers=tuple(layers))
-
-
-# -- inputs and timing -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExampleInputs:
-    """Random normalised crops for one forward (batch ``B``).
-
-    Attributes:
-        search: (B, C_in, S, S); static, dynamic: (B, C_in, T, T).
-        static_box, dynamic_box: (B, 4) ``x, y, w, h`` / T (a centred half-size box).
-    """
-
-    search: Tensor
-    static: Tensor
-    dynamic: Tensor
-    static_box: Tensor
-    dynamic_box: Tensor
-
-
-def example_inputs(config: ModelConfig, batch: int = 1, seed: int = 0) -> ExampleInputs:
-    """Deterministic random inputs shaped for ``config``, channels-last in memory like the
-    tracker's crops (``preprocess.crops_to_tensor``)."""
-    g = torch.Generator().manual_seed(seed)
-    s, t, c = config.search_size, config.template_size, config.in_chans
-    box = torch.tensor([[0.25, 0.25, 0.5, 0.5]]).expand(batch, 4).contiguous()
-
-    def image(size: int) -> Tensor:
-        return torch.randn(batch, c, size, size, generator=g).contiguous(memory_format=torch.channels_last)
-
-    return ExampleInputs(
-        search=image(s),
-        static=image(t),
-        dynamic=image(t),
-        static_box=box,
-        dynamic_box=box.clone(),
-    )
+# -- timing ----------------------------------------------------------------------------------------
 
 
 def measure_latency(fns: Sequence[Callable[[], Any]], runs: int, warmup: int) -> list[list[float]]:

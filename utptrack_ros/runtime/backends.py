@@ -159,7 +159,7 @@ class OrtBackend:
         prompt = self.directory / SEARCH_PROMPT_FILE
         self._search_prompt = session(SEARCH_PROMPT_FILE) if prompt.is_file() else None
         self.batch = int(self._search.get_inputs()[0].shape[0])
-        from ..profiling import expected_ledger
+        from ..models.ledger import expected_ledger
 
         self._ledger = expected_ledger(self.config)
         log.info("onnxruntime backend %r from %s (providers %s)", self.config.name, self.directory, self._providers)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         path = export_ostrack_shaped(model, args.out / "ostrack.onnx", opset=args.opset)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if not args.no_check:
-        from ..profiling import example_inputs
+        from ..models.examples import example_inputs
         from .backends import OrtBackend, TorchBackend
 
         if prune is not None:
