@@ -86,6 +86,27 @@ def test_keep_ratio_one_equals_unpruned_model(name):
     assert a.ledger.final.visual == b.ledger.final.visual == a.ledger.input.visual
 
 
+def test_force_reorder_runs_the_pruning_path_without_removing_tokens(monkeypatch):
+    """The testing aid is set on the model and held by its blocks: with nothing removed, the
+    search tokens are still re-ordered by score and scattered back (restore_search runs)."""
+    from utptrack_ros.models import encoder
+
+    model = create_model("tiny").eval()
+    model.set_prune(model.config.prune.off())
+    calls = []
+    real = encoder.pruning.restore_search
+    monkeypatch.setattr(encoder.pruning, "restore_search", lambda *a, **k: calls.append(1) or real(*a, **k))
+    inputs = _inputs(model)
+    _run(model, inputs)
+    assert not model.force_reorder and not calls
+    model.force_reorder = True
+    assert model.force_reorder and all(b.force_reorder for b in model.backbone.blocks)
+    _run(model, inputs)
+    assert calls
+    model.force_reorder = False
+    assert not any(b.force_reorder for b in model.backbone.blocks)
+
+
 def test_runtime_budget_equals_fresh_model_with_those_ratios():
     model = small_o()
     budget = model.config.prune.with_keep_ratio(0.5, 0.6, 0.4)

@@ -94,18 +94,20 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(
-        self, x: Tensor, state: TokenState, prune: PruneConfig, force_reorder: bool = False
-    ) -> tuple[Tensor, TokenState]:
+    #: testing aid (set through the model's ``force_reorder``): re-order the tokens by score in every
+    #: configured pruning layer even when none is removed
+    force_reorder: bool = False
+
+    def forward(self, x: Tensor, state: TokenState, prune: PruneConfig) -> tuple[Tensor, TokenState]:
         keep = (
             pruning.keep_count(prune.ratio("ce", self.layer), state.n_sr),
             pruning.keep_count(prune.ratio("ste", self.layer), state.n_st),
             pruning.keep_count(prune.ratio("dte", self.layer), state.n_dt),
         )
         active = (
-            self._active(prune, "ce", keep[0] < state.n_sr, force_reorder),
-            self._active(prune, "ste", keep[1] < state.n_st, force_reorder),
-            self._active(prune, "dte", keep[2] < state.n_dt, force_reorder),
+            self._active(prune, "ce", keep[0] < state.n_sr),
+            self._active(prune, "ste", keep[1] < state.n_st),
+            self._active(prune, "dte", keep[2] < state.n_dt),
         )
         rows = None
         guided = state.text_weight is not None and bool(prune.text_guided)
@@ -133,9 +135,9 @@ class Block(nn.Module):
         """The MLP branch before the residual add."""
         return y
 
-    def _active(self, prune: PruneConfig, component: str, removes: bool, force_reorder: bool) -> bool:
+    def _active(self, prune: PruneConfig, component: str, removes: bool) -> bool:
         configured = self.layer in dict(getattr(prune, component))
-        return removes or (force_reorder and configured)
+        return removes or (self.force_reorder and configured)
 
     def _eliminate(
         self,
@@ -310,7 +312,6 @@ class OneStreamBackbone(TemplateEmbedding, nn.Module):
         text_token: Optional[Tensor],
         text_weight: Optional[Tensor],
         prune: PruneConfig,
-        force_reorder: bool = False,
     ) -> tuple[Tensor, Tensor, TokenState, tuple[LayerTokens, ...]]:
         """Run the one-stream encoder.
 
@@ -351,7 +352,7 @@ class OneStreamBackbone(TemplateEmbedding, nn.Module):
         )
         ledger = []
         for blk in self.blocks:
-            seq, state = blk(seq, state, prune, force_reorder)
+            seq, state = blk(seq, state, prune)
             ledger.append(LayerTokens(blk.layer, *state.counts))
         seq = self.norm(seq)
         if state.sr_index is raster:  # no CE ran: tokens are still in raster order

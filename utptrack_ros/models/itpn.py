@@ -241,7 +241,6 @@ class FastITPN(TemplateEmbedding, nn.Module):
         text_token: Optional[Tensor],
         text_weight: Optional[Tensor],
         prune: PruneConfig,
-        force_reorder: bool = False,
     ) -> tuple[Tensor, Tensor, TokenState, tuple[LayerTokens, ...]]:
         """Stage 3 over ``[CLS, SR, ST, DT, TEXT]`` (see ``OneStreamBackbone.forward``).
 
@@ -275,7 +274,7 @@ class FastITPN(TemplateEmbedding, nn.Module):
         )
         ledger = []
         for blk in self.stage3:
-            seq, state = blk(seq, state, prune, force_reorder)
+            seq, state = blk(seq, state, prune)
             ledger.append(LayerTokens(blk.layer, *state.counts))
         seq = self.fc_norm(seq)
         if state.sr_index is raster:

@@ -88,7 +88,6 @@ class SUTrack(UTPTrack):
                   body.template_background_token):
             nn.init.trunc_normal_(p, std=0.02)
         self.prune = config.prune
-        self.force_reorder = False
 
     @property
     def backbone(self) -> FastITPN:  # the name the shared code (set_prune, embed_templates) uses
@@ -140,7 +139,7 @@ class SUTrack(UTPTrack):
         b = search.shape[0]
         text_token, text_weight = self._text_inputs(b, text, task, search.device, search.dtype)
         feat, tokens, state, layers = self.backbone(
-            search, templates, text_token, text_weight, prune or self.prune, self.force_reorder
+            search, templates, text_token, text_weight, prune or self.prune
         )
         f = self.config.search_grid
         score, size, offset = self.decoder(feat.transpose(1, 2).reshape(b, -1, f, f))

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig, PruneConfig, TrackerConfig
 from ..errors import ConfigError
 from ..types import LayerTokens, Task, TokenLedger
-from .encoder import OneStreamBackbone, TemplateTokens
+from .encoder import Block, OneStreamBackbone, TemplateTokens
 from .heads import CenterHead, TaskHead, decode_boxes
 from .pruning import keep_mask
 from .stems import MobileNetV2Stem, PatchEmbed16
@@ -105,9 +105,21 @@ class UTPTrack(nn.Module):
             ):
                 nn.init.trunc_normal_(p, std=0.02)
         self.prune = config.prune
-        self.force_reorder = False  # testing aid: re-order tokens by score even when none is removed
 
     # -- pruning control ---------------------------------------------------------------
+    @property
+    def force_reorder(self) -> bool:
+        """Testing aid: every configured pruning layer re-orders the tokens by score (sort, gather,
+        scatter back) even when its keep ratio removes none, so an unpruned model runs the pruning
+        path. Set on the model; held by the encoder blocks."""
+        return any(blk.force_reorder for blk in self.modules() if isinstance(blk, Block))
+
+    @force_reorder.setter
+    def force_reorder(self, on: bool) -> None:
+        for blk in self.modules():
+            if isinstance(blk, Block):
+                blk.force_reorder = bool(on)
+
     def set_prune(self, prune: PruneConfig) -> None:
         """Replace the keep ratios used by later forwards (a run-time token budget).
 
@@ -172,7 +184,7 @@ class UTPTrack(nn.Module):
         b = search.shape[0]
         text_token, text_weight = self._text_inputs(b, text, task, search.device, search.dtype)
         feat, tokens, state, layers = self.backbone(
-            search, templates, text_token, text_weight, prune or self.prune, self.force_reorder
+            search, templates, text_token, text_weight, prune or self.prune
         )
         f = self.config.search_grid
         fmap = feat.transpose(1, 2).reshape(b, -1, f, f)
