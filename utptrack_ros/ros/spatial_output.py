@@ -1,7 +1,9 @@
 """The node's 3D output: the colour camera's CameraInfo, the spatial core on the tracked box, and
 the messages (``geometry_msgs/PointStamped`` on ``~/target_point``, a ``visualization_msgs/Marker``).
 
-Wiring only; the geometry is ``utptrack_ros.spatial``. One :class:`SpatialOutput` per node, used
+Wiring only; the geometry is ``utptrack_ros.spatial``. :class:`SpatialTopics` is what a depth
+node creates at configure: the publishers and the :class:`SpatialOutput` between them. One
+:class:`SpatialOutput` per node, used
 from the executor (``on_camera_info``) and the worker (``locate``): the CameraInfo is swapped
 under a lock. Every failure is a *reason* (a string), never a made-up point; the caller turns
 reasons into a throttled WARN and /diagnostics, and the 2D output goes on.
@@ -26,7 +28,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     Marker = None  # type: ignore[assignment,misc]
     HAVE_MARKER = False
 
-__all__ = ["HAVE_MARKER", "SpatialOutput", "SpatialResult", "marker_msg", "point_msg"]
+__all__ = ["HAVE_MARKER", "SpatialOutput", "SpatialResult", "SpatialTopics", "marker_msg", "point_msg"]
 
 #: CameraInfo older than this (relative to the image stamp) counts as "stopped".
 CAMERA_INFO_MAX_AGE_S = 2.0
@@ -102,6 +104,39 @@ class SpatialOutput:
 
     def forget(self) -> None:
         self.locator.forget()
+
+
+class SpatialTopics:
+    """``~/target_point`` and ``~/target_marker`` (lifecycle publishers of ``node``) and the
+    :class:`SpatialOutput` fed by the ``camera_info`` subscription."""
+
+    def __init__(self, node: Any) -> None:
+        self.output = SpatialOutput()
+        self.point_pub = node.create_lifecycle_publisher(PointStamped, "~/target_point", 10)
+        self.marker_pub = node.create_lifecycle_publisher(Marker, "~/target_marker", 10) if HAVE_MARKER else None
+        if not HAVE_MARKER:
+            node.get_logger().warning("visualization_msgs is not importable: no ~/target_marker for RViz "
+                                      "(~/target_point is published)")
+
+    def publish(self, header: Any, stamp_ns: int, target_id: str, box: Box, image_size: tuple[int, int],
+                depth: Optional[np.ndarray]) -> tuple[str, str]:
+        """The point and marker of the tracked box, or a reason, never a made-up value: ``("", "")``
+        when published, ``("note", text)`` when 3D output is not in use (no camera_info at all, or an
+        RGB-only frame, reported as aux fallback), ``("problem", text)`` otherwise."""
+        out = self.output.locate(target_id, box, image_size, stamp_ns, depth)
+        if not out.ok and (self.output.infos_received == 0 or depth is None):
+            return "note", f"{out.reason} (target '{target_id}')"
+        if not out.ok:
+            return "problem", f"{out.reason} (target '{target_id}': no 3D position; the 2D output goes on)"
+        self.point_pub.publish(point_msg(header, out.point))  # type: ignore[arg-type]
+        if self.marker_pub is not None:
+            self.marker_pub.publish(marker_msg(header, out.point, target_id))  # type: ignore[arg-type]
+        return "", ""
+
+    def destroy(self, node: Any) -> None:
+        for pub in (self.point_pub, self.marker_pub):
+            if pub is not None:
+                node.destroy_lifecycle_publisher(pub)
 
 
 def point_msg(header: Any, point: TargetPoint) -> PointStamped:
