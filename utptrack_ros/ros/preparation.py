@@ -117,8 +117,8 @@ def import_model_stack() -> str:
 def variant_tracker_config(name: str, import_now: bool = True) -> TrackerConfig:
     """The variant's own TrackerConfig (what unset ``tracker.*`` parameters mean).
 
-    ``import_now=False`` (parameter validation on the executor): while no transition has imported
-    the model stack yet, the core defaults stand in (the ``tracker.*`` ranges do not depend on the
+    ``import_now=False`` (parameter validation on the executor): while neither the entry point
+    (:func:`import_model_stack`) nor a transition has imported the model stack yet, the core defaults stand in (the ``tracker.*`` ranges do not depend on the
     variant) and the name is checked at configure, so a request never waits seconds for torch.
     """
     if not import_now and not _model_code.is_set():
