@@ -21,7 +21,7 @@ config/fastdds_large_shm.xml, driven from this process over real DDS:
    whether its log has errors after the signal (``Failed to publish``, ``[ERROR]``, tracebacks).
 
     .venv/bin/python bench/bench_node_lifecycle.py [--minutes 0.5] [--hz 30] [--cache DIR]
-        [--json artifacts/bench/bench_node_lifecycle.json]
+        [--start-up-only] [--json artifacts/bench/bench_node_lifecycle.json]
 """
 from __future__ import annotations
 
@@ -302,6 +302,7 @@ def main() -> int:
     ap.add_argument("--hz", type=float, default=30.0, help="RGB-D frame rate of the prompt and soak phases")
     ap.add_argument("--cache", type=Path, default=None, help="onnx cache (default: a fresh folder: the start exports)")
     ap.add_argument("--json", type=Path, default=REPO / "artifacts" / "bench" / "bench_node_lifecycle.json")
+    ap.add_argument("--start-up-only", action="store_true", help="part 1 only (start-up answer times), then SIGINT")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_lifecycle_"))
     cache = args.cache or tmp / "onnx-cache"
@@ -320,6 +321,8 @@ def main() -> int:
     phases = (("start_up", lambda: start_up(drv, proc)), ("first_prompt", lambda: first_prompt(drv, args.hz)),
               ("soak", lambda: soak(drv, proc, args.hz, args.minutes)),
               ("exit", lambda: exit_on_sigint(drv, proc, log_path, args.hz)))
+    if args.start_up_only:
+        phases = phases[:1]
     try:
         for name, phase in phases:
             results[name] = phase()

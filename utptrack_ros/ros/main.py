@@ -9,6 +9,11 @@ a lifecycle manager: the executor spins first and the transitions run in a threa
 failed transition is logged with its reason and reported on /diagnostics, and the node keeps
 running so it can be reconfigured (``ros2 lifecycle set /utptrack configure``).
 
+Before the node exists, the model stack (torch, timm, torchvision, onnxruntime, transformers) is
+imported in the main thread and frozen out of the garbage collector
+(``preparation.import_model_stack``): importing it in a transition held the GIL for up to 0.9 s
+while services waited. A missing dependency only fails configure, with its reason.
+
 Exit (SIGINT, SIGTERM): the worker stops first (nothing is published into a context that is
 going away), then the node, the executor and the context shut down in order, the logs are
 flushed, and the process ends with ``os._exit``: interpreter teardown (torch, onnxruntime and
@@ -48,6 +53,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.signals import SignalHandlerOptions  # noqa: E402
 
 from .node import TrackerNode  # noqa: E402
+from .preparation import import_model_stack  # noqa: E402
 from .transitions import autostart, start_in_thread  # noqa: E402
 
 EXECUTORS = ("events", "single", "multi")
@@ -105,8 +111,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        import_failure = import_model_stack()  # before the node: nothing can call it while this holds the GIL
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = TrackerNode()
+        if import_failure:
+            node.get_logger().warning(f"the model stack cannot be imported ({import_failure}): configure will fail")
         executor, kind = make_executor(opts.executor)
         node.get_logger().info(f"executor: {kind}" + ("" if kind == opts.executor else f" ({opts.executor} unavailable)"))
         executor.add_node(node)

@@ -8,22 +8,40 @@
 
 Both run in the thread that runs the transition, never on the executor (``ros/transitions.py``),
 and report each step to a :class:`Progress` that ``/diagnostics`` reads ("exporting onnxruntime
-graphs for 23.4 s"). The model stack (torch, timm, torchvision, onnxruntime) is imported by these
-functions, not when the node starts: a missing dependency is a transition failure with its
-reason on ``/diagnostics``, not a crash before the node exists. No rclpy here.
+graphs for 23.4 s"). No rclpy here.
+
+Nothing on the transition thread may hold the GIL long, or every service waits for it
+(docs/ros.md "Lifecycle"):
+
+* :func:`import_model_stack`: the entry point imports torch, timm, torchvision, onnxruntime,
+  transformers and the model code in the main thread *before the node exists* (nobody can call a
+  node that does not exist yet), then moves every object it made out of the garbage collector's
+  reach (``gc.freeze``): a full collection over the ~400 000 objects of the model stack held the
+  GIL for 150-350 ms, the longest stalls of the start-up. A missing dependency is not an error
+  there: the transition's own import fails again and configure reports it with its reason.
+* :func:`export_graphs_in_child`: missing onnxruntime graphs are exported by a child process (the
+  install-time ``python -m utptrack_ros.ros.prebuild`` code) into the cache; the node only loads
+  the sessions (onnxruntime releases the GIL while it builds them).
 """
 from __future__ import annotations
 
+import gc
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from ..config import TrackerConfig
+from ..config import TrackerConfig, to_mapping
 from ..errors import ConfigError
 
-__all__ = ["Progress", "variant_tracker_config", "family_of", "is_registered", "load_network", "build_tracker", "release_device"]
+__all__ = ["Progress", "import_model_stack", "variant_tracker_config", "family_of", "is_registered", "load_network",
+           "export_graphs_in_child", "build_tracker", "release_device"]
 
 
 class Progress:
@@ -63,14 +81,44 @@ class Progress:
             return f"{self._step} ({now - self._since:.1f} s{total})"
 
 
-_model_code = threading.Event()  # set once the model stack has been imported (by a transition)
+_model_code = threading.Event()  # set once the model stack has been imported
+
+
+def import_model_stack() -> str:
+    """Import the model stack now and freeze the GC's view of it (module docstring); "" or why
+    it failed (the transitions import it again and report the failure)."""
+    try:
+        import timm  # noqa: F401
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+
+        from ..models import list_models  # noqa: F401
+        from ..models.inference import prepare_for_inference  # noqa: F401
+        from ..tracker import Tracker  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - reported at configure, where the import runs again
+        return f"{type(err).__name__}: {err}"
+    for optional in ("utptrack_ros.runtime.network", "transformers"):  # onnxruntime backend, MiniLM prompt encoder
+        try:
+            __import__(optional)
+        except Exception:  # noqa: BLE001, S112 - only needed by some settings; they report it when used
+            continue
+    try:
+        from ..runtime.ort_telemetry import import_onnxruntime
+
+        import_onnxruntime()
+    except Exception:  # noqa: BLE001 - the onnxruntime backend reports it when used
+        pass
+    _model_code.set()
+    gc.collect()
+    gc.freeze()
+    return ""
 
 
 def variant_tracker_config(name: str, import_now: bool = True) -> TrackerConfig:
     """The variant's own TrackerConfig (what unset ``tracker.*`` parameters mean).
 
-    ``import_now=False`` (parameter validation on the executor): while no transition has imported
-    the model stack yet, the core defaults stand in (the ``tracker.*`` ranges do not depend on the
+    ``import_now=False`` (parameter validation on the executor): while neither the entry point
+    (:func:`import_model_stack`) nor a transition has imported the model stack yet, the core defaults stand in (the ``tracker.*`` ranges do not depend on the
     variant) and the name is checked at configure, so a request never waits seconds for torch.
     """
     if not import_now and not _model_code.is_set():
@@ -110,20 +158,57 @@ def load_network(name: str, weights: str, seed: int, progress: Progress):
     return load_variant(name, weights or None)
 
 
+def export_graphs_in_child(prepared: Any, cache: Path, name: str, weights: str, seed: int, progress: Progress) -> Optional[int]:
+    """Export the onnxruntime graphs of ``prepared`` (the model as the Tracker runs it) into
+    ``cache`` in a child process unless they are prebuilt or cached; the child's pid, or None when
+    nothing was exported. The child rebuilds the model from (``name``, ``weights``, ``seed``) and
+    the keep ratios; it refuses to export when it arrives at another graphs folder (other
+    weights): ``RuntimeError`` with the child's reason, as for any failure of the child."""
+    from ..runtime.export import DEFAULT_OPSET, SEARCH_FILE
+    from ..runtime.graph_names import graphs_folder, weights_digest
+    from ..runtime.prebuilt import find_prebuilt
+
+    folder = graphs_folder(prepared.config, weights_digest(prepared), prepared.prune, DEFAULT_OPSET)
+    if find_prebuilt(folder) is not None or (cache / "onnx" / folder / SEARCH_FILE).is_file():
+        return None
+    progress.step("exporting onnxruntime graphs in a child process (once per weights and keep ratios)")
+    spec = {"name": name, "weights": weights, "seed": seed, "prune": to_mapping(prepared.prune), "folder": folder}
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p))
+    child = subprocess.Popen([sys.executable, "-m", "utptrack_ros.ros.prebuild", "--out", str(cache / "onnx"),
+                              "--node", json.dumps(spec)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"the onnxruntime export (child process) failed with exit code {child.returncode}: "
+                           f"{err.strip()[-1500:]}")
+    made = Path(out.strip().splitlines()[-1]).name if out.strip() else ""
+    if made != folder:
+        raise RuntimeError(f"the onnxruntime export (child process) wrote {made!r}, not {folder!r}")
+    return child.pid
+
+
 def build_tracker(model: Any, settings: Any, progress: Progress):
     """The Tracker for ``settings`` (NodeSettings), warmed up, its prompt encoder loaded."""
     import torch
 
+    from ..models.inference import prepare_for_inference
+    from ..runtime.network import default_cache_dir
     from ..tracker import Tracker
 
     s = settings
     if s.model.num_threads:
         torch.set_num_threads(s.model.num_threads)
     model.set_prune(s.prune_config(model.config.prune))
-    progress.step("loading onnxruntime graphs (exporting them first when not cached for these weights and keep ratios)"
-                  if s.model.backend == "onnxruntime" else f"moving the model to {s.model.device}")
-    tracker = Tracker(model, s.tracker, s.model.device, backend=s.model.backend,
-                      onnx_cache=s.model.onnx_cache or None, threads=s.model.num_threads or None)
+    if s.model.backend == "onnxruntime":
+        prepared = prepare_for_inference(model)  # what the Tracker runs; its graphs are made for it
+        cache = Path(s.model.onnx_cache).expanduser() if s.model.onnx_cache else default_cache_dir()
+        export_graphs_in_child(prepared, cache, s.model.name, s.model.weights, s.model.seed, progress)
+        progress.step("loading onnxruntime graphs")
+        tracker = Tracker(prepared, s.tracker, s.model.device, optimize=False, backend="onnxruntime", onnx_cache=cache,
+                          threads=s.model.num_threads or None)
+    else:
+        progress.step(f"moving the model to {s.model.device}")
+        tracker = Tracker(model, s.tracker, s.model.device, backend=s.model.backend, threads=s.model.num_threads or None)
     progress.step("warming up")
     image = np.zeros((64, 64, 3), np.uint8)
     image[16:48, 16:48] = 200

@@ -1,7 +1,9 @@
 """The node's 3D output: the colour camera's CameraInfo, the spatial core on the tracked box, and
 the messages (``geometry_msgs/PointStamped`` on ``~/target_point``, a ``visualization_msgs/Marker``).
 
-Wiring only; the geometry is ``utptrack_ros.spatial``. One :class:`SpatialOutput` per node, used
+Wiring only; the geometry is ``utptrack_ros.spatial``. :class:`SpatialTopics` is what a depth
+node creates at configure: the publishers and the :class:`SpatialOutput` between them. One
+:class:`SpatialOutput` per node, used
 from the executor (``on_camera_info``) and the worker (``locate``): the CameraInfo is swapped
 under a lock. Every failure is a *reason* (a string), never a made-up point; the caller turns
 reasons into a throttled WARN and /diagnostics, and the 2D output goes on.
@@ -17,7 +19,7 @@ from geometry_msgs.msg import PointStamped
 
 from ..sensors import stamp_to_ns
 from ..spatial import CameraInfoError, CameraIntrinsics, DepthImageError, TargetLocator, TargetPoint
-from ..types import Box
+from ..types import Box, TrackState
 
 try:  # visualization_msgs ships as a kilted wheel; without it the node publishes no marker
     from visualization_msgs.msg import Marker
@@ -26,7 +28,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     Marker = None  # type: ignore[assignment,misc]
     HAVE_MARKER = False
 
-__all__ = ["DISABLED", "HAVE_MARKER", "LOST", "SpatialOutput", "SpatialResult", "fill_position", "marker_msg", "point_msg"]
+__all__ = ["DISABLED", "HAVE_MARKER", "LOST", "SpatialOutput", "SpatialResult", "SpatialTopics", "fill_position", "marker_msg",
+           "point_msg"]
 
 #: CameraInfo older than this (relative to the image stamp) counts as "stopped".
 CAMERA_INFO_MAX_AGE_S = 2.0
@@ -114,6 +117,47 @@ class SpatialOutput:
 
     def forget(self) -> None:
         self.locator.forget()
+
+
+class SpatialTopics:
+    """``~/target_point`` and ``~/target_marker`` (lifecycle publishers of ``node``) and the
+    :class:`SpatialOutput` fed by the ``camera_info`` subscription."""
+
+    def __init__(self, node: Any) -> None:
+        self.output = SpatialOutput()
+        self.point_pub = node.create_lifecycle_publisher(PointStamped, "~/target_point", 10)
+        self.marker_pub = node.create_lifecycle_publisher(Marker, "~/target_marker", 10) if HAVE_MARKER else None
+        if not HAVE_MARKER:
+            node.get_logger().warning("visualization_msgs is not importable: no ~/target_marker for RViz "
+                                      "(~/target_point is published)")
+
+    def publish(self, header: Any, stamp_ns: int, target_id: str, result: Any, image_size: tuple[int, int],
+                depth: Optional[np.ndarray]) -> tuple[SpatialResult, str, str]:
+        """The point and marker of a TRACKING target's box, or a reason, never a made-up value (a
+        LOST or RECOVERING target's box is a guess: no point). Returns the outcome (for the
+        ``~/target`` message's 3D fields) and ``(kind, text)``: ``("", "")`` when published or
+        lost, ``("note", text)`` when 3D output is not in use (no camera_info at all, or an RGB-only
+        frame, reported as aux fallback), ``("problem", text)`` otherwise."""
+        if result.state is not TrackState.TRACKING:
+            return LOST, "", ""
+        out = self.output.locate(target_id, result.box, image_size, stamp_ns, depth)
+        if not out.ok and (self.output.infos_received == 0 or depth is None):
+            return out, "note", f"{out.reason} (target '{target_id}')"
+        if not out.ok:
+            return out, "problem", f"{out.reason} (target '{target_id}': no 3D position; the 2D output goes on)"
+        self.point_pub.publish(point_msg(header, out.point))  # type: ignore[arg-type]
+        if self.marker_pub is not None:
+            self.marker_pub.publish(marker_msg(header, out.point, target_id))  # type: ignore[arg-type]
+        return out, "", ""
+
+    def forget(self) -> None:
+        """A new target or none: the last target's depth is no prior any more."""
+        self.output.forget()
+
+    def destroy(self, node: Any) -> None:
+        for pub in (self.point_pub, self.marker_pub):
+            if pub is not None:
+                node.destroy_lifecycle_publisher(pub)
 
 
 def fill_position(msg: Any, result: SpatialResult) -> Any:

@@ -1,0 +1,85 @@
+"""What the node publishes per target result: ``~/target``, ``~/debug_image``, ``~/detections`` and the 3D output.
+
+Lifecycle publishers, created at configure (:class:`Outputs`) and destroyed at cleanup:
+``~/target`` always; ``~/debug_image`` with ``output.debug_image`` (only while someone
+subscribes); ``~/detections`` where vision_msgs is installed; ``~/target_point`` and
+``~/target_marker`` for the depth modality (spatial_output.py). Every message carries the input
+image's header (stamp and frame id copied, never re-stamped).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sensor_msgs.msg import Image
+from utptrack_ros.msg import TrackedTarget
+
+from ..sensors import fill_image
+from ..types import Modality
+from . import messages
+from .spatial_output import DISABLED, SpatialTopics, fill_position
+
+__all__ = ["Outputs"]
+
+
+class Outputs:
+    """The output publishers of one configuration (module docstring)."""
+
+    def __init__(self, node: Any, settings: Any) -> None:
+        self.modality = settings.modality.value
+        self.target = node.create_lifecycle_publisher(TrackedTarget, "~/target", 10)
+        self.debug = node.create_lifecycle_publisher(Image, "~/debug_image", 2) if settings.output.debug_image else None
+        self.detections = (node.create_lifecycle_publisher(messages.Detection2DArray, "~/detections", 10)
+                           if messages.HAVE_VISION_MSGS else None)
+        self.spatial = SpatialTopics(node) if settings.modality is Modality.DEPTH else None
+
+    def publish_init(self, result: Any, header: Any, stamp_ns: int, depth: Any, target_id: str, size: tuple[int, int],
+                     aux_fallback: bool) -> tuple[str, str]:
+        """The init frame's result, at once (latency 0), with its 3D output; returns the 3D output's
+        ``(kind, text)`` as :meth:`publish_frame` does."""
+        msg = messages.target_msg(TrackedTarget(), result, header, target_id, size, self.modality, aux_fallback, 0.0)
+        if self.spatial is not None:
+            self.spatial.forget()  # the last target's depth is no prior for the new one
+        spatial, kind, text = (self.spatial.publish(header, stamp_ns, target_id, result, size, depth)
+                               if self.spatial is not None else (DISABLED, "", ""))
+        self.target.publish(fill_position(msg, spatial))
+        return kind, text
+
+    def forget_target(self) -> None:
+        """The target was dropped (``~/reset``)."""
+        if self.spatial is not None:
+            self.spatial.forget()
+
+    def publish_frame(self, frame: Any, stamp_ns: int, depth: Any, out: Any, latency_ms: float) -> tuple[Any, tuple[str, str]]:
+        """One tracked frame's ``~/target`` and 3D output (``out``: tracking.py's output, ``frame``:
+        inputs.Frame): the ``~/target`` message, and the 3D output's ``(kind, text)``
+        (:meth:`SpatialTopics.publish`; ``("", "")`` when none)."""
+        result, target_id = out.result, out.target_id
+        size = (frame.array.shape[1], frame.array.shape[0])
+        if result is None:
+            msg = messages.idle_msg(TrackedTarget(), frame.header, size, self.modality, latency_ms)
+        else:
+            msg = messages.target_msg(TrackedTarget(), result, frame.header, target_id, size, self.modality,
+                                      out.aux_fallback, latency_ms)
+        kind, text = "", ""
+        if result is not None:
+            spatial, kind, text = (self.spatial.publish(frame.header, stamp_ns, target_id, result, size, depth)
+                                   if self.spatial is not None else (DISABLED, "", ""))
+            fill_position(msg, spatial)
+        self.target.publish(msg)
+        return msg, (kind, text)
+
+    def publish_extras(self, frame: Any, msg: Any, result: Any, target_id: str) -> None:
+        """The debug image (while subscribed) and ``~/detections`` of the ``~/target`` message just published."""
+        if self.debug is not None and self.debug.get_subscription_count() > 0:
+            img = fill_image(Image(), messages.render_debug(frame.array, result, target_id), "rgb8")
+            img.header = frame.header
+            self.debug.publish(img)
+        if self.detections is not None:
+            self.detections.publish(messages.detection_array(msg))
+
+    def destroy(self, node: Any) -> None:
+        for pub in (self.target, self.debug, self.detections):
+            if pub is not None:
+                node.destroy_lifecycle_publisher(pub)
+        if self.spatial is not None:
+            self.spatial.destroy(node)
