@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ pytest.importorskip("onnxruntime")
 from utptrack_ros.models.inference import prepare_for_inference  # noqa: E402
 from utptrack_ros.runtime.export import DEFAULT_OPSET, SEARCH_FILE  # noqa: E402
 from utptrack_ros.runtime.graph_names import graphs_folder, weights_digest  # noqa: E402
-from utptrack_ros.ros.preparation import Progress, export_graphs_in_child, load_network  # noqa: E402
+from utptrack_ros.ros.preparation import (Progress, export_graphs_in_child, load_network, running_children,  # noqa: E402
+                                          stop_children)
 from utptrack_ros.tracker import Tracker  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,3 +63,33 @@ def test_a_child_that_rebuilds_other_weights_exports_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="weights differ"):
         export_graphs_in_child(prepared, tmp_path, "tiny", "random", 1, Progress())  # seed 1: other weights
     assert not list((tmp_path / "onnx").glob("*/" + SEARCH_FILE)) if (tmp_path / "onnx").exists() else True
+
+
+def test_an_export_child_is_stopped_when_the_node_shuts_down(tmp_path):
+    """SIGINT during a start-up export: ``stop_children`` (called by the entry point's shutdown)
+    ends the child at once, the transition waiting on it fails, and no graph is left half-written."""
+    prepared = prepare_for_inference(load_network("tiny", "random", 0, Progress()))
+    failures: list[BaseException] = []
+
+    def export() -> None:
+        try:
+            export_graphs_in_child(prepared, tmp_path, "tiny", "random", 0, Progress())
+        except BaseException as err:  # noqa: BLE001 - recorded for the assertion
+            failures.append(err)
+
+    thread = threading.Thread(target=export)
+    thread.start()
+    end = time.monotonic() + 60
+    while not running_children() and time.monotonic() < end:
+        time.sleep(0.05)
+    children = running_children()
+    assert children, "no export child started"
+    time.sleep(1.0)  # the child is importing / exporting now
+    t0 = time.monotonic()
+    stop_children()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - t0 < 3.0
+    assert all(c.poll() is not None for c in children) and not running_children()
+    assert failures and isinstance(failures[0], RuntimeError) and "failed with exit code" in str(failures[0])
+    folder = tmp_path / "onnx" / graphs_folder(prepared.config, weights_digest(prepared), prepared.prune, DEFAULT_OPSET)
+    assert not (folder / SEARCH_FILE).exists()

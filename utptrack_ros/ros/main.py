@@ -53,7 +53,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.signals import SignalHandlerOptions  # noqa: E402
 
 from .node import TrackerNode  # noqa: E402
-from .preparation import import_model_stack  # noqa: E402
+from .preparation import import_model_stack, stop_children  # noqa: E402
 from .transitions import autostart, start_in_thread  # noqa: E402
 
 EXECUTORS = ("events", "single", "multi")
@@ -125,6 +125,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             spin(executor, stop=stop)
         finally:
             node.release()  # the worker stops while the context is still valid
+            stop_children()  # an onnxruntime export still running for a transition
             node.get_logger().info("shutting down")
             executor.shutdown(timeout_sec=1.0)
             node.destroy_node()

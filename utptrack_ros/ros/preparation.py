@@ -41,7 +41,7 @@ from ..config import TrackerConfig, to_mapping
 from ..errors import ConfigError
 
 __all__ = ["Progress", "import_model_stack", "variant_tracker_config", "family_of", "is_registered", "load_network",
-           "export_graphs_in_child", "build_tracker", "release_device"]
+           "export_graphs_in_child", "running_children", "stop_children", "build_tracker", "release_device"]
 
 
 class Progress:
@@ -158,6 +158,31 @@ def load_network(name: str, weights: str, seed: int, progress: Progress):
     return load_variant(name, weights or None)
 
 
+_children: set[subprocess.Popen] = set()  # export children still running
+_children_lock = threading.Lock()
+
+
+def running_children() -> list[subprocess.Popen]:
+    """The export child processes running now."""
+    with _children_lock:
+        return [c for c in _children if c.poll() is None]
+
+
+def stop_children(timeout_s: float = 1.0) -> None:
+    """Terminate the export children (the node is shutting down): SIGTERM, then SIGKILL after
+    ``timeout_s``. The child writes its graphs atomically, so a stopped export leaves no partial
+    graph in the cache; the transition waiting on it fails."""
+    children = running_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def export_graphs_in_child(prepared: Any, cache: Path, name: str, weights: str, seed: int, progress: Progress) -> Optional[int]:
     """Export the onnxruntime graphs of ``prepared`` (the model as the Tracker runs it) into
     ``cache`` in a child process unless they are prebuilt or cached; the child's pid, or None when
@@ -177,7 +202,13 @@ def export_graphs_in_child(prepared: Any, cache: Path, name: str, weights: str, 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p))
     child = subprocess.Popen([sys.executable, "-m", "utptrack_ros.ros.prebuild", "--out", str(cache / "onnx"),
                               "--node", json.dumps(spec)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = child.communicate()
+    with _children_lock:
+        _children.add(child)
+    try:
+        out, err = child.communicate()
+    finally:
+        with _children_lock:
+            _children.discard(child)
     if child.returncode != 0:
         raise RuntimeError(f"the onnxruntime export (child process) failed with exit code {child.returncode}: "
                            f"{err.strip()[-1500:]}")
