@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -66,8 +65,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "config" / "fastdds_large_shm.xml"
-W, H = 640, 480
 sys.path.insert(0, str(REPO))
+
+from utptrack_ros.data.checker_scene import CheckerScene  # noqa: E402 - after the checkout is on sys.path
+from utptrack_ros.replay.node_process import NodeProcess, node_module_command  # noqa: E402
+
+# 640x480 RGB-D: a 60 px checkered square going back and forth from (200, 150), 30 Hz stamps
+SCENE = CheckerScene(width=640, height=480, target_px=60, start_xy=(200.0, 150.0), step_xy=(3.0, 2.0))
+scene, stamp_of = SCENE.frame, SCENE.stamp_ns
 
 PARAMS = """
 /**:
@@ -118,20 +123,6 @@ def setups(quick: bool) -> list[dict]:
         out.append(dict(SHIPPED, name="RGB-D default transports", modality="depth", profile=False))
         out.append(dict(SHIPPED, name="RGB default transports, echo floor", modality="rgb", profile=False, kind="echo"))
     return out
-
-
-def scene(i: int) -> tuple[np.ndarray, np.ndarray]:
-    rgb = np.full((H, W, 3), 90, np.uint8)
-    rgb[:, :, 0] = (np.arange(W) * 255 // W)[None, :]
-    depth = np.full((H, W), 3000, np.uint16)
-    x, y = 200 + (i % 40) * 3, 150 + (i % 40) * 2
-    rgb[y : y + 60, x : x + 60] = (230, 40, 40)
-    depth[y : y + 60, x : x + 60] = 1500
-    return rgb, depth
-
-
-def stamp_of(i: int) -> int:
-    return 1_000_000_000_000 + i * 33_333_333
 
 
 # -- the echo node (transport floor) ------------------------------------------------------------
@@ -222,12 +213,14 @@ class Target:
             params = tmp / f"params_{domain}.yaml"
             params.write_text(PARAMS.format(modality=setup["modality"], qos=setup["qos"], threads=setup.get("threads", threads),
                                           backend=setup.get("backend", "torch")))
-            cmd = [sys.executable, "-m", "utptrack_ros.ros.main", "--executor", setup["executor"], "--ros-args", "--params-file", str(params)]
+            program = [*node_module_command(), "--executor", setup["executor"]]
+            args = ["--ros-args", "--params-file", str(params)]
         else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--echo", setup["modality"], setup["executor"], setup["qos"]]
+            program = [sys.executable, str(Path(__file__).resolve())]
+            args = ["--echo", setup["modality"], setup["executor"], setup["qos"]]
         self.log_path = tmp / f"node_{domain}.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        self.node_process = NodeProcess(args, env, self.log_path, program=program, cwd=REPO)
+        self.proc = self.node_process.proc
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain)
         self.node = rclpy.create_node("bench_node_client", context=self.ctx)
@@ -288,7 +281,8 @@ class Target:
 
         if self.init is None:
             return
-        fut = self.init.call_async(InitTarget.Request(center_x=230.0, center_y=180.0, size_x=60.0, size_y=60.0))
+        x, y, w, h = SCENE.box(0)  # frame 0's box (the node inits on its newest frame, 4, 12 px away)
+        fut = self.init.call_async(InitTarget.Request(center_x=x + w / 2, center_y=y + h / 2, size_x=w, size_y=h))
         end = time.monotonic() + 30
         while not fut.done() and time.monotonic() < end:
             time.sleep(0.01)
@@ -302,14 +296,7 @@ class Target:
         self.spin.join(timeout=3)
         self.ex.shutdown()
         self.node.destroy_node()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.node_process.stop()
 
     def cpu_seconds(self) -> float:
         return self.proc_stat()[0]

@@ -12,14 +12,13 @@ from __future__ import annotations
 import itertools
 import re
 import signal
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
-from ros_harness import REPO, Client, NodeProcess, domain_id, ros_env, scene, stamp_of, target_box, H, W
+from ros_harness import REPO, Client, NodeProcess, domain_id, ros_env, scene, stamp_of, start_node, target_box, H, W
 from utptrack_ros.sensors import stamp_to_ns
 
 pytestmark = pytest.mark.ros
@@ -60,7 +59,7 @@ def node(ros_tmp):
     params = ros_tmp / "params.yaml"
     params.write_text(PARAMS.format(cache=ros_tmp / "onnx-cache"))  # empty: the start-up exports
     env = ros_env(TAG)
-    proc = NodeProcess(params, env, ros_tmp / "node.log")
+    proc = start_node(params, env, ros_tmp / "node.log")
     client = Client(domain_id(TAG))
     try:
         yield proc, client
@@ -424,10 +423,8 @@ def test_a_configure_failure_is_logged_and_published_as_error(ros_tmp):
     params.write_text("/**:\n  ros__parameters:\n    autostart: true\n"
                       "    model: {name: tiny, weights: random, device: cpu}\n    output: {diagnostics_period_s: 0.25}\n")
     code = "import sys; sys.modules['timm'] = None\nfrom utptrack_ros.ros.main import main\nmain()"
-    log_path = ros_tmp / "missing.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "--params-file", str(params)],
-                                env=ros_env(tag), stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+    proc = NodeProcess(["--ros-args", "--params-file", str(params)], ros_env(tag), ros_tmp / "missing.log",
+                       program=[sys.executable, "-c", code], cwd=REPO)
     client = Client(domain_id(tag))
     try:
         line = client.log_containing("configure failed", timeout=120)
@@ -439,6 +436,5 @@ def test_a_configure_failure_is_logged_and_published_as_error(ros_tmp):
         assert not res.success and "timm" in res.message
     finally:
         client.close()
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=20)
-    assert rc == 0, log_path.read_text()[-3000:]
+        rc = proc.stop()
+    assert rc == 0, proc.log()[-3000:]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
-from ros_harness import Client, NodeProcess, W, H, domain_id, ros_env  # noqa: E402
+from ros_harness import Client, W, H, domain_id, ros_env, start_node  # noqa: E402
 from utptrack_ros.ros.main import EXECUTORS, parse_args  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -58,7 +58,7 @@ def test_node_serves_everything_under_each_executor(executor, raw, ros_tmp):
     env = ros_env(tag)
     env.pop("UTPTRACK_EXECUTOR", None)
     env["UTPTRACK_RAW_INPUT"] = raw
-    proc = NodeProcess(params, env, ros_tmp / f"{executor}_{raw}.log", pre=("--executor", executor))
+    proc = start_node(params, env, ros_tmp / f"{executor}_{raw}.log", pre=("--executor", executor))
     client = Client(domain_id(tag))
     try:
         try:
@@ -94,7 +94,7 @@ def test_node_tracks_on_the_onnxruntime_backend(ros_tmp):
     cache = ros_tmp / "onnx-cache"
     params = ros_tmp / "onnxruntime.yaml"
     params.write_text(PARAMS.replace("backend: torch}", f"backend: auto, onnx_cache: '{cache}'}}"))
-    proc = NodeProcess(params, ros_env(tag), ros_tmp / "onnxruntime.log")
+    proc = start_node(params, ros_env(tag), ros_tmp / "onnxruntime.log")
     client = Client(domain_id(tag))
     try:
         try:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ros_harness import (
-    Client, NodeProcess, box_xywh, domain_id, ros_env, scene, stamp_of, target_box, H, W,
+    Client, box_xywh, domain_id, ros_env, scene, start_node, stamp_of, target_box, H, W,
 )
 
 pytestmark = pytest.mark.ros
@@ -48,7 +48,7 @@ def node(ros_tmp):
     env["UTPTRACK_TRACE_FILE"] = str(ros_tmp / "trace.jsonl")  # per-frame stage stamps (ros/trace.py)
     saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")}
     os.environ.update({k: env[k] for k in saved})
-    proc = NodeProcess(params, env, ros_tmp / "node.log")
+    proc = start_node(params, env, ros_tmp / "node.log")
     client = Client(domain_id(TAG))
     try:
         try:

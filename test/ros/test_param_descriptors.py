@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("rclpy")
-from ros_harness import Client, NodeProcess, domain_id, ros_env  # noqa: E402
+from ros_harness import Client, domain_id, ros_env, start_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -22,7 +22,7 @@ def node(ros_tmp):
     params = ros_tmp / "params.yaml"
     params.write_text(PARAMS)
     tag = "test_param_descriptors"
-    proc = NodeProcess(params, ros_env(tag), ros_tmp / "node.log")
+    proc = start_node(params, ros_env(tag), ros_tmp / "node.log")
     client = Client(domain_id(tag))
     try:
         yield proc, client

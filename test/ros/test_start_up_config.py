@@ -10,7 +10,7 @@ import time
 import pytest
 
 pytest.importorskip("rclpy")
-from ros_harness import Client, NodeProcess, domain_id, ros_env, target_box, H, W  # noqa: E402
+from ros_harness import Client, NodeProcess, domain_id, ros_env, start_node, target_box, H, W  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -27,7 +27,7 @@ PARAMS = """
 def start(tmp, tag: str, weights: str, compressed: bool = False) -> tuple[NodeProcess, Client]:
     params = tmp / f"{tag}.yaml"
     params.write_text(PARAMS.format(weights=weights, compressed=str(compressed).lower()))
-    return NodeProcess(params, ros_env(tag), tmp / f"{tag}.log"), Client(domain_id(tag))
+    return start_node(params, ros_env(tag), tmp / f"{tag}.log"), Client(domain_id(tag))
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt"])
@@ -76,7 +76,7 @@ def test_first_start_of_the_shipped_cpu_preset_exports_nothing(ros_tmp):
     env = ros_env(tag)
     cache = ros_tmp / "empty-user-cache"
     env["UTPTRACK_CACHE_DIR"] = str(cache)
-    proc = NodeProcess(REPO / "config" / "rgb_cpu.yaml", env, ros_tmp / f"{tag}.log")
+    proc = start_node(REPO / "config" / "rgb_cpu.yaml", env, ros_tmp / f"{tag}.log")
     client = Client(domain_id(tag))
     try:
         assert "onnxruntime" in client.log_containing("active on cpu", timeout=90).msg
@@ -107,7 +107,7 @@ def test_a_weights_file_of_another_variant_brings_its_tracker_settings(ros_tmp):
     tag = "test_start_up_config_variant"
     params = ros_tmp / f"{tag}.yaml"
     params.write_text(PARAMS.format(weights=str(weights), compressed="false").replace("name: tiny", "name: o256"))
-    proc, client = NodeProcess(params, ros_env(tag), ros_tmp / f"{tag}.log"), Client(domain_id(tag))
+    proc, client = start_node(params, ros_env(tag), ros_tmp / f"{tag}.log"), Client(domain_id(tag))
     try:
         client.log_containing("active on cpu", timeout=120)
         values = client.get_params(["tracker.search_factor", "tracker.update_interval"])

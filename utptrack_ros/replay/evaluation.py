@@ -20,7 +20,7 @@ from ..eval.sequence_run import SequenceRun, run_sequence
 from ..eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
 from ..types import Modality
 from .bags import ReplayBag, read_play_frames
-from .node_process import NodeProcess, private_domain_id
+from .node_process import private_domain_id, start_replay_node
 from .options import COMPARE_CHOICES, NodeOptions, ReplayError, ReplayOptions
 from .output_bag import write_output_bag
 from .player import BagRecord, Player
@@ -51,7 +51,7 @@ def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOpt
     try:
         for k, indices in enumerate(groups.values()):
             first = bags[indices[0]]
-            proc = NodeProcess(first, node, domain, log_dir / f"node_{k}.log", diagnostics_period_s)
+            proc = start_replay_node(first, node, domain, log_dir / f"node_{k}.log", diagnostics_period_s)
             try:
                 player.wait_active(proc, node.startup_timeout_s)
                 if player.target_publishers() > 1:
