@@ -18,8 +18,12 @@ import time
 import numpy as np
 import pytest
 
-from ros_harness import REPO, Client, NodeProcess, domain_id, ros_env, scene, stamp_of, start_node, target_box, H, W
 from utptrack_ros.sensors import stamp_to_ns
+
+# the harness first: it skips this module where ROS (rclpy, the interfaces) is missing
+from ros_harness import REPO, Client, H, NodeProcess, W, domain_id, ros_env, stamp_of, start_node, target_box
+from rcl_interfaces.srv import GetParameters
+from std_msgs.msg import String
 
 pytestmark = pytest.mark.ros
 
@@ -70,8 +74,6 @@ def node(ros_tmp):
 
 @pytest.fixture(scope="module")
 def get_params(node):
-    from rcl_interfaces.srv import GetParameters
-
     _, client = node
     cli = client.node.create_client(GetParameters, f"{client.ns}/get_parameters")
 
@@ -292,7 +294,6 @@ def test_aux_stamps_beyond_the_slop_fall_back_to_rgb_only_and_recover(node):
 def test_first_prompt_does_not_stall_tracking(node):
     """The prompt encoder was loaded at activation: a first prompt (and an init with a new prompt)
     is encoded in milliseconds, outside the tracker lock; frames keep their pace."""
-    from std_msgs.msg import String
 
     _, client = node
     lockstep(client, take(2))

@@ -8,9 +8,14 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
+
+from utptrack_ros.checkpoint import save_model
+from utptrack_ros.config import PruneConfig
+from utptrack_ros.models import create_model, default_tracker_config
 
 pytest.importorskip("rclpy")
-from ros_harness import Client, NodeProcess, domain_id, ros_env, start_node, target_box, H, W  # noqa: E402
+from ros_harness import REPO, Client, H, NodeProcess, W, domain_id, ros_env, start_node, target_box  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -68,7 +73,6 @@ def test_compressed_rgb_input(ros_tmp):
 def test_first_start_of_the_shipped_cpu_preset_exports_nothing(ros_tmp):
     """config/rgb_cpu.yaml (shipped tiny, backend auto = onnxruntime) with an empty user cache:
     the graphs prebuilt at install (share/utptrack_ros/onnx) are used; nothing is exported."""
-    from ros_harness import REPO
 
     if not list((REPO / "install" / "share" / "utptrack_ros" / "onnx").glob("tiny-*/manifest.json")):
         pytest.skip("no prebuilt graphs in install/ (make setup)")
@@ -92,11 +96,6 @@ def test_a_weights_file_of_another_variant_brings_its_tracker_settings(ros_tmp):
     """model.name o256 with a file that holds an OSTrack-384 network: the file decides the network,
     and the unset tracker.* parameters must mean that variant's settings (search factor 5, no
     template update), not o256's."""
-    import torch
-
-    from utptrack_ros.checkpoint import save_model
-    from utptrack_ros.config import PruneConfig
-    from utptrack_ros.models import create_model, default_tracker_config
 
     torch.manual_seed(0)
     small = create_model("ostrack384", embed_dim=32, depth=4, num_heads=2, head_channels=(32, 16, 8, 4),
