@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from ..data import TrackingSequence
 from ..errors import ConfigError
@@ -116,8 +117,6 @@ def _run_offline_rows(specs: Sequence[TrackerSpec], sequences: Sequence[Tracking
     bar = tqdm(total=len(specs) * len(sequences), desc="comparisons", unit="run", disable=not progress)
     saved_threads = None
     if num_threads > 0 and any(isinstance(s.factory, CoreTrackerFactory) for s in specs):
-        import torch
-
         saved_threads = torch.get_num_threads()
         torch.set_num_threads(num_threads)  # the node's thread budget, for comparable timings
     try:
@@ -129,8 +128,6 @@ def _run_offline_rows(specs: Sequence[TrackerSpec], sequences: Sequence[Tracking
     finally:
         bar.close()
         if saved_threads is not None:
-            import torch
-
             torch.set_num_threads(saved_threads)
     return runs
 

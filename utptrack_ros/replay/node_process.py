@@ -30,7 +30,7 @@ def find_share_file(relative: str) -> Optional[Path]:
     next to the generated interfaces, ``AMENT_PREFIX_PATH`` entries, then the source checkout."""
     candidates: list[Path] = []
     try:
-        import utptrack_ros.msg as generated
+        import utptrack_ros.msg as generated  # noqa: PLC0415 - the generated interfaces may not be built
 
         # <prefix>/lib/pythonX.Y/site-packages/utptrack_ros/msg/__init__.py -> <prefix>
         for location in getattr(generated, "__path__", []):
