@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from utptrack_ros.machine import machine_record
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -83,7 +85,6 @@ def main() -> int:
             print(r["log_tail"])
     out = REPO / "artifacts" / "bench" / "first_start.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    from utptrack_ros.machine import machine_record
 
     load = os.getloadavg()
     out.write_text(json.dumps({"preset": str(args.preset), "prebuilt": not args.no_prebuilt, "runs": runs,

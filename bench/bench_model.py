@@ -30,7 +30,15 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import onnxruntime
 import torch
+
+from utptrack_ros.machine import machine_record
+from utptrack_ros.models import create_model
+from utptrack_ros.models.inference import prepare_for_inference
+from utptrack_ros.models.examples import example_inputs
+from utptrack_ros.profiling import count_macs, format_report, measure_latency, profile_model
+from utptrack_ros.runtime import OrtBackend, export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MARGIN = 0.05
@@ -38,8 +46,6 @@ TARGET_MARGIN = 0.05
 
 def machinery_overhead(model: torch.nn.Module, runs: int, warmup: int) -> dict[str, float]:
     """Median latency of the unpruned model with and without the pruning path forced on."""
-    from utptrack_ros.profiling import measure_latency
-    from utptrack_ros.models.examples import example_inputs
 
     x = example_inputs(model.config)
     off = model.prune.off()
@@ -64,7 +70,6 @@ def component_breakdown(model: torch.nn.Module, runs: int, warmup: int) -> dict[
     Forward hooks time the search-crop stem, every encoder block and the box head; "rest" is
     the frame minus those (final norm, restoration, decoding). Sides are interleaved run by run.
     """
-    from utptrack_ros.models.examples import example_inputs
 
     x = example_inputs(model.config)
     with torch.inference_mode():
@@ -101,8 +106,6 @@ def component_breakdown(model: torch.nn.Module, runs: int, warmup: int) -> dict[
 
 def fixed_part_macs(model: torch.nn.Module) -> dict[str, int]:
     """Paper-convention MACs of the parts pruning cannot shrink: search stem and box head."""
-    from utptrack_ros.profiling import count_macs
-    from utptrack_ros.models.examples import example_inputs
 
     c = model.config
     x = example_inputs(c)
@@ -114,10 +117,6 @@ def fixed_part_macs(model: torch.nn.Module) -> dict[str, int]:
 
 def ort_ratio(model: torch.nn.Module, runs: int, warmup: int, threads: int) -> dict[str, float]:
     """Per-frame latency of the exported pruned and unpruned graphs in onnxruntime."""
-    import onnxruntime
-
-    from utptrack_ros.models.examples import example_inputs
-    from utptrack_ros.runtime import OrtBackend, export_onnx
 
     x = example_inputs(model.config)
     crops = (x.static.numpy(), x.dynamic.numpy(), x.static_box.numpy(), x.dynamic_box.numpy())
@@ -142,10 +141,6 @@ def ort_ratio(model: torch.nn.Module, runs: int, warmup: int, threads: int) -> d
 
 
 def bench(name: str, runs: int, warmup: int, threads: int, ort: bool, breakdown: bool) -> dict[str, Any]:
-    from utptrack_ros.models import create_model
-    from utptrack_ros.models.inference import prepare_for_inference
-    from utptrack_ros.profiling import format_report, profile_model
-
     torch.manual_seed(0)
     model = prepare_for_inference(create_model(name))  # BN folded, channels-last: as the Tracker runs it
     report = profile_model(model, runs=runs, warmup=warmup, threads=threads)
@@ -219,8 +214,6 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"      onnxruntime (Tracker backend='onnxruntime', the CPU presets' runtime): "
                   f"{o['pruned_ms']:.2f} / {o['unpruned_ms']:.2f} ms | {o['ratio']:.3f} | <= {t['limit']:.3f} "
                   f"{'MET' if o['met'] else 'MISSED'}")
-
-    from utptrack_ros.machine import machine_record
 
     out = {
         "device": "cpu",

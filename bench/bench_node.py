@@ -53,21 +53,47 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rclpy
+import torch
+from builtin_interfaces.msg import Time
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "config" / "fastdds_large_shm.xml"
-W, H = 640, 480
 sys.path.insert(0, str(REPO))
+
+# the package of this checkout (after sys.path) and its generated interfaces
+from utptrack_ros.data.checker_scene import CheckerScene  # noqa: E402
+from utptrack_ros.machine import machine_record  # noqa: E402
+from utptrack_ros.models import create_model  # noqa: E402
+from utptrack_ros.msg import TrackedTarget  # noqa: E402
+from utptrack_ros.replay.node_process import NodeProcess, node_module_command  # noqa: E402
+from utptrack_ros.ros.main import make_executor, spin  # noqa: E402
+from utptrack_ros.ros.qos import qos_profile  # noqa: E402
+from utptrack_ros.ros.trace import StageTrace  # noqa: E402
+from utptrack_ros.runtime.network import default_cache_dir  # noqa: E402
+from utptrack_ros.sensors import aux_to_array, fill_image, image_from_cdr, image_to_rgb, stamp_to_ns  # noqa: E402
+from utptrack_ros.srv import InitTarget  # noqa: E402
+from utptrack_ros.tracker import Tracker  # noqa: E402
+from utptrack_ros.types import Modality  # noqa: E402
+
+# 640x480 RGB-D: a 60 px checkered square going back and forth from (200, 150), 30 Hz stamps
+SCENE = CheckerScene(width=640, height=480, target_px=60, start_xy=(200.0, 150.0), step_xy=(3.0, 2.0))
+scene, stamp_of = SCENE.frame, SCENE.stamp_ns
 
 PARAMS = """
 /**:
@@ -86,11 +112,6 @@ SHIPPED = dict(kind="node", executor="events", profile=True, qos="reliable", pub
 def export_node_graphs() -> None:
     """Export the nodes' onnxruntime graphs once (the nodes' seeded random tiny, into the user's
     cache) before the setups start, so they do not all export at once on activate."""
-    import torch
-
-    from utptrack_ros.models import create_model
-    from utptrack_ros.runtime.network import default_cache_dir
-    from utptrack_ros.tracker import Tracker
 
     torch.manual_seed(0)  # as the node's model.weights: random, model.seed: 0
     t0 = time.perf_counter()
@@ -120,20 +141,6 @@ def setups(quick: bool) -> list[dict]:
     return out
 
 
-def scene(i: int) -> tuple[np.ndarray, np.ndarray]:
-    rgb = np.full((H, W, 3), 90, np.uint8)
-    rgb[:, :, 0] = (np.arange(W) * 255 // W)[None, :]
-    depth = np.full((H, W), 3000, np.uint16)
-    x, y = 200 + (i % 40) * 3, 150 + (i % 40) * 2
-    rgb[y : y + 60, x : x + 60] = (230, 40, 40)
-    depth[y : y + 60, x : x + 60] = 1500
-    return rgb, depth
-
-
-def stamp_of(i: int) -> int:
-    return 1_000_000_000_000 + i * 33_333_333
-
-
 # -- the echo node (transport floor) ------------------------------------------------------------
 
 def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
@@ -143,19 +150,6 @@ def echo_main(modality: str, executor_kind: str, qos_name: str) -> int:
     It keeps the last 30 messages, as the node's init history does: an echo that freed each
     0.9 MB message at once would make glibc trim and re-map its heap every frame (~640 page
     faults, ~1.5 ms per frame measured here), which is allocator behaviour, not transport."""
-    from collections import deque
-
-    from utptrack_ros.ros.main import make_executor, spin
-
-    import rclpy
-    from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import Header
-
-    from utptrack_ros.msg import TrackedTarget
-    from utptrack_ros.ros.qos import qos_profile
-    from utptrack_ros.ros.trace import StageTrace
-    from utptrack_ros.sensors import image_from_cdr, stamp_to_ns
 
     trace = StageTrace.from_env()
     rclpy.init()
@@ -206,14 +200,6 @@ class Target:
     """One setup: its process, and this side's rclpy context, publishers and ~/target subscriber."""
 
     def __init__(self, setup: dict, domain: int, tmp: Path, threads: int, consumer: str) -> None:
-        import rclpy
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        from utptrack_ros.msg import TrackedTarget
-        from utptrack_ros.sensors import stamp_to_ns
-        from utptrack_ros.srv import InitTarget
-
         self.setup, self.domain = setup, domain
         self.trace_path = tmp / f"trace_{domain}.jsonl"
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", UTPTRACK_TRACE_FILE=str(self.trace_path),
@@ -222,12 +208,14 @@ class Target:
             params = tmp / f"params_{domain}.yaml"
             params.write_text(PARAMS.format(modality=setup["modality"], qos=setup["qos"], threads=setup.get("threads", threads),
                                           backend=setup.get("backend", "torch")))
-            cmd = [sys.executable, "-m", "utptrack_ros.ros.main", "--executor", setup["executor"], "--ros-args", "--params-file", str(params)]
+            program = [*node_module_command(), "--executor", setup["executor"]]
+            args = ["--ros-args", "--params-file", str(params)]
         else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--echo", setup["modality"], setup["executor"], setup["qos"]]
+            program = [sys.executable, str(Path(__file__).resolve())]
+            args = ["--echo", setup["modality"], setup["executor"], setup["qos"]]
         self.log_path = tmp / f"node_{domain}.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        self.node_process = NodeProcess(args, env, self.log_path, program=program, cwd=REPO)
+        self.proc = self.node_process.proc
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain)
         self.node = rclpy.create_node("bench_node_client", context=self.ctx)
@@ -245,7 +233,6 @@ class Target:
 
         self.node.create_subscription(TrackedTarget, "/utptrack/target", on_target, 10)
         self.init = self.node.create_client(InitTarget, "/utptrack/init_target") if setup["kind"] == "node" else None
-        from utptrack_ros.ros.main import make_executor, spin
 
         self.ex, kind = make_executor(consumer, self.ctx)
         self.ex.add_node(self.node)
@@ -284,11 +271,10 @@ class Target:
             return self.cond.wait_for(lambda: stamp in self.received, timeout)
 
     def init_target(self) -> None:
-        from utptrack_ros.srv import InitTarget
-
         if self.init is None:
             return
-        fut = self.init.call_async(InitTarget.Request(center_x=230.0, center_y=180.0, size_x=60.0, size_y=60.0))
+        x, y, w, h = SCENE.box(0)  # frame 0's box (the node inits on its newest frame, 4, 12 px away)
+        fut = self.init.call_async(InitTarget.Request(center_x=x + w / 2, center_y=y + h / 2, size_x=w, size_y=h))
         end = time.monotonic() + 30
         while not fut.done() and time.monotonic() < end:
             time.sleep(0.01)
@@ -296,20 +282,11 @@ class Target:
             raise RuntimeError(f"{self.setup['name']}: init_target failed: {fut.result().message if fut.done() else 'timeout'}")
 
     def stop(self) -> None:
-        import rclpy
-
         rclpy.shutdown(context=self.ctx)
         self.spin.join(timeout=3)
         self.ex.shutdown()
         self.node.destroy_node()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.node_process.stop()
 
     def cpu_seconds(self) -> float:
         return self.proc_stat()[0]
@@ -334,10 +311,6 @@ def _proc_stat() -> tuple[float, float, float]:
 def run_group(spec_path: Path) -> int:
     """Child process: start every setup of one profile, warm up, measure round robin, write JSON."""
     spec = json.loads(spec_path.read_text())
-    from rclpy.serialization import serialize_message
-    from sensor_msgs.msg import Image
-
-    from utptrack_ros.sensors import fill_image
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
     targets: list[Target] = []
@@ -490,13 +463,6 @@ def summarise(setup_out: dict) -> dict:
 def conversion_micro(n: int = 200) -> dict:
     """rclpy deserialisation vs sensors.image_from_cdr (+ the same conversion): median wall and
     thread CPU time, and page faults, per message (this process, same bytes)."""
-    import resource
-
-    from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import Image
-
-    from utptrack_ros.sensors import aux_to_array, fill_image, image_from_cdr, image_to_rgb
-    from utptrack_ros.types import Modality
 
     rgb, depth = scene(0)
     cases = {"rgb8": (fill_image(Image(), rgb), image_to_rgb), "16UC1 depth": (fill_image(Image(), depth), lambda m: aux_to_array(m, Modality.DEPTH))}
@@ -572,9 +538,6 @@ def main() -> int:
         results += [summarise(s) for s in data["setups"]]
     micro = conversion_micro()
     report(results, machine, micro)
-    import torch  # noqa: F401 - imported so the environment record carries its version and threads
-
-    from utptrack_ros.machine import machine_record
 
     meta = {"environment": machine_record(),
             "node_torch_threads": args.threads, "frames": frames, "warmup": args.warmup,

@@ -35,8 +35,16 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import cv2  # noqa: E402
 import numpy as np
 import torch
+
+from utptrack_ros.data.generator import generate  # noqa: E402
+from utptrack_ros.data.spec import spec_for  # noqa: E402
+from utptrack_ros.machine import machine_record  # noqa: E402
+from utptrack_ros.models import create_model  # noqa: E402
+from utptrack_ros.tracker import Tracker  # noqa: E402
+from utptrack_ros.types import Box  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_FPS = 30.0
@@ -50,17 +58,11 @@ CONFIGS = (  # name, modality, prompt
 
 
 def load_frames(size: tuple[int, int], frames: int, seed_index: int) -> Any:
-    from utptrack_ros.data.generator import generate
-    from utptrack_ros.data.spec import spec_for
-
     seq = generate(spec_for("test", seed_index, challenges={}, length=frames, size=size))
     return seq.materialize()
 
 
 def make_tracker(name: str, weights: Optional[Path], random_init: bool, backend: str, threads: int) -> Any:
-    from utptrack_ros.models import create_model
-    from utptrack_ros.tracker import Tracker
-
     if random_init:
         torch.manual_seed(0)  # the same random weights for every runtime
         return Tracker(create_model(name), backend=backend, threads=threads)
@@ -68,8 +70,6 @@ def make_tracker(name: str, weights: Optional[Path], random_init: bool, backend:
 
 
 def run_once(tracker: Any, seq: Any, modality: str, prompt: bool) -> list[float]:
-    from utptrack_ros.types import Box
-
     aux = (lambda i: None) if modality == "rgb" else (lambda i: seq.aux(modality, i))
     tracker.init(seq.rgb(0), Box.from_sequence(seq.gt[0]), aux=aux(0), modality=modality,
                  prompt=seq.prompt if prompt else None)
@@ -112,7 +112,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    import cv2
 
     cv2.setNumThreads(1)
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -151,7 +150,6 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"{backend:<11} | {cname:<10} | {p['fps_median']:6.1f} ({p['fps_mean']:5.1f}, {p['fps_p90']:5.1f})"
                   f"          | {u['fps_median']:6.1f}              | {r['speedup_median']:.2f}x"
                   f"           | {'MET' if r['met'] else 'MISSED'}")
-    from utptrack_ros.machine import machine_record
 
     out = {
         "device": "cpu",

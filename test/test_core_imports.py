@@ -4,9 +4,14 @@ other module says so in its source and imports with them blocked."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import utptrack_ros
+from utptrack_ros import MultiTracker, Tracker
+from utptrack_ros.tracker import MultiTracker as Direct
 
 PACKAGE = Path(__file__).resolve().parents[1] / "utptrack_ros"
 ROS_LAYERS = ("ros", "replay")  # the only subpackages that may import ROS
@@ -76,11 +81,6 @@ def test_core_imports_without_rclpy():
 def test_every_class_the_readme_documents_for_the_core_is_importable_from_the_package():
     """README "The core in Python" names these beside ``Tracker``: each must be a public
     attribute of ``utptrack_ros`` (listed in ``__all__``), not only of a submodule."""
-    import re
-    from pathlib import Path
-
-    import utptrack_ros
-
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start = readme.index("## The core in Python")
     section = readme[start:readme.index("\n## ", start + 1)]
@@ -90,7 +90,4 @@ def test_every_class_the_readme_documents_for_the_core_is_importable_from_the_pa
     assert {"Tracker", "MultiTracker", "Box"} <= names
     missing = sorted(n for n in names if n not in utptrack_ros.__all__ or not hasattr(utptrack_ros, n))
     assert not missing, f"documented in the README but not importable from utptrack_ros: {missing}"
-    from utptrack_ros import MultiTracker, Tracker
-    from utptrack_ros.tracker import MultiTracker as Direct
-
     assert MultiTracker is Direct and Tracker.__module__ == MultiTracker.__module__

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from utptrack_ros.runtime.prebuilt import check_manifest
+
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
 INSTALL = REPO / "install"
@@ -79,7 +81,6 @@ def check_tree(found: dict, prefix: Path, pythonpath: str = "") -> set[str]:
     presets = {f"config/{p.name}" for p in (REPO / "config").iterdir()}
     assert {"package.xml", "launch/tracker.launch.py"} | presets <= files
     # the CPU presets' onnxruntime graphs, prebuilt at install, intact (runtime/prebuilt.py)
-    from utptrack_ros.runtime.prebuilt import check_manifest
 
     graphs = sorted({f.split("/")[1] for f in files if f.startswith("onnx/") and f.endswith("/manifest.json")})
     assert graphs, "no prebuilt onnxruntime graphs in share/utptrack_ros/onnx"

@@ -7,8 +7,9 @@ import pytest
 
 from utptrack_ros.config import AuxConfig
 from utptrack_ros.errors import InputError
-from utptrack_ros.modalities import depth_to_aux, event_to_aux, thermal_to_aux, to_aux_image
-from utptrack_ros.types import Modality
+from utptrack_ros.modalities import _Histogram, depth_to_aux, event_to_aux, prepare_aux, thermal_to_aux, to_aux_image
+from utptrack_ros.preprocess import crop_geometry, crop_image
+from utptrack_ros.types import Box, Modality
 
 
 def official_depth(raw_mm: np.ndarray) -> np.ndarray:
@@ -102,10 +103,6 @@ def test_bad_aux_input_is_a_clear_value_error(modality, array, match):
 
 @pytest.mark.parametrize("modality", [Modality.DEPTH, Modality.THERMAL, Modality.EVENT])
 def test_crop_of_converted_frame_equals_conversion_inside_the_crop(modality, rng):
-    from utptrack_ros.modalities import prepare_aux
-    from utptrack_ros.preprocess import crop_geometry, crop_image
-    from utptrack_ros.types import Box
-
     if modality is Modality.DEPTH:
         aux = rng.integers(0, 9000, size=(60, 80)).astype(np.uint16)
         aux[::9, ::4] = 0
@@ -122,8 +119,6 @@ def test_crop_of_converted_frame_equals_conversion_inside_the_crop(modality, rng
 
 @pytest.mark.parametrize("case", ["random", "zeros", "extremes", "odd"])
 def test_histogram_order_statistics_equal_numpy(case, rng):
-    from utptrack_ros.modalities import _Histogram
-
     values = {
         "random": rng.integers(0, 9000, size=(48, 64)).astype(np.uint16),
         "zeros": np.zeros((5, 7), np.uint16),

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testutils import small_o
 
 from utptrack_ros.config import PruneConfig
 from utptrack_ros.errors import ConfigError
-from utptrack_ros.models import create_model, list_models, model_config
+from utptrack_ros.models import create_model, encoder, list_models, model_config
+from utptrack_ros.models.inference import prepare_for_inference
 from utptrack_ros.models.pruning import keep_count
 from utptrack_ros.types import Task
-
-from testutils import small_o
 
 
 def _inputs(model, batch=2, seed=0):
@@ -58,7 +58,7 @@ def test_ledger_matches_ceil_arithmetic(name):
     cfg = model_config(name)
     model = create_model(name, embed_dim=48, num_heads=3, head_channels=(8, 8, 8, 8)).eval()
     out = _run(model, _inputs(model, batch=1))
-    assert [(l.sr, l.st, l.dt) for l in out.ledger.layers] == _expected_ledger(cfg)
+    assert [(layer.sr, layer.st, layer.dt) for layer in out.ledger.layers] == _expected_ledger(cfg)
 
 
 def test_o256_ledger_reproduces_paper_token_counts():
@@ -89,8 +89,6 @@ def test_keep_ratio_one_equals_unpruned_model(name):
 def test_force_reorder_runs_the_pruning_path_without_removing_tokens(monkeypatch):
     """The testing aid is set on the model and held by its blocks: with nothing removed, the
     search tokens are still re-ordered by score and scattered back (restore_search runs)."""
-    from utptrack_ros.models import encoder
-
     model = create_model("tiny").eval()
     model.set_prune(model.config.prune.off())
     calls = []
@@ -124,7 +122,7 @@ def test_pruning_off_restores_full_token_count():
     model = small_o()
     model.set_prune(PruneConfig())  # no pruning layers at all
     led = _run(model, _inputs(model, batch=1)).ledger
-    assert all(l.visual == 384 for l in led.layers)
+    assert all(layer.visual == 384 for layer in led.layers)
 
 
 def test_removed_search_positions_are_exact_zeros_before_the_head():
@@ -206,8 +204,6 @@ def test_invalid_prune_layers_are_rejected():
 
 
 def test_inference_rewrite_keeps_outputs():
-    from utptrack_ros.models.inference import prepare_for_inference
-
     model = create_model("tiny").eval()
     for mod in model.modules():  # non-trivial BatchNorm statistics
         if isinstance(mod, torch.nn.BatchNorm2d):

@@ -10,16 +10,23 @@ project's :class:`~utptrack_ros.tracker.Tracker` over the same frames.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from utptrack_ros.checkpoint import load_weights, read_checkpoint
 from utptrack_ros.config import PruneConfig, TrackerConfig
-from utptrack_ros.models import create_model
+from utptrack_ros.models import create_model, model_config
+from utptrack_ros.preprocess import crop_geometry, crop_image, crops_to_tensor
+from utptrack_ros.models.ledger import expected_ledger
+from utptrack_ros.runtime import export_ostrack_shaped
 from utptrack_ros.tracker import Tracker
+from utptrack_ros.types import Box
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROVENANCE = json.loads((FIXTURES / "ostrack_golden.json").read_text())
@@ -131,9 +138,6 @@ def test_template_updates_never_run_for_a_single_template_model(golden):
 
 
 def test_registered_ostrack_variants_have_the_official_token_counts():
-    from utptrack_ros.models.ledger import expected_ledger
-    from utptrack_ros.models import model_config
-
     for name, (n_in, n_out) in {"ostrack256": (320, 153), "ostrack384": (720, 343),
                                 "ostrack256_noce": (320, 320), "ostrack384_noce": (720, 720)}.items():
         ledger = expected_ledger(model_config(name))
@@ -150,8 +154,6 @@ def test_registered_ostrack_variants_have_the_official_token_counts():
 
 def test_onnxruntime_tracker_reproduces_the_official_tracker(golden, tmp_path):
     """The exported single-template graphs (no dynamic-template input) in the tracker."""
-    import onnx
-
     model = reduced_model(256, ce=True)
     config = TrackerConfig(search_factor=4.0, update_interval=0, lost_threshold=0.0)
     tracker = Tracker(model, config=config, backend="onnxruntime", onnx_cache=tmp_path)
@@ -177,12 +179,6 @@ print(max(float(np.abs(o.reshape(data[k].shape) - data[k]).max()) for o, k in zi
 
 def test_ostrack_shaped_export_feeds_the_one_template(golden, tmp_path):
     """``template``, ``search`` -> ``output1..3`` equals the official maps of the first frame."""
-    import subprocess
-    import sys
-
-    from utptrack_ros.preprocess import crop_geometry, crop_image, crops_to_tensor
-    from utptrack_ros.runtime import export_ostrack_shaped
-    from utptrack_ros.types import Box
 
     model = reduced_model(256, ce=True)
     path = export_ostrack_shaped(model, tmp_path / "ostrack.onnx")

@@ -19,9 +19,12 @@ import pytest
 import torch
 
 from utptrack_ros.checkpoint import load_weights, read_checkpoint
-from utptrack_ros.config import TrackerConfig
-from utptrack_ros.models import create_model
+from utptrack_ros.config import PruneConfig, TrackerConfig
+from utptrack_ros.models import create_model, model_config
+from utptrack_ros.models.ledger import expected_ledger
+from utptrack_ros.runtime import OrtBackend, TorchBackend, export_onnx
 from utptrack_ros.tracker import Tracker
+from utptrack_ros.types import Task
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROVENANCE = json.loads((FIXTURES / "sutrack_golden.json").read_text())
@@ -123,9 +126,6 @@ def test_the_text_token_matters(golden):
 
 
 def test_registered_s_family_ledgers_and_parameter_count():
-    from utptrack_ros.models import model_config
-    from utptrack_ros.models.ledger import expected_ledger
-
     s224 = expected_ledger(model_config("s224"))
     assert (s224.input.visual, s224.final.visual, s224.average_visual) == (294, 90, 188.25)
     assert [(lt.sr, lt.st, lt.dt) for lt in s224.layers if lt.layer in (6, 9, 12, 15, 18, 21)] == [
@@ -156,8 +156,6 @@ def test_onnxruntime_tracker_reproduces_the_official_sutrack_tracker(golden, tmp
 
 def test_pruned_s_model_exports_with_text_guidance(tmp_path):
     """s224's CTEM with text guidance (scaled to 4 blocks) through onnxruntime equals torch."""
-    from utptrack_ros.config import PruneConfig
-    from utptrack_ros.runtime import OrtBackend, TorchBackend, export_onnx
 
     prune = PruneConfig(ce=((1, 0.7), (3, 0.7)), dte=((2, 0.6),), ste=((2, 0.6),), tta_mode="soft", text_guided="D")
     model = reduced_model("s224", prune=prune)
@@ -189,9 +187,6 @@ _S_SCALED = dict(ce=((1, 0.7), (3, 0.7)), dte=((2, 0.6),), ste=((2, 0.6),), tta_
 
 
 def test_keep_ratio_one_equals_the_unpruned_s_model():
-    from utptrack_ros.config import PruneConfig
-    from utptrack_ros.types import Task
-
     pruned = reduced_model("s224", prune=PruneConfig(**_S_SCALED, text_guided="D"))
     base = reduced_model("sutrack_b224")
     z, x, box, text = _s_inputs()
@@ -206,9 +201,6 @@ def test_keep_ratio_one_equals_the_unpruned_s_model():
 
 
 def test_text_guidance_changes_the_selection_only_for_language_samples():
-    from utptrack_ros.config import PruneConfig
-    from utptrack_ros.types import Task
-
     guided = reduced_model("s224", prune=PruneConfig(**_S_SCALED, text_guided="C-D-S"))
     plain = reduced_model("s224", prune=PruneConfig(**_S_SCALED))
     z, x, box, text = _s_inputs(seed=3)

@@ -11,6 +11,8 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from utptrack_ros import MultiTracker  # noqa: E402
+from utptrack_ros.models import create_model  # noqa: E402
 from utptrack_ros.runtime.graph_names import graphs_folder, weights_digest  # noqa: E402
 from utptrack_ros.runtime.prebuilt import MANIFEST, check_manifest, find_prebuilt, prebuilt_roots  # noqa: E402
 from utptrack_ros.tracker import Tracker  # noqa: E402
@@ -40,7 +42,6 @@ def frames():
 def test_the_shipped_model_on_onnxruntime_starts_from_the_install_without_exporting(tmp_path):
     installed_folder()
     assert INSTALLED.resolve() in [r.resolve() for r in prebuilt_roots()]
-    from utptrack_ros import MultiTracker
 
     cache = tmp_path / "user-cache"
     multi = MultiTracker.from_pretrained("tiny", backend="onnxruntime", onnx_cache=cache)
@@ -64,7 +65,6 @@ def test_graphs_are_found_only_for_the_weights_and_keep_ratios_they_were_exporte
     assert find_prebuilt(folder.name) == folder
     other_ratios = model.prune.with_keep_ratio(0.5, 0.5, 0.5)
     assert find_prebuilt(graphs_folder(model.config, weights_digest(model), other_ratios, 17)) is None
-    from utptrack_ros.models import create_model
 
     random = create_model("tiny")
     assert find_prebuilt(graphs_folder(random.config, weights_digest(random), random.prune, 17)) is None

@@ -8,8 +8,17 @@ import pytest
 import torch
 
 from utptrack_ros.errors import InputError
+from utptrack_ros.models import create_model, model_config
 from utptrack_ros.postprocess import hann_window
-from utptrack_ros.preprocess import IMAGENET_MEAN, IMAGENET_STD, crop_geometry, crop_image, crops_to_tensor
+from utptrack_ros.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    crop_geometry,
+    crop_image,
+    crops_to_tensor,
+    template_box,
+)
+from utptrack_ros.tracker import Tracker
 from utptrack_ros.types import Box
 
 
@@ -150,8 +159,6 @@ def official_template_box(box_in, box_extract, resize_factor, crop_sz, divisor):
 
 @pytest.mark.parametrize("target", [(50.0, 30.0, 20.0, 10.0), (53.5, 31.0, 20.0, 10.0)])
 def test_template_box_follows_each_familys_official_transform(target):
-    from utptrack_ros.preprocess import template_box
-
     extract = Box(50.0, 30.0, 20.0, 10.0)  # the box the template crop was cut around
     geom = crop_geometry(extract, 2.0, 128)
     r = geom.resize_factor
@@ -173,10 +180,6 @@ def test_template_box_follows_each_familys_official_transform(target):
 
 @pytest.mark.parametrize("name, rule", [("o256", "ostrack"), ("ostrack256", "ostrack"), ("tiny", "crop")])
 def test_tracker_feeds_the_box_prior_by_the_models_rule(name, rule):
-    from utptrack_ros.models import create_model, model_config
-    from utptrack_ros.preprocess import template_box
-    from utptrack_ros.tracker import Tracker
-
     assert model_config(name).template_box == rule
     overrides = {} if name == "tiny" else dict(embed_dim=48, num_heads=3, head_channels=(8, 8, 8, 8))
     tracker = Tracker(create_model(name, **overrides).eval())

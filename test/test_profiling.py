@@ -152,7 +152,7 @@ def test_profile_verb_prints_the_table_and_writes_json(tmp_path, capsys):
     text = capsys.readouterr().out
     data = json.loads(out.read_text())
     assert data["model"] == "tiny" and data["threads"] == 1
-    layers = [(l["sr"], l["st"], l["dt"]) for l in data["pruned"]["layers"]]
+    layers = [(layer["sr"], layer["st"], layer["dt"]) for layer in data["pruned"]["layers"]]
     budget = create_model("tiny").prune.with_keep_ratio(0.5, 0.5, 0.5)
     assert layers == ceil_counts(144, 36, 6, budget)
     macs_p, macs_u = data["pruned"]["macs"], data["unpruned"]["macs"]

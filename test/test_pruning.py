@@ -8,7 +8,7 @@ import torch
 
 from utptrack_ros.config import PruneConfig
 from utptrack_ros.models import pruning
-from utptrack_ros.models.encoder import Block, TokenState
+from utptrack_ros.models.encoder import Attention, Block, TokenState
 
 
 def test_keep_count_is_ceil_of_ratio_times_n():
@@ -156,8 +156,6 @@ def test_text_row_steers_pruning_only_for_language_samples():
 
 
 def test_attention_row_probabilities_equal_the_full_softmax():
-    from utptrack_ros.models.encoder import Attention
-
     attn = Attention(16, 4).eval()
     x = torch.randn(2, 9, 16)
     rows = torch.tensor([[3, 8], [5, 8]])

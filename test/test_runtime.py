@@ -7,13 +7,15 @@ import sys
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
+from utptrack_ros.config import PruneConfig
 from utptrack_ros.errors import InputError
 from utptrack_ros.models import UTPTrack, create_model, model_config
 from utptrack_ros.models.examples import example_inputs
-from utptrack_ros.runtime import OrtBackend, TorchBackend, export_onnx
+from utptrack_ros.runtime import OrtBackend, TorchBackend, export_onnx, export_ostrack_shaped
 
 TOL = 1e-4
 
@@ -83,8 +85,6 @@ def test_prompt_graph_differs_from_the_plain_one(tiny_export):
 
 
 def test_graphs_are_static_opset_17_with_the_config(tiny_export):
-    import onnx
-
     model, exported = tiny_export
     proto = onnx.load(str(exported.search))
     assert {o.domain: o.version for o in proto.opset_import}.get("", None) == 17
@@ -116,7 +116,6 @@ def test_importing_the_package_does_not_import_onnxruntime():
 
 def _small_o_model() -> UTPTrack:
     """UTPTrack-O layout (3-channel, 128/256 crops, no text) at dim 64 / depth 4, peaky attention."""
-    from utptrack_ros.config import PruneConfig
 
     torch.manual_seed(0)
     prune = PruneConfig(ce=((1, 0.7), (2, 0.7)), dte=((2, 0.7),), ste=((2, 0.7),), tta_mode="all")
@@ -165,7 +164,6 @@ print(worst, len(box), tracker.getTrackingScore())
 
 def test_ostrack_shaped_export_runs_in_opencv_trackervit(tmp_path):
     """The single-graph OSTrack contract (template, search -> output1..3) that cv2.TrackerVit loads."""
-    from utptrack_ros.runtime import export_ostrack_shaped
 
     model = _small_o_model()
     path = export_ostrack_shaped(model, tmp_path / "ostrack.onnx")

@@ -14,8 +14,19 @@ import numpy as np
 import pytest
 
 from utptrack_ros.errors import InputError
-from utptrack_ros.spatial import (CameraInfoError, CameraIntrinsics, DepthConfig, DepthImageError, DepthStatus,
-                                  box_centre_pixel, depth_unit, estimate_depth, locate_target, locate_targets)
+from utptrack_ros.spatial import (
+    CameraInfoError,
+    CameraIntrinsics,
+    DepthConfig,
+    DepthImageError,
+    DepthStatus,
+    TargetLocator,
+    box_centre_pixel,
+    depth_unit,
+    estimate_depth,
+    locate_target,
+    locate_targets,
+)
 from utptrack_ros.types import Box
 
 W, H = 640, 480
@@ -348,8 +359,6 @@ def _occlusion_frames(rng, covered_columns):
 
 
 def test_prior_keeps_the_target_while_an_occluder_covers_most_of_the_centre(rng):
-    from utptrack_ros.spatial import TargetLocator
-
     # central columns are 240..319: 0, 30 %, 70 % and 85 % of them covered, then 100 %, then clear
     box, frames = _occlusion_frames(rng, [0, 64, 96, 108, 160, 0])
     cam = CameraIntrinsics.from_camera_info(camera_info())

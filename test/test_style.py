@@ -1,4 +1,5 @@
-"""Style held by tools: ``ruff check`` (ruff.toml) on the package and ``mypy`` (mypy.ini) on the
+"""Style held by tools: ``ruff check`` (ruff.toml) on the package, the tests and the benchmarks, and
+``mypy`` (mypy.ini) on the
 framework-free core, both run from the test environment's own Python (pinned in requirements.txt).
 Each test fails with the tool's report; it is skipped only when the tool is not installed."""
 from __future__ import annotations
@@ -20,8 +21,8 @@ def _run_tool(module: str, args: list[str]) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=900, check=False)
 
 
-def test_ruff_passes_on_the_package() -> None:
-    done = _run_tool("ruff", ["check", "--no-cache", "--output-format", "concise", "utptrack_ros"])
+def test_ruff_passes_on_the_package_tests_and_benchmarks() -> None:
+    done = _run_tool("ruff", ["check", "--no-cache", "--output-format", "concise", "utptrack_ros", "test", "bench"])
     assert done.returncode == 0, f"ruff check found problems:\n{done.stdout}{done.stderr}"
 
 

@@ -5,10 +5,11 @@ import gzip
 
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer
 
 from utptrack_ros.errors import CheckpointError
 from utptrack_ros.models.clip_text import ClipTextEncoder, ClipTokenizer
-from utptrack_ros.models.text import MiniLMEncoder
+from utptrack_ros.models.text import MiniLMEncoder, minilm_path
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +18,6 @@ def minilm():
 
 
 def test_minilm_matches_sentence_transformers_pipeline(minilm):
-    from sentence_transformers import SentenceTransformer
-
-    from utptrack_ros.models.text import minilm_path
-
     reference = SentenceTransformer(str(minilm_path()), device="cpu")
     prompts = ["the red cup on the left", "a small grey dog running"]
     ours = minilm.encode(prompts)

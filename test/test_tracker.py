@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from utptrack_ros.checkpoint import save_model
 from utptrack_ros.config import TrackerConfig
-from utptrack_ros.errors import ConfigError, InputError, NotInitializedError
+from utptrack_ros.errors import CheckpointError, ConfigError, InputError, NotInitializedError
+from utptrack_ros.modalities import prepare_aux
 from utptrack_ros.models import create_model
-from utptrack_ros.tracker import MultiTracker, Tracker
+from utptrack_ros.tracker import MultiTracker, Tracker, load_variant
 from utptrack_ros.types import Box, Modality, TrackState
 
 H, W = 120, 160
@@ -227,10 +229,6 @@ def test_reset_forgets_the_target(tiny, frames):
 
 
 def test_from_pretrained_weights_file_and_base_name(tiny, tmp_path):
-    from utptrack_ros.checkpoint import save_model
-    from utptrack_ros.errors import CheckpointError
-    from utptrack_ros.tracker import load_variant
-
     path = save_model(tiny, tmp_path / "w.safetensors")
     pruned = Tracker.from_pretrained("tiny", weights=path)
     base = Tracker.from_pretrained("tiny_base", weights=path)
@@ -248,8 +246,6 @@ def test_from_pretrained_weights_file_and_base_name(tiny, tmp_path):
 
 
 def test_prepared_aux_frame_gives_the_same_result(tiny, frames):
-    from utptrack_ros.modalities import prepare_aux
-
     img, depth = frames
     a, b = Tracker(tiny), Tracker(tiny)
     a.init(img, [40, 30, 20, 24], aux=depth, modality="depth")

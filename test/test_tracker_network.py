@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from utptrack_ros.runtime.network import OrtNetwork
 from utptrack_ros.runtime.tracker_network import TorchNetwork, TrackerNetwork
 from utptrack_ros.tracker import MultiTracker
 
@@ -16,7 +17,6 @@ def test_torch_tracker_network_is_the_protocol_and_prepares_nothing():
 
 def test_onnxruntime_network_is_the_protocol(tmp_path):
     pytest.importorskip("onnxruntime")
-    from utptrack_ros.runtime.network import OrtNetwork
 
     tracker = MultiTracker.from_pretrained("tiny", backend="onnxruntime", onnx_cache=tmp_path)
     assert isinstance(tracker.network, OrtNetwork) and isinstance(tracker.network, TrackerNetwork)

@@ -21,6 +21,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from testutils import small_o
+from torch._utils import _rebuild_tensor_v2
 
 from utptrack_ros.checkpoint import load_model, load_weights, read_checkpoint, save_model
 from utptrack_ros.config import to_mapping
@@ -236,8 +237,6 @@ class _TensorRecord:
         self.storage = storage
 
     def __reduce__(self):
-        from torch._utils import _rebuild_tensor_v2
-
         n = self.storage.numel
         return (_rebuild_tensor_v2, (self.storage, 0, (n,), (1,), False, collections.OrderedDict()))
 

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig, PruneConfig, to_mapping
 from .errors import CheckpointError
-from .models import build_model, create_model
+from .models import UTPTrack, build_model, create_model
 from .official import choose_s_variant, choose_variant, clip_no_prompt_feature
 from .safetensors_header import DIGEST_KEY, add_digest, read_header, verify_digest
 from .stored_config import check_stored_config
@@ -127,6 +127,11 @@ class StubObject:
 
     stub_module: str = ""
     stub_name: str = ""
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    state: Any
+    items: list[Any]
+    entries: dict[Any, Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "StubObject":
         obj = object.__new__(cls)
@@ -455,7 +460,7 @@ class _TorchZipReader:
             out = torch.empty(info.file_size, dtype=torch.uint8)
             try:
                 with self.zip.open(info) as fh:
-                    got = fh.readinto(memoryview(out.numpy()))  # type: ignore[attr-defined]
+                    got = fh.readinto(memoryview(out.numpy()))  # type: ignore[attr-defined, arg-type]  # __buffer__: 3.12+
                     fh.read(1)  # reaches the end of the record: zipfile checks its CRC-32
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
                 raise CheckpointError(f"{self.path}: storage record data/{key} is corrupt ({err})") from err
@@ -980,7 +985,7 @@ def save_model(model: nn.Module, path: PathLike, extra: Optional[Mapping[str, An
 
 def load_model(
     path: PathLike, name: Optional[str] = None, device: Union[str, torch.device] = "cpu", strict: bool = True
-) -> nn.Module:
+) -> UTPTrack:
     """Build a UTPTrack from a weights file, strictly loaded, in eval mode.
 
     The architecture comes from ``name`` if given, else from the config stored in a project

@@ -194,7 +194,7 @@ def crops_to_tensor(
     onnxruntime); on other devices the uint8 crops are uploaded and normalised there.
     """
     device = torch.device(device)
-    aux_list = list(aux_crops) if aux_crops else [None] * len(rgb_crops)
+    aux_list: list[Optional[np.ndarray]] = list(aux_crops) if aux_crops else [None] * len(rgb_crops)
     if device.type == "cpu":
         return _normalise_on_cpu(rgb_crops, aux_list, in_chans, channels_last)
     b = len(rgb_crops)

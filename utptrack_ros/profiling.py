@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig, PruneConfig
-from .models import create_model
+from .models import UTPTrack, create_model
 from .models.encoder import Attention
 from .models.inference import prepare_for_inference
 from .models.itpn import ItpnAttention
@@ -307,7 +307,7 @@ def _environment() -> dict[str, str]:
 
 
 def profile_model(
-    model: nn.Module,
+    model: UTPTrack,
     runs: int = 20,
     warmup: int = 3,
     threads: Optional[int] = None,

@@ -267,12 +267,22 @@ class CdrImage:
     """``sensor_msgs/Image`` fields read from CDR; ``data`` views the serialized bytes."""
 
     __slots__ = ("header", "height", "width", "encoding", "is_bigendian", "step", "data")
+    header: CdrHeader
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: np.ndarray
 
 
 class CdrCompressedImage:
     """``sensor_msgs/CompressedImage`` fields read from CDR; ``data`` views the serialized bytes."""
 
     __slots__ = ("header", "format", "data")
+    header: CdrHeader
+    format: str
+    data: np.ndarray
 
 
 # Encapsulation kinds whose layout for these (final, no 8-byte member) types is plain CDR with

@@ -1,13 +1,30 @@
 """rosbag2 layout (mcap and sqlite3 via rosbags): round trips, topic overrides and clear errors."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from data.datautils import assert_same_sequence
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rosbags.rosbag2 import StoragePlugin, Writer
 
-from utptrack_ros.data import (ArrayFrames, BagTopics, FrameCountError, MissingTopicError, TrackingSequence,
-                               SequenceError, SequenceFormatError, UnsupportedMessageError, load_bag, load_folder,
-                               write_bag, write_folder)
+from utptrack_ros.data import (
+    ArrayFrames,
+    BagTopics,
+    FrameCountError,
+    MissingTopicError,
+    SequenceError,
+    SequenceFormatError,
+    TrackingSequence,
+    UnsupportedMessageError,
+    load_bag,
+    load_folder,
+    write_bag,
+    write_folder,
+)
 from utptrack_ros.data.bag import IMAGE, POLYGON, bag_typestore, groundtruth_message, image_message
 from utptrack_ros.types import Modality
 
@@ -39,9 +56,6 @@ def test_bag_groundtruth_equals_folder_groundtruth(small_seq, tmp_path):
 
 def test_mcap_is_readable_without_rosbags(small_seq, tmp_path):
     """The mcap library's own ROS 2 decoder reads our Image and PolygonStamped messages."""
-    from mcap.reader import make_reader
-    from mcap_ros2.decoder import DecoderFactory
-
     path = write_bag(small_seq, tmp_path / "b", "mcap")
     (mcap_file,) = path.glob("*.mcap")
     with mcap_file.open("rb") as f:
@@ -75,7 +89,6 @@ def test_topic_overrides_and_modality_selection(small_seq, tmp_path):
 
 def _write_raw_bag(path, frames: int, *, color_type: str = IMAGE, encoding: str = "rgb8", gt_frames=None):
     """A hand-made bag for the error cases (rosbags writer, no TrackingSequence involved)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
 
     ts = bag_typestore()
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
@@ -117,7 +130,6 @@ def test_unsupported_encoding(tmp_path):
 def test_driver_encodings_decode_like_the_node(tmp_path):
     """bgr8 colour and 32FC1 depth (metres, NaN holes), as camera drivers publish them, load as
     RGB and uint16 millimetres, decoded by the node's own decoders (utptrack_ros.sensors)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
 
     ts = bag_typestore()
     rgb = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
@@ -164,8 +176,6 @@ def test_corrupt_and_missing_bags(small_seq, tmp_path):
 
 def test_data_package_needs_no_ros(tmp_path):
     """Generation and bag I/O work with every ROS Python package blocked (rosbags only)."""
-    import subprocess
-    import sys
 
     code = (
         "import sys\n"

@@ -41,7 +41,10 @@ def test_darkness_hides_rgb_but_not_depth_or_thermal(seed):
 def test_illumination_changes_brightness_over_time():
     base, lit = make(40), make(40, {"illumination": 1.0})
     assert np.std(lit.frame_info["illumination"]) > 0.1 and np.std(base.frame_info["illumination"]) == 0
-    means = lambda s: [s.rgb(i).mean() for i in range(0, s.length, 3)]
+
+    def means(s):
+        return [s.rgb(i).mean() for i in range(0, s.length, 3)]
+
     assert np.std(means(lit)) > 3 * np.std(means(base)) + 1
 
 
@@ -81,7 +84,9 @@ def test_partial_occlusion_covers_part_of_the_target(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_scale_change(seed):
-    area = lambda s: s.gt[:, 2] * s.gt[:, 3]
+    def area(s):
+        return s.gt[:, 2] * s.gt[:, 3]
+
     changed, base = area(make(seed, {"scale_change": 1.0})), area(make(seed))
     assert np.nanmax(changed) / np.nanmin(changed) > 4
     assert np.nanmax(base) / np.nanmin(base) < 3
@@ -97,7 +102,9 @@ def test_fast_motion_and_rotation(seed):
 
 
 def test_deformation_changes_the_box_aspect_more():
-    aspect_spread = lambda s: np.nanstd(np.log(s.gt[:, 2] / s.gt[:, 3]))
+    def aspect_spread(s):
+        return np.nanstd(np.log(s.gt[:, 2] / s.gt[:, 3]))
+
     deformed = np.mean([aspect_spread(make(s, {"deformation": 1.0})) for s in SEEDS])
     rigid = np.mean([aspect_spread(make(s)) for s in SEEDS])
     assert deformed > 1.5 * rigid

@@ -4,12 +4,20 @@ from __future__ import annotations
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 from data.datautils import assert_same_sequence
 
-from utptrack_ros.data import (ArrayFrames, FrameCountError, TrackingSequence, SequenceError, SequenceFormatError,
-                               load_folder, write_folder)
+from utptrack_ros.data import (
+    ArrayFrames,
+    FrameCountError,
+    SequenceError,
+    SequenceFormatError,
+    TrackingSequence,
+    load_folder,
+    write_folder,
+)
 from utptrack_ros.types import Modality
 
 
@@ -104,8 +112,6 @@ def test_corrupt_image_names_the_file(folder):
 
 
 def test_depth_must_be_16_bit(folder):
-    import cv2
-
     cv2.imwrite(str(folder / "depth" / "000001.png"), np.zeros((8, 10), np.uint8))
     with pytest.raises(SequenceFormatError, match="depth must be a 1-channel 16-bit PNG"):
         load_folder(folder).aux(Modality.DEPTH, 0)

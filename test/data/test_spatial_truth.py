@@ -5,10 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from data.datautils import SMALL, make
+from rosbags.highlevel import AnyReader
 
-from utptrack_ros.data import (Challenge, SequenceSpec, generate, load_bag, load_folder, random_challenges,
-                               write_bag, write_folder)
-from utptrack_ros.data.bag import CAMERA_INFO
+from utptrack_ros.data import (
+    Challenge,
+    SequenceSpec,
+    generate,
+    load_bag,
+    load_folder,
+    random_challenges,
+    write_bag,
+    write_folder,
+)
+from utptrack_ros.data.bag import CAMERA_INFO, bag_typestore
 from utptrack_ros.data.camera import camera_intrinsics, target_positions
 from utptrack_ros.data.spec import OPT_IN_CHALLENGES
 from utptrack_ros.spatial.depth import central_region
@@ -88,10 +97,6 @@ def test_camera_and_positions_travel_through_bags_and_folders(tmp_path):
 
 
 def test_bag_camera_info_is_one_per_colour_frame_with_its_stamp(tmp_path):
-    from rosbags.highlevel import AnyReader
-
-    from utptrack_ros.data.bag import bag_typestore
-
     seq = make(21, length=6)
     path = write_bag(seq, tmp_path / "bag", "sqlite3")
     stamps = {}

@@ -9,7 +9,10 @@ import pytest
 
 from utptrack_ros import cli as top_cli
 from utptrack_ros.data import SequenceSpec, generate, write_bag, write_folder
+from utptrack_ros.errors import ConfigError
 from utptrack_ros.eval import cli
+from utptrack_ros.eval.specs import parse_keep_ratio
+from utptrack_ros.replay import cli as replay_cli
 from utptrack_ros.types import Modality
 
 
@@ -98,9 +101,6 @@ def test_sweep_rows():
 
 def test_keep_ratios_are_parsed_by_the_shared_parser():
     """``--keep`` of eval-offline and of ``utptrack eval`` both go through ``specs.parse_keep_ratio``."""
-    from utptrack_ros.errors import ConfigError
-    from utptrack_ros.eval.specs import parse_keep_ratio
-    from utptrack_ros.replay import cli as replay_cli
 
     assert parse_keep_ratio("0.5") == 0.5 and parse_keep_ratio("1") == 1.0
     for bad in ("0", "-0.2", "1.5", "nan", "half"):

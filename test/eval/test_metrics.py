@@ -14,7 +14,10 @@ got10k 0.1.3 conventions (read from ``got10k/utils/metrics.py`` and ``experiment
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -186,8 +189,6 @@ def test_generator_challenges_are_the_flags():
 
 
 def test_to_dict_is_json_safe():
-    import json
-
     gt = np.tile([0.0, 0.0, 10.0, 10.0], (3, 1))
     pred = gt.copy()
     pred[1] = np.nan
@@ -350,9 +351,6 @@ def test_got10k_ao_sr_match_got10k(seed):
 
 
 def test_metrics_import_only_numpy():
-    import subprocess
-    import sys
-
     code = (
         "import sys, utptrack_ros.eval.metrics; "
         "heavy = [m for m in ('torch', 'cv2', 'matplotlib', 'rclpy', 'got10k') if m in sys.modules]; "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,11 +14,10 @@ from eval.eval_synthetic import SyntheticSequence
 
 from utptrack_ros.eval import metrics as M
 from utptrack_ros.eval.offline import run_offline, write_results
+from utptrack_ros.eval.peers import OpenCVTracker
 from utptrack_ros.eval.results import load_results
 from utptrack_ros.eval.sequence_run import SequenceRun
 from utptrack_ros.eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
-from utptrack_ros.eval.peers import OpenCVTracker
-
 
 # Sources are partials of an importable class: spawned workers open them by import.
 _seq_a = functools.partial(
@@ -232,9 +233,6 @@ def test_write_results_from_recorded_outputs_like_a_live_replay(tmp_path):
 
 
 def test_eval_modules_import_without_rclpy():
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "for name in ('rclpy', 'sensor_msgs', 'std_msgs'):\n"

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import get_types_from_msg
 
 from utptrack_ros.data import BagTopics, generate, spec_for, write_bag
+from utptrack_ros.data.bag import bag_typestore, groundtruth_message
 from utptrack_ros.types import Modality
 
 SIZE = (320, 240)
@@ -35,10 +38,6 @@ BLOB_DEF = "std_msgs/Header header\nuint8[] data\n"
 def write_custom_bag(path: Path, color_type: str = BLOB_TYPE, count: int = 3) -> Path:
     """A bag with the colour topic carrying ``color_type`` (a custom ``my_msgs/msg/Blob`` or
     ``std_msgs/msg/String``) plus a valid ground-truth topic."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import get_types_from_msg
-
-    from utptrack_ros.data.bag import bag_typestore, groundtruth_message
 
     ts = bag_typestore()
     ts.register(get_types_from_msg(BLOB_DEF, BLOB_TYPE))

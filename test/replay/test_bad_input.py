@@ -3,18 +3,25 @@ existing results. Every case fails while the bags are checked, before a node is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from replay_helpers import BLOB_TYPE, make_bag, write_custom_bag
-from utptrack_ros.data import BagTopics
-from utptrack_ros.data.errors import FrameCountError, MissingTopicError, SequenceFormatError, UnsupportedMessageError
+
+from utptrack_ros import demo
 from utptrack_ros import replay as R
+from utptrack_ros.data import BagTopics
+from utptrack_ros.data.bag import bag_typestore
+from utptrack_ros.data.errors import FrameCountError, MissingTopicError, SequenceFormatError, UnsupportedMessageError
+from utptrack_ros.errors import ConfigError
 from utptrack_ros.replay import cli as replay_cli
+from utptrack_ros.replay.bags import read_play_frames
 from utptrack_ros.types import Modality
 
 FRAMES = 6
@@ -169,8 +176,6 @@ def test_modality_auto_and_prompt_resolution(bags):
 
 def test_bag_checks_and_offline_openers_need_no_rclpy(bags):
     """Offline-mode workers import replay to open bags: it must not need rclpy for that."""
-    import subprocess
-    import sys
 
     code = (
         "import sys; sys.modules['rclpy'] = None\n"
@@ -186,7 +191,6 @@ def test_bag_checks_and_offline_openers_need_no_rclpy(bags):
 
 def test_cli_defaults_are_the_option_dataclasses_defaults():
     """``utptrack eval`` shows and takes the defaults of ``ReplayOptions`` / ``NodeOptions``."""
-    import dataclasses
 
     args = _eval_args("bag", "--out", "o")
     assert replay_cli.replay_options(args) == R.ReplayOptions()
@@ -199,9 +203,6 @@ def test_cli_defaults_are_the_option_dataclasses_defaults():
 
 
 def test_compare_rows_are_parsed_once_for_eval_and_demo():
-    from utptrack_ros import demo
-    from utptrack_ros.errors import ConfigError
-
     assert R.parse_compare("none") == [] and R.parse_compare(" csrt, kcf ") == ["csrt", "kcf"]
     with pytest.raises(ConfigError, match="got lidar"):
         R.parse_compare("csrt,lidar")
@@ -216,8 +217,6 @@ def test_compare_rows_are_parsed_once_for_eval_and_demo():
 def test_camera_info_is_played_before_each_depth_frame_and_remapped(bags):
     """An RGB-D bag's colour camera_info is played (first) with every frame's depth so that the
     node's ~/target_point has intrinsics; an RGB-only replay does not play it."""
-    from utptrack_ros.data.bag import bag_typestore
-    from utptrack_ros.replay.bags import read_play_frames
 
     bag = R.open_bag(bags["good"])
     assert bag.info_topic == "/camera/color/camera_info"

@@ -5,11 +5,12 @@ import argparse
 import json
 
 import pytest
-
 from replay_helpers import domain_id
+
+import utptrack_ros.models as models
 from utptrack_ros import demo
-from utptrack_ros.eval.report import format_cell
 from utptrack_ros import replay as R
+from utptrack_ros.eval.report import format_cell
 from utptrack_ros.types import Modality
 
 
@@ -37,8 +38,6 @@ def test_demo_bags_are_made_once_and_remade_when_the_recipe_changes(tmp_path):
 
 
 def test_demo_says_when_the_shipped_model_is_missing(tmp_path, monkeypatch, capsys):
-    import utptrack_ros.models as models
-
     monkeypatch.setattr(models, "shipped_weights", lambda name: None)
     assert demo.run(_args("--workdir", str(tmp_path), "--no-progress")) == 1
     assert "utptrack_ros/weights/tiny.safetensors is missing" in capsys.readouterr().err
@@ -61,11 +60,11 @@ def test_demo_end_to_end_on_a_small_set(tmp_path, capsys):
     rows = {r["tracker"]: r for r in json.loads((report / "report.json").read_text())["tables"]["summary"]["rows"]}
     assert list(rows) == ["tiny@node", "tiny_unpruned", "csrt"]
     assert results["settings"]["bags"]["test_200000"]["answered"] == 9
-    header = next(l for l in printed.splitlines() if l.startswith("Tracker"))
+    header = next(row for row in printed.splitlines() if row.startswith("Tracker"))
     columns = header.split()
     assert columns[:5] == ["Tracker", "AUC", "P@20px", "NP@0.2", "AO"] and "Kept" in columns
     for name, row in rows.items():
-        line = next(l for l in printed.splitlines() if l.split() and l.split()[0] == name)
+        line = next(row for row in printed.splitlines() if row.split() and row.split()[0] == name)
         cells = line.split()
         assert cells[1:5] == [format_cell(row[k], 1) for k in ("auc", "precision", "norm_precision", "ao")]
         assert cells[5] == format_cell(row["fps"], 1)

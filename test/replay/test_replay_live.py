@@ -24,11 +24,12 @@ except ImportError as err:  # pragma: no cover
 from got10k.experiments.got10k import ExperimentGOT10k  # noqa: E402
 from got10k.experiments.otb import ExperimentOTB  # noqa: E402
 from got10k.utils.metrics import center_error, rect_iou  # noqa: E402
+from replay_helpers import SIZE, domain_id, make_bag, make_sequence  # noqa: E402
+from rosbags.highlevel import AnyReader  # noqa: E402
 
-from replay_helpers import SIZE, domain_id, make_bag  # noqa: E402
+from utptrack_ros import replay as R  # noqa: E402
 from utptrack_ros.data import BagTopics  # noqa: E402
 from utptrack_ros.eval.report import format_cell, format_replay_table  # noqa: E402
-from utptrack_ros import replay as R  # noqa: E402
 from utptrack_ros.replay import cli as replay_cli  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -59,8 +60,6 @@ def _boxes(results: dict, tracker: str, seq: str) -> np.ndarray:
 
 
 def _read_bag(path: Path) -> dict[str, list]:
-    from rosbags.highlevel import AnyReader
-
     out: dict[str, list] = {}
     with AnyReader([path]) as reader:  # no typestore given: the custom type comes from the bag itself
         for connection, t, raw in reader.messages():
@@ -241,14 +240,12 @@ def test_report_has_plots_and_matches_the_json(lockstep):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, plot
     table = format_replay_table(results)
     for bag in bags:
-        line = next(l for l in table.splitlines() if l.startswith(bag.name))
+        line = next(row for row in table.splitlines() if row.startswith(bag.name))
         assert line.split()[1:7] == ["depth", str(LENGTH), str(LENGTH - 1), "0", "0", "0"]
 
 
 def test_rate_mode_through_the_cli_with_a_gt_file(tmp_path, capsys):
     path = make_bag(tmp_path / "no_gt", 2, 20, topics=BagTopics(groundtruth=None), storage="sqlite3")
-    from replay_helpers import make_sequence
-
     seq = make_sequence(2, 20)
     gt = tmp_path / "groundtruth.txt"
     np.savetxt(gt, seq.gt, delimiter=",", fmt="%.4f")
@@ -277,6 +274,6 @@ def test_rate_mode_through_the_cli_with_a_gt_file(tmp_path, capsys):
     assert info["answered"] + info["missed"] == 19 and info["answered"] >= 1
     assert info["missed"] == not_received + c["dropped_stale"] + c["unmatched_rgb"]
     assert results["results"]["tiny@node"]["latency"]["num_missed_frames"] == info["missed"]
-    line = next(l for l in printed.splitlines() if l.startswith("tiny@node"))
+    line = next(row for row in printed.splitlines() if row.startswith("tiny@node"))
     assert format_cell(results["results"]["tiny@node"]["overall"]["auc"], 1) == line.split()[1]
     assert (tmp_path / "rec" / seq.name / "metadata.yaml").is_file()

@@ -1,17 +1,16 @@
-"""Helpers for the ROS tests: the real node entry point in a subprocess, over real DDS, and a
-test-side rclpy node spinning in a thread.
+"""Helpers for the ROS tests: the real node entry point in a subprocess
+(``utptrack_ros.replay.node_process.NodeProcess``), over real DDS, fed the synthetic scene
+(``utptrack_ros.data.checker_scene``), and a test-side rclpy node spinning in a thread.
 
-Isolation: each module gets its own ROS_DOMAIN_ID (100 + a hash of pid and module, < 233),
-ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, and both sides use config/fastdds_large_shm.xml (the
-transport profile the docs recommend for camera-sized messages).
+Isolation: each module gets its own ROS_DOMAIN_ID (100 + a hash of pid and module, < 233);
+node and test side share the replay's environment (``replay_environment``:
+ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and config/fastdds_large_shm.xml, the transport profile
+the docs recommend for camera-sized messages).
 """
 from __future__ import annotations
 
 import math
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -21,8 +20,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pytest
 
+from utptrack_ros.data.checker_scene import CheckerScene
+from utptrack_ros.replay.node_process import NodeProcess, node_module_command, replay_environment
+from utptrack_ros.sensors import fill_compressed, fill_image, stamp_to_ns
+
 REPO = Path(__file__).resolve().parents[2]
-FASTDDS_PROFILE = REPO / "config" / "fastdds_large_shm.xml"
 
 rclpy = pytest.importorskip("rclpy")
 try:
@@ -32,18 +34,17 @@ except ImportError as err:  # pragma: no cover
     pytest.skip(f"ROS interfaces not built (make setup): {err}", allow_module_level=True)
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PointStamped  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Log, Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import parameter_value_to_python  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from geometry_msgs.msg import PointStamped  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
-
-from utptrack_ros.sensors import fill_compressed, fill_image, stamp_to_ns  # noqa: E402
 
 
 def domain_id(tag: str) -> int:
@@ -51,74 +52,30 @@ def domain_id(tag: str) -> int:
 
 
 def ros_env(tag: str) -> dict[str, str]:
+    """This process's environment plus the node's: the domain of ``tag``, localhost discovery,
+    the large-SHM FastDDS profile."""
     env = dict(os.environ)
-    env.update(
-        ROS_DOMAIN_ID=str(domain_id(tag)),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        FASTDDS_DEFAULT_PROFILES_FILE=str(FASTDDS_PROFILE),
-        RCUTILS_LOGGING_BUFFERED_STREAM="0",
-        PYTHONUNBUFFERED="1",
-    )
+    env.update(replay_environment(domain_id(tag)))
     return env
 
 
-# -- synthetic scene -----------------------------------------------------------------------------
+# -- synthetic scene: 320x240, a 40 px checkered square going back and forth, 30 Hz stamps --------
 
-W, H = 320, 240
-TARGET = 40  # px side of the square target
-
-
-def target_box(i: int) -> tuple[float, float, float, float]:
-    """x, y, w, h of the target in frame i: back and forth along a diagonal, 4 px / 2 px per frame."""
-    k = i % 40 if i % 40 < 20 else 40 - i % 40
-    return (60.0 + 4.0 * k, 50.0 + 2.0 * k, float(TARGET), float(TARGET))
-
-
-def scene(i: int) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8, depth uint16 mm) of frame i: a checkered red square on a smooth background."""
-    yy, xx = np.mgrid[0:H, 0:W]
-    rgb = np.stack([(xx * 255 // W), (yy * 255 // H), np.full_like(xx, 90)], axis=2).astype(np.uint8)
-    depth = np.full((H, W), 3000, np.uint16)
-    x, y, w, h = (int(v) for v in target_box(i))
-    patch = np.zeros((h, w, 3), np.uint8)
-    patch[..., 0] = 230
-    checker = ((np.arange(h)[:, None] // 8 + np.arange(w)[None, :] // 8) % 2).astype(bool)
-    patch[checker] = (255, 255, 255)
-    rgb[y : y + h, x : x + w] = patch
-    depth[y : y + h, x : x + w] = 1500
-    return rgb, depth
-
-
-def stamp_of(i: int) -> int:
-    """Stamp (ns) of frame i: 30 Hz from t = 1000 s."""
-    return 1_000_000_000_000 + i * 33_333_333
+SCENE = CheckerScene()
+W, H = SCENE.width, SCENE.height
+TARGET = SCENE.target_px
+target_box = SCENE.box
+scene = SCENE.frame
+stamp_of = SCENE.stamp_ns
 
 
 # -- the node process ------------------------------------------------------------------------------
 
-class NodeProcess:
-    """``python -m utptrack_ros.ros.main --ros-args --params-file <yaml> ...`` in a subprocess."""
-
-    def __init__(self, params_file: Path, env: dict[str, str], log_path: Path, extra: tuple[str, ...] = (),
-                 pre: tuple[str, ...] = ()) -> None:
-        cmd = [sys.executable, "-m", "utptrack_ros.ros.main", *pre, "--ros-args", "--params-file", str(params_file), *extra]
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+def start_node(params_file: Path, env: dict[str, str], log_path: Path, extra: tuple[str, ...] = (),
+               pre: tuple[str, ...] = ()) -> NodeProcess:
+    """``python -m utptrack_ros.ros.main <pre> --ros-args --params-file <yaml> <extra>`` in a subprocess."""
+    return NodeProcess(["--ros-args", "--params-file", str(params_file), *extra], env, log_path,
+                       program=[*node_module_command(), *pre], cwd=REPO)
 
 
 def _param_value(value: Any) -> ParameterValue:
@@ -317,9 +274,6 @@ class Client:
 
     def get_params(self, names: list[str]) -> list:
         """The values (Python scalars) of node parameters ``names``; None for unset ones."""
-        from rcl_interfaces.srv import GetParameters
-        from rclpy.parameter import parameter_value_to_python
-
         if not hasattr(self, "_get_client"):
             self._get_client = self.node.create_client(GetParameters, f"{self.ns}/get_parameters")
         values = self.call(self._get_client, GetParameters.Request(names=list(names))).values
@@ -339,4 +293,5 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-__all__ = ["NodeProcess", "Client", "scene", "stamp_of", "target_box", "ros_env", "domain_id", "box_xywh", "iou", "W", "H", "math"]
+__all__ = ["NodeProcess", "Client", "SCENE", "scene", "stamp_of", "start_node", "target_box", "ros_env", "domain_id", "box_xywh",
+           "iou", "W", "H", "math"]

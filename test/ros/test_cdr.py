@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import struct
 
+import cv2
 import numpy as np
 import pytest
+
+from utptrack_ros.sensors import (
+    AUX_ENCODINGS,
+    RGB_ENCODINGS,
+    SensorError,
+    aux_to_array,
+    compressed_from_cdr,
+    compressed_to_aux,
+    compressed_to_rgb,
+    fill_compressed,
+    fill_image,
+    image_from_cdr,
+    image_to_array,
+    image_to_rgb,
+)
+from utptrack_ros.types import Modality
 
 pytest.importorskip("rclpy")
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-
-from utptrack_ros.sensors import (  # noqa: E402
-    AUX_ENCODINGS, RGB_ENCODINGS, SensorError, aux_to_array, compressed_from_cdr, compressed_to_aux, compressed_to_rgb,
-    fill_compressed, fill_image, image_from_cdr, image_to_array, image_to_rgb,
-)
-from utptrack_ros.types import Modality  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -165,8 +176,6 @@ def test_compressed_equals_rclpy(fmt):
 
 
 def test_compressed_depth_equals_rclpy():
-    import cv2
-
     depth = (_array("16UC1", 16, 20) % 5000).astype(np.uint16)
     ok, png = cv2.imencode(".png", depth)
     assert ok

@@ -12,15 +12,19 @@ from __future__ import annotations
 import itertools
 import re
 import signal
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
-from ros_harness import REPO, Client, NodeProcess, domain_id, ros_env, scene, stamp_of, target_box, H, W
 from utptrack_ros.sensors import stamp_to_ns
+from utptrack_ros.spatial import CameraIntrinsics
+
+# the harness first: it skips this module where ROS (rclpy, the interfaces) is missing
+from ros_harness import REPO, Client, H, NodeProcess, W, domain_id, ros_env, stamp_of, start_node, target_box
+from rcl_interfaces.srv import GetParameters
+from std_msgs.msg import String
 
 pytestmark = pytest.mark.ros
 
@@ -60,7 +64,7 @@ def node(ros_tmp):
     params = ros_tmp / "params.yaml"
     params.write_text(PARAMS.format(cache=ros_tmp / "onnx-cache"))  # empty: the start-up exports
     env = ros_env(TAG)
-    proc = NodeProcess(params, env, ros_tmp / "node.log")
+    proc = start_node(params, env, ros_tmp / "node.log")
     client = Client(domain_id(TAG))
     try:
         yield proc, client
@@ -71,8 +75,6 @@ def node(ros_tmp):
 
 @pytest.fixture(scope="module")
 def get_params(node):
-    from rcl_interfaces.srv import GetParameters
-
     _, client = node
     cli = client.node.create_client(GetParameters, f"{client.ns}/get_parameters")
 
@@ -293,7 +295,6 @@ def test_aux_stamps_beyond_the_slop_fall_back_to_rgb_only_and_recover(node):
 def test_first_prompt_does_not_stall_tracking(node):
     """The prompt encoder was loaded at activation: a first prompt (and an init with a new prompt)
     is encoded in milliseconds, outside the tracker lock; frames keep their pace."""
-    from std_msgs.msg import String
 
     _, client = node
     lockstep(client, take(2))
@@ -372,8 +373,6 @@ def test_camera_info_gives_the_target_point_in_the_image_frame(node):
 def test_a_distorted_camera_gives_the_undistorted_point(node):
     """plumb_bob with strong radial distortion: the node's point is the box centre undistorted
     with K and D (the spatial core's back-projection), not the pinhole one."""
-    from utptrack_ros.spatial import CameraIntrinsics
-
     _, client = node
     d = (-0.3, 0.1, 0.001, -0.002, 0.0)
     i = take(1)[0]
@@ -451,10 +450,8 @@ def test_a_configure_failure_is_logged_and_published_as_error(ros_tmp):
     params.write_text("/**:\n  ros__parameters:\n    autostart: true\n"
                       "    model: {name: tiny, weights: random, device: cpu}\n    output: {diagnostics_period_s: 0.25}\n")
     code = "import sys; sys.modules['timm'] = None\nfrom utptrack_ros.ros.main import main\nmain()"
-    log_path = ros_tmp / "missing.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "--params-file", str(params)],
-                                env=ros_env(tag), stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+    proc = NodeProcess(["--ros-args", "--params-file", str(params)], ros_env(tag), ros_tmp / "missing.log",
+                       program=[sys.executable, "-c", code], cwd=REPO)
     client = Client(domain_id(tag))
     try:
         line = client.log_containing("configure failed", timeout=120)
@@ -466,6 +463,5 @@ def test_a_configure_failure_is_logged_and_published_as_error(ros_tmp):
         assert not res.success and "timm" in res.message
     finally:
         client.close()
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=20)
-    assert rc == 0, log_path.read_text()[-3000:]
+        rc = proc.stop()
+    assert rc == 0, proc.log()[-3000:]

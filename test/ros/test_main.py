@@ -7,9 +7,15 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+
+from utptrack_ros.models import create_model, default_tracker_config
+from utptrack_ros.tracker import Tracker
 
 pytest.importorskip("rclpy")
-from ros_harness import Client, NodeProcess, W, H, domain_id, ros_env  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from ros_harness import Client, H, W, box_xywh, domain_id, ros_env, scene, stamp_of, start_node, target_box  # noqa: E402
+
 from utptrack_ros.ros.main import EXECUTORS, parse_args  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -50,7 +56,6 @@ PARAMS = """
 @pytest.mark.parametrize("executor, raw", [("single", "1"), ("multi", "1"), ("events", "1"), ("events", "0")])
 def test_node_serves_everything_under_each_executor(executor, raw, ros_tmp):
     """raw "0": UTPTRACK_RAW_INPUT=0, rclpy's deserialised messages instead of CDR bytes."""
-    from lifecycle_msgs.msg import Transition
 
     tag = f"test_main_{executor}_{raw}"
     params = ros_tmp / f"{executor}.yaml"
@@ -58,7 +63,7 @@ def test_node_serves_everything_under_each_executor(executor, raw, ros_tmp):
     env = ros_env(tag)
     env.pop("UTPTRACK_EXECUTOR", None)
     env["UTPTRACK_RAW_INPUT"] = raw
-    proc = NodeProcess(params, env, ros_tmp / f"{executor}_{raw}.log", pre=("--executor", executor))
+    proc = start_node(params, env, ros_tmp / f"{executor}_{raw}.log", pre=("--executor", executor))
     client = Client(domain_id(tag))
     try:
         try:
@@ -85,16 +90,12 @@ def test_node_tracks_on_the_onnxruntime_backend(ros_tmp):
     """model.backend auto on the CPU = onnxruntime: activate exports the graphs into model.onnx_cache, the node
     tracks with them (outputs equal the framework-free onnxruntime Tracker on the same frames),
     /diagnostics says so, and a live keep-ratio change without graphs runs on torch with a WARN."""
-    import torch
-    from ros_harness import box_xywh, scene, stamp_of, target_box
-    from utptrack_ros.models import create_model, default_tracker_config
-    from utptrack_ros.tracker import Tracker
 
     tag = "test_main_onnxruntime"
     cache = ros_tmp / "onnx-cache"
     params = ros_tmp / "onnxruntime.yaml"
     params.write_text(PARAMS.replace("backend: torch}", f"backend: auto, onnx_cache: '{cache}'}}"))
-    proc = NodeProcess(params, ros_env(tag), ros_tmp / "onnxruntime.log")
+    proc = start_node(params, ros_env(tag), ros_tmp / "onnxruntime.log")
     client = Client(domain_id(tag))
     try:
         try:

@@ -6,16 +6,37 @@ module; tests run in file order and each one sets up what it needs. The lifecycl
 """
 from __future__ import annotations
 
+import array
 import itertools
+import json
 import os
 import time
 
 import numpy as np
 import pytest
 
+from utptrack_ros.models import create_model, default_tracker_config
+from utptrack_ros.sensors import fill_image, image_to_rgb
+from utptrack_ros.tracker import Tracker
+
+# the harness first: it skips this module where ROS (rclpy, the interfaces) is missing
 from ros_harness import (
-    Client, NodeProcess, box_xywh, domain_id, ros_env, scene, stamp_of, target_box, H, W,
+    Client,
+    H,
+    W,
+    box_xywh,
+    domain_id,
+    ros_env,
+    scene,
+    stamp_of,
+    start_node,
+    target_box,
 )
+from builtin_interfaces.msg import Time
+from lifecycle_msgs.msg import Transition
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 pytestmark = pytest.mark.ros
 
@@ -48,7 +69,7 @@ def node(ros_tmp):
     env["UTPTRACK_TRACE_FILE"] = str(ros_tmp / "trace.jsonl")  # per-frame stage stamps (ros/trace.py)
     saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")}
     os.environ.update({k: env[k] for k in saved})
-    proc = NodeProcess(params, env, ros_tmp / "node.log")
+    proc = start_node(params, env, ros_tmp / "node.log")
     client = Client(domain_id(TAG))
     try:
         try:
@@ -124,8 +145,6 @@ def test_tracks_exactly_like_the_core_tracker_on_the_stamped_frame(node):
     framework-free Tracker run here on the same frames (same seeded weights). Proves the
     buffered-frame lookup, RGB/depth conversion and pairing, box conversions and stamps."""
     torch = pytest.importorskip("torch")
-    from utptrack_ros.models import create_model, default_tracker_config
-    from utptrack_ros.tracker import Tracker
 
     _, client = node
     before = take(3)
@@ -201,12 +220,6 @@ def test_aux_stream_stops_and_resumes(node):
 
 
 def test_bad_inputs_are_reported_and_tracking_goes_on(node):
-    import array
-
-    from sensor_msgs.msg import Image
-
-    from utptrack_ros.sensors import fill_image
-
     _, client = node
     i = take(1)[0]
     rgb, _ = scene(i)
@@ -237,8 +250,6 @@ def test_bad_inputs_are_reported_and_tracking_goes_on(node):
 
 
 def test_prompt_topic_empty_and_too_long(node):
-    from std_msgs.msg import String
-
     _, client = node
     client.pub_prompt.publish(String(data="x" * 300))
     assert "prompt refused: prompt has 300 characters; at most 200" in client.log_containing("prompt refused").msg
@@ -279,8 +290,6 @@ def test_live_parameters_apply_and_invalid_ones_are_rejected(node):
 
 
 def test_debug_image_while_subscribed(node):
-    from utptrack_ros.sensors import image_to_rgb
-
     _, client = node
     client.subscribe_debug()
     time.sleep(0.5)
@@ -329,7 +338,6 @@ def test_diagnostics_content(node):
 def test_stage_trace_orders_every_stage(node, ros_tmp):
     """UTPTRACK_TRACE_FILE: each processed frame has its input callbacks' and the worker's stamps,
     in data-flow order, on the clock this process reads too (bench/bench_node.py relies on it)."""
-    import json
 
     _, client = node
     frames = take(3)
@@ -367,8 +375,6 @@ def test_reset_goes_idle(node):
 
 
 def test_lifecycle_transitions(node, ros_tmp):
-    from lifecycle_msgs.msg import Transition
-
     _, client = node
     assert client.transition(Transition.TRANSITION_DEACTIVATE)
     assert client.state() == "inactive"
@@ -409,8 +415,6 @@ def test_lifecycle_transitions(node, ros_tmp):
 
 def test_use_sim_time_follows_clock(node):
     """Under use_sim_time the node's clock (timers, diagnostics stamps, rates) is /clock's."""
-    from builtin_interfaces.msg import Time
-    from rosgraph_msgs.msg import Clock
 
     _, client = node
     clock_pub = client.node.create_publisher(Clock, "/clock", 10)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("rclpy")
-from ros_harness import Client, NodeProcess, domain_id, ros_env  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from rcl_interfaces.srv import DescribeParameters, GetParameters  # noqa: E402
+from ros_harness import Client, domain_id, ros_env, start_node  # noqa: E402
+
+from utptrack_ros.ros.params import parameter_defaults  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -22,7 +26,7 @@ def node(ros_tmp):
     params = ros_tmp / "params.yaml"
     params.write_text(PARAMS)
     tag = "test_param_descriptors"
-    proc = NodeProcess(params, ros_env(tag), ros_tmp / "node.log")
+    proc = start_node(params, ros_env(tag), ros_tmp / "node.log")
     client = Client(domain_id(tag))
     try:
         yield proc, client
@@ -40,21 +44,15 @@ def _call(client: Client, srv_type, name: str, request):
 
 
 def describe(client: Client, names: list[str]) -> dict:
-    from rcl_interfaces.srv import DescribeParameters
-
     res = _call(client, DescribeParameters, "describe_parameters", DescribeParameters.Request(names=names))
     return dict(zip(names, res.descriptors))
 
 
 def get(client: Client, name: str):
-    from rcl_interfaces.srv import GetParameters
-
     return _call(client, GetParameters, "get_parameters", GetParameters.Request(names=[name])).values[0]
 
 
 def test_describe_shows_descriptions_ranges_and_read_only(node):
-    from utptrack_ros.ros.params import parameter_defaults
-
     _, client = node
     names = sorted(parameter_defaults())
     d = describe(client, names)
@@ -79,8 +77,6 @@ def test_start_up_parameters_are_refused_at_run_time(node):
 
 
 def test_core_parameters_are_filled_at_configure_and_range_checked_live(node):
-    from lifecycle_msgs.msg import Transition
-
     _, client = node
     assert get(client, "tracker.search_factor").type == 0  # declared without a value
     assert client.transition(Transition.TRANSITION_CONFIGURE)

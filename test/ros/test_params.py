@@ -1,15 +1,28 @@
 """Parameter validation (pure: no node) and the diagnostics status rules."""
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
+import torch
+import yaml
+
+from utptrack_ros.config import PruneConfig, TrackerConfig
+from utptrack_ros.errors import ConfigError
+from utptrack_ros.models import default_tracker_config
 
 pytest.importorskip("rclpy")
-
-from utptrack_ros.config import PruneConfig, TrackerConfig  # noqa: E402
-from utptrack_ros.errors import ConfigError  # noqa: E402
-from utptrack_ros.models import default_tracker_config  # noqa: E402
 from utptrack_ros.ros import diagnostics as diag  # noqa: E402
-from utptrack_ros.ros.params import CORE_PARAMS, build_settings, effective_core_values, parameter_defaults  # noqa: E402
+from utptrack_ros.ros.params import (  # noqa: E402
+    CORE_PARAMS,
+    PARAM_SPECS,
+    build_settings,
+    effective_core_values,
+    parameter_defaults,
+    parameter_descriptor,
+    settings_summary,
+)
 from utptrack_ros.ros.qos import describe, qos_profile  # noqa: E402
 
 
@@ -104,10 +117,6 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def test_every_config_preset_validates():
-    from pathlib import Path
-
-    import yaml
-
     presets = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml"))
     assert {p.stem for p in presets} >= {"rgb_cpu", "rgbd", "rgbt", "rgbe", "rgb_language", "o256_gpu", "s224_rgbd",
                                         "s224_rgbt", "s224_rgbe", "s224_language"}
@@ -118,8 +127,6 @@ def test_every_config_preset_validates():
 
 
 def test_every_parameter_has_a_descriptor_with_a_description_and_the_right_mutability():
-    from utptrack_ros.ros.params import parameter_descriptor
-
     for name in parameter_defaults():
         d = parameter_descriptor(name)
         assert d.name == name and d.dynamic_typing
@@ -131,14 +138,11 @@ def test_every_parameter_has_a_descriptor_with_a_description_and_the_right_mutab
 
 
 def _numeric_specs():
-    from utptrack_ros.ros.params import PARAM_SPECS
-
     return sorted((n, s.bounds) for n, s in PARAM_SPECS.items() if s.bounds is not None)
 
 
 def test_numeric_parameters_have_ranges_and_validation_uses_the_same_bounds():
     """The range ros2 param describe shows is what build_settings enforces, at both ends."""
-    from utptrack_ros.ros.params import parameter_descriptor
 
     specs = _numeric_specs()
     names = {n for n, _ in specs}
@@ -176,7 +180,6 @@ def test_what_sizes_an_allocation_is_bounded_with_the_reason(name, value):
         build_settings(values(**{name.replace(".", "__"): value}), TrackerConfig())
     assert name.rsplit(".", 1)[-1] in str(err.value) and "must be in" in str(err.value) and "(" in str(err.value)
     if name.startswith("tracker."):  # the core refuses it too (Tracker.set_config, notebooks)
-        from dataclasses import replace
 
         with pytest.raises(ConfigError, match=name.rsplit(".", 1)[-1]):
             replace(TrackerConfig(), **{name.rsplit(".", 1)[-1]: value})
@@ -190,8 +193,6 @@ def test_the_init_history_budget_bounds_buffer_times_frame_size():
 
 
 def test_backend_auto_is_onnxruntime_on_the_cpu_and_torch_on_cuda():
-    from utptrack_ros.ros.params import settings_summary
-
     assert parameter_defaults()["model.backend"] == "auto"
     s = build_settings(values(), TrackerConfig())
     assert s.model.backend == "onnxruntime" and s.requested_backend == "auto"
@@ -199,7 +200,6 @@ def test_backend_auto_is_onnxruntime_on_the_cpu_and_torch_on_cuda():
     for device in ("cuda", "cuda:1"):
         assert build_settings(values(model__device=device), TrackerConfig()).model.backend == "torch"
     # device auto resolves like the tracker does (no CUDA on the CI machine: the CPU)
-    import torch
 
     expected = "torch" if torch.cuda.is_available() else "onnxruntime"
     assert build_settings(values(model__device="auto"), TrackerConfig()).model.backend == expected
@@ -209,9 +209,6 @@ def test_backend_auto_is_onnxruntime_on_the_cpu_and_torch_on_cuda():
 
 def test_every_cpu_preset_also_runs_on_cuda():
     """`device:=cuda` with a shipped preset resolves to torch instead of failing validation."""
-    from pathlib import Path
-
-    import yaml
 
     for path in sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml")):
         params = _flatten(yaml.safe_load(path.read_text())["/**"]["ros__parameters"])

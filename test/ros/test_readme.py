@@ -98,8 +98,9 @@ def test_readme_sets_the_transport_profile_before_starting_anything():
 def test_readme_parameter_table_says_when_each_parameter_applies():
     """The 'when' column is what the node does: start-up = read-only descriptor, live = applied
     to the running tracker (LIVE_PREFIXES), configure = the rest."""
-    from utptrack_ros.ros.param_changes import LIVE_OUTPUT
-    from utptrack_ros.ros.params import LIVE_PREFIXES, parameter_descriptor
+    # ROS only in this test: the README checks above run where rclpy is missing
+    from utptrack_ros.ros.param_changes import LIVE_OUTPUT  # noqa: PLC0415
+    from utptrack_ros.ros.params import LIVE_PREFIXES, parameter_descriptor  # noqa: PLC0415
 
     rows = [line.split("|") for line in section(README, "### Parameters").splitlines() if line.startswith("| `")]
     for row in rows:

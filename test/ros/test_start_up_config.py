@@ -8,9 +8,14 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
+
+from utptrack_ros.checkpoint import save_model
+from utptrack_ros.config import PruneConfig
+from utptrack_ros.models import create_model, default_tracker_config
 
 pytest.importorskip("rclpy")
-from ros_harness import Client, NodeProcess, domain_id, ros_env, target_box, H, W  # noqa: E402
+from ros_harness import REPO, Client, H, NodeProcess, W, domain_id, ros_env, start_node, target_box  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -27,7 +32,7 @@ PARAMS = """
 def start(tmp, tag: str, weights: str, compressed: bool = False) -> tuple[NodeProcess, Client]:
     params = tmp / f"{tag}.yaml"
     params.write_text(PARAMS.format(weights=weights, compressed=str(compressed).lower()))
-    return NodeProcess(params, ros_env(tag), tmp / f"{tag}.log"), Client(domain_id(tag))
+    return start_node(params, ros_env(tag), tmp / f"{tag}.log"), Client(domain_id(tag))
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt"])
@@ -68,7 +73,6 @@ def test_compressed_rgb_input(ros_tmp):
 def test_first_start_of_the_shipped_cpu_preset_exports_nothing(ros_tmp):
     """config/rgb_cpu.yaml (shipped tiny, backend auto = onnxruntime) with an empty user cache:
     the graphs prebuilt at install (share/utptrack_ros/onnx) are used; nothing is exported."""
-    from ros_harness import REPO
 
     if not list((REPO / "install" / "share" / "utptrack_ros" / "onnx").glob("tiny-*/manifest.json")):
         pytest.skip("no prebuilt graphs in install/ (make setup)")
@@ -76,7 +80,7 @@ def test_first_start_of_the_shipped_cpu_preset_exports_nothing(ros_tmp):
     env = ros_env(tag)
     cache = ros_tmp / "empty-user-cache"
     env["UTPTRACK_CACHE_DIR"] = str(cache)
-    proc = NodeProcess(REPO / "config" / "rgb_cpu.yaml", env, ros_tmp / f"{tag}.log")
+    proc = start_node(REPO / "config" / "rgb_cpu.yaml", env, ros_tmp / f"{tag}.log")
     client = Client(domain_id(tag))
     try:
         assert "onnxruntime" in client.log_containing("active on cpu", timeout=90).msg
@@ -92,11 +96,6 @@ def test_a_weights_file_of_another_variant_brings_its_tracker_settings(ros_tmp):
     """model.name o256 with a file that holds an OSTrack-384 network: the file decides the network,
     and the unset tracker.* parameters must mean that variant's settings (search factor 5, no
     template update), not o256's."""
-    import torch
-
-    from utptrack_ros.checkpoint import save_model
-    from utptrack_ros.config import PruneConfig
-    from utptrack_ros.models import create_model, default_tracker_config
 
     torch.manual_seed(0)
     small = create_model("ostrack384", embed_dim=32, depth=4, num_heads=2, head_channels=(32, 16, 8, 4),
@@ -107,7 +106,7 @@ def test_a_weights_file_of_another_variant_brings_its_tracker_settings(ros_tmp):
     tag = "test_start_up_config_variant"
     params = ros_tmp / f"{tag}.yaml"
     params.write_text(PARAMS.format(weights=str(weights), compressed="false").replace("name: tiny", "name: o256"))
-    proc, client = NodeProcess(params, ros_env(tag), ros_tmp / f"{tag}.log"), Client(domain_id(tag))
+    proc, client = start_node(params, ros_env(tag), ros_tmp / f"{tag}.log"), Client(domain_id(tag))
     try:
         client.log_containing("active on cpu", timeout=120)
         values = client.get_params(["tracker.search_factor", "tracker.update_interval"])

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from utptrack_ros.checkpoint import load_model
 from utptrack_ros.errors import ConfigError
+from utptrack_ros.eval.metrics import aggregate
+from utptrack_ros.eval.sequence_run import run_tracker
 from utptrack_ros.models import create_model
 from utptrack_ros.preprocess import crop_geometry, crop_image
+from utptrack_ros.tracker import Tracker
 from utptrack_ros.train import losses
-from utptrack_ros.train.datasets import collate, stream_order, to_tensors
+from utptrack_ros.train.datasets import GeneratedSequences, collate, stream_order, to_tensors
 from utptrack_ros.train.loop import (
     LoaderTensors,
     final_keep_ratios,
@@ -216,9 +221,6 @@ def test_loss_decreases_on_a_fixed_batch():
 
 
 def test_train_runs_logs_resumes_and_writes_a_loadable_model(tmp_path):
-    from utptrack_ros.checkpoint import load_model
-    from utptrack_ros.tracker import Tracker
-
     recipe = load_recipe(
         "tiny",
         **{
@@ -240,11 +242,11 @@ def test_train_runs_logs_resumes_and_writes_a_loadable_model(tmp_path):
     assert first["steps"] == 2 and (out / "last.pt").is_file()
     second = train(recipe, out, squares, val_factory=short_squares, progress=False)
     assert second["start_step"] == 2 and second["steps"] == 4
-    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    train_steps = [l["step"] for l in lines if l["kind"] == "train"]
+    lines = [json.loads(row) for row in (out / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [row["step"] for row in lines if row["kind"] == "train"]
     assert train_steps == [1, 2, 3, 4]
-    assert all(math.isfinite(l["loss"]) and l["samples_per_s"] > 0 for l in lines if l["kind"] == "train")
-    assert [l["kind"] for l in lines].count("val") == 1  # validation at the last step
+    assert all(math.isfinite(row["loss"]) and row["samples_per_s"] > 0 for row in lines if row["kind"] == "train")
+    assert [row["kind"] for row in lines].count("val") == 1  # validation at the last step
     model = load_model(out / "final.safetensors")
     seq = MovingSquare(seed=5, n=3)
     tracker = Tracker(model)
@@ -265,8 +267,6 @@ def test_train_runs_logs_resumes_and_writes_a_loadable_model(tmp_path):
 
 
 def test_generated_sequences_start_at_first_index():
-    from utptrack_ros.train.datasets import GeneratedSequences
-
     shifted = GeneratedSequences("train", length=3, image_size=(64, 48), aux_weights=(), first_index=7, cache=False)
     assert shifted(0).attributes["seed"] == GeneratedSequences("train", length=3, image_size=(64, 48),
                                                                aux_weights=(), cache=False)(7).attributes["seed"]
@@ -325,7 +325,6 @@ def test_frozen_stem_prefix_is_frozen_and_leaves_the_state_dict_alone():
 def test_loader_tensors_give_the_model_what_its_own_frozen_stem_computes(trainable_from):
     """data.stem_in_loader: the worker-side tensors (frozen prefix applied there) lead to the same
     outputs, keep masks and losses as the in-process path; the helper pickles without its text encoder."""
-    import pickle
 
     torch.manual_seed(0)
     rng = np.random.default_rng(3)
@@ -384,17 +383,14 @@ def test_train_with_the_frozen_stem_in_the_loader_worker(tmp_path):
     summary = train(recipe, tmp_path / "run", squares, progress=False)
     assert summary["steps"] == 3
     assert torch.get_num_threads() == 1  # threads=None: the worker takes the other core
-    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines if l["kind"] == "train"] == [1, 2, 3]
-    assert all(math.isfinite(l["loss"]) for l in lines)
+    lines = [json.loads(row) for row in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in lines if row["kind"] == "train"] == [1, 2, 3]
+    assert all(math.isfinite(row["loss"]) for row in lines)
 
 
 def test_validation_tracks_with_the_evaluation_runner_and_its_init_rule():
     """Validation initialises on the first frame with a valid GT box (the evaluation's rule), not
     on the first frame merely flagged present, and scores what ``eval.sequence_run`` records."""
-    from utptrack_ros.eval.metrics import aggregate
-    from utptrack_ros.eval.sequence_run import run_tracker
-    from utptrack_ros.tracker import Tracker
 
     torch.manual_seed(0)
     model = create_model("tiny")

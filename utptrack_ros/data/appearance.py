@@ -143,8 +143,8 @@ def shape_mask(shape: str, width: int, height: int, rng: np.random.Generator) ->
         poly(unit([(-1, 1), (1, 1), (rng.uniform(-0.4, 0.4), -1)]))
     elif shape == "star":
         t = np.arange(10) * math.pi / 5 - math.pi / 2
-        r = np.where(np.arange(10) % 2 == 0, 1.0, rng.uniform(0.38, 0.55))
-        poly(unit(list(zip(r * np.cos(t), r * np.sin(t)))))
+        radii = np.where(np.arange(10) % 2 == 0, 1.0, rng.uniform(0.38, 0.55))
+        poly(unit(list(zip(radii * np.cos(t), radii * np.sin(t)))))
     elif shape == "diamond":
         poly(unit([(0, -1), (1, 0), (0, 1), (-1, 0)]))
     elif shape == "hexagon":
@@ -164,19 +164,19 @@ def shape_mask(shape: str, width: int, height: int, rng: np.random.Generator) ->
                     cv2.LINE_AA)
     elif shape == "heart":
         t = np.linspace(0, 2 * math.pi, 60)
-        x = 16 * np.sin(t) ** 3
-        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
-        poly(unit(list(zip(x / 16.5, (y + 2.5) / 14.5))))
+        heart_x = 16 * np.sin(t) ** 3
+        heart_y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+        poly(unit(list(zip(heart_x / 16.5, (heart_y + 2.5) / 14.5))))
     elif shape == "arrow":
         a, b = rng.uniform(0.25, 0.45), rng.uniform(0.0, 0.4)
         poly(unit([(-1, -a), (b, -a), (b, -1), (1, 0), (b, 1), (b, a), (-1, a)]))
     elif shape == "blob":
         t = np.linspace(0, 2 * math.pi, 48, endpoint=False)
-        r = np.ones_like(t)
-        for f in (2, 3, 5):
-            r += rng.uniform(0.04, 0.16) * np.cos(f * t + rng.uniform(0, 2 * math.pi))
-        r /= r.max()
-        poly(unit(list(zip(r * np.cos(t), r * np.sin(t)))))
+        radii = np.ones_like(t)
+        for harmonic in (2, 3, 5):
+            radii += rng.uniform(0.04, 0.16) * np.cos(harmonic * t + rng.uniform(0, 2 * math.pi))
+        radii /= radii.max()
+        poly(unit(list(zip(radii * np.cos(t), radii * np.sin(t)))))
     else:
         raise ValueError(f"unknown shape {shape!r}")
     return cv2.resize(m, (width, height), interpolation=cv2.INTER_AREA)

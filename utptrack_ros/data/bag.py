@@ -76,7 +76,8 @@ class BagTopics:
             raise SequenceError(f"unknown topic keys {unknown}; expected some of {sorted(names)}")
         if mapping.get("color", "x") is None:
             raise SequenceError("the color topic cannot be None")
-        return replace(cls(), **dict(mapping))
+        overrides: dict[str, Any] = dict(mapping)
+        return replace(cls(), **overrides)
 
 
 def bag_typestore() -> Any:
@@ -225,11 +226,11 @@ def write_bag(seq: TrackingSequence, path: PathLike, storage: str = "mcap", *, t
     with writer:
         writer.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, default=json_default))
         color = writer.add_connection(topics.color, IMAGE, typestore=ts)
-        aux = {m: writer.add_connection(topics.aux(m), IMAGE, typestore=ts)
-               for m in seq.modalities if topics.aux(m)}
+        aux_topics = {m: topic for m in seq.modalities if (topic := topics.aux(m))}
+        aux = {m: writer.add_connection(topic, IMAGE, typestore=ts) for m, topic in aux_topics.items()}
         gt = writer.add_connection(topics.groundtruth, POLYGON, typestore=ts) if topics.groundtruth else None
         camera = camera_info_fields(seq.attributes, seq.image_size) if topics.camera_info else None
-        info = writer.add_connection(topics.camera_info, CAMERA_INFO, typestore=ts) if camera else None
+        info = writer.add_connection(topics.camera_info, CAMERA_INFO, typestore=ts) if camera and topics.camera_info else None
         if seq.prompt and topics.prompt:
             prompt = writer.add_connection(topics.prompt, STRING, typestore=ts)
             stamp = seq.stamp_ns(0)
@@ -237,7 +238,7 @@ def write_bag(seq: TrackingSequence, path: PathLike, storage: str = "mcap", *, t
         for frame in seq.iter_frames(modalities=list(aux)):
             stamp = frame.stamp_ns
             writer.write(color, stamp, ts.serialize_cdr(image_message(ts, frame.rgb, "rgb8", stamp), IMAGE))
-            if info is not None:
+            if info is not None and camera is not None:
                 writer.write(info, stamp, ts.serialize_cdr(camera_info_message(ts, camera, stamp), CAMERA_INFO))
             for modality, connection in aux.items():
                 image = frame.aux.get(modality)
@@ -317,33 +318,36 @@ def _read(reader: Any, path: Path, topics: BagTopics, modalities: Optional[Itera
 
     require(topics.color, "color")
     check_type(topics.color, (IMAGE, COMPRESSED))
+    wanted: dict[Modality, str] = {}  # modality -> its topic
     if modalities is None:
-        wanted = [m for m in AUX_MODALITIES if topics.aux(m) and topics.aux(m) in available]
+        wanted = {m: topic for m in AUX_MODALITIES if (topic := topics.aux(m)) and topic in available}
     else:
-        wanted = [as_modality(m) for m in modalities]
-        for m in wanted:
-            if not topics.aux(m):
+        for requested in modalities:
+            m = as_modality(requested)
+            topic = topics.aux(m)
+            if not topic:
                 raise MissingTopicError(f"{path}: {m.value} requested but its topic is set to None")
-            require(topics.aux(m), m.value)
-    for m in wanted:
-        check_type(topics.aux(m), (IMAGE,) if m is not Modality.EVENT else (IMAGE, COMPRESSED))
+            require(topic, m.value)
+            wanted[m] = topic
+    for m, topic in wanted.items():
+        check_type(topic, (IMAGE,) if m is not Modality.EVENT else (IMAGE, COMPRESSED))
     if topics.groundtruth:
         require(topics.groundtruth, "ground-truth")
         check_type(topics.groundtruth, (POLYGON,))
-    read_prompt = bool(topics.prompt and topics.prompt in available)
-    if read_prompt:
-        check_type(topics.prompt, (STRING,))
-    read_camera = bool(topics.camera_info and topics.camera_info in available)
-    if read_camera:
-        check_type(topics.camera_info, (CAMERA_INFO,))
+    prompt_topic = topics.prompt if topics.prompt and topics.prompt in available else None
+    if prompt_topic:
+        check_type(prompt_topic, (STRING,))
+    camera_topic = topics.camera_info if topics.camera_info and topics.camera_info in available else None
+    if camera_topic:
+        check_type(camera_topic, (CAMERA_INFO,))
 
-    by_topic = {topics.color: "color", **{topics.aux(m): m for m in wanted}}
+    by_topic: dict[str, Any] = {topics.color: "color", **{topic: m for m, topic in wanted.items()}}
     if topics.groundtruth:
         by_topic[topics.groundtruth] = "gt"
-    if read_prompt:
-        by_topic[topics.prompt] = "prompt"
-    if read_camera:
-        by_topic[topics.camera_info] = "camera_info"
+    if prompt_topic:
+        by_topic[prompt_topic] = "prompt"
+    if camera_topic:
+        by_topic[camera_topic] = "camera_info"
     records: dict[Any, list[tuple[int, Any]]] = {key: [] for key in by_topic.values()}
     connections = [c for c in reader.connections if c.topic in by_topic]
     try:
@@ -357,7 +361,7 @@ def _read(reader: Any, path: Path, topics: BagTopics, modalities: Optional[Itera
             elif key == "gt":
                 records[key].append((stamp_to_ns(msg.header.stamp), [(p.x, p.y) for p in msg.polygon.points]))
             else:
-                modality = None if key == "color" else key
+                modality: Optional[Modality] = None if key == "color" else key
                 records[key].append((stamp_to_ns(msg.header.stamp),
                                      image_from_message(msg, connection.msgtype, connection.topic, modality)))
     except (SequenceFormatError, UnsupportedMessageError):

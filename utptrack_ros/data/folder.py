@@ -132,17 +132,19 @@ def load_folder(path: PathLike) -> TrackingSequence:
         raise SequenceFormatError(f"{root}: not a sequence folder (does not exist or is not a directory)")
     folders = {key: next((root / n for n in names if (root / n).is_dir()), None)
                for key, names in FOLDER_NAMES.items()}
-    if folders[None] is None:
+    color_folder = folders[None]
+    if color_folder is None:
         raise SequenceFormatError(f"{root}: no color/ folder with the RGB frames")
-    color = _frame_files(folders[None])
+    color = _frame_files(color_folder)
     if not color:
-        raise SequenceFormatError(f"{folders[None]}: no frames ({'/'.join(IMAGE_SUFFIXES)})")
+        raise SequenceFormatError(f"{color_folder}: no frames ({'/'.join(IMAGE_SUFFIXES)})")
     aux = {}
     for modality in AUX_MODALITIES:
-        if folders[modality] is not None:
-            files = _frame_files(folders[modality])
+        folder = folders[modality]
+        if folder is not None:
+            files = _frame_files(folder)
             if len(files) != len(color):
-                raise FrameCountError(f"{folders[modality]}: {len(files)} frames but color/ has {len(color)}")
+                raise FrameCountError(f"{folder}: {len(files)} frames but color/ has {len(color)}")
             aux[modality] = files
     gt_path = root / "groundtruth.txt"
     if not gt_path.is_file():
@@ -150,7 +152,7 @@ def load_folder(path: PathLike) -> TrackingSequence:
     gt = read_groundtruth(gt_path)
     if len(gt) != len(color):
         raise FrameCountError(f"{gt_path}: {len(gt)} boxes but color/ has {len(color)} frames")
-    absent = None
+    absent: Optional[np.ndarray] = None  # None: no frame flagged (TrackingSequence fills the array)
     if (root / "absence.label").is_file():
         absent = read_absence(root / "absence.label")
         if len(absent) != len(color):
@@ -171,8 +173,9 @@ def load_folder(path: PathLike) -> TrackingSequence:
     frame_info = {k: np.asarray(v) for k, v in (meta.get("frame_info") or {}).items()}
     attributes = {k: v for k, v in meta.items() if k not in _META_KEYS}
     return TrackingSequence(name=str(meta.get("name", root.name)), frames=FolderFrames(color, aux), gt=gt,
-                    absent=absent, prompt=prompt, attributes=attributes, frame_info=frame_info,
-                    stamps_ns=None if stamps is None else np.asarray(stamps, dtype=np.int64))
+                    absent=absent,  # type: ignore[arg-type]  # None is allowed (see the field)
+                    prompt=prompt, attributes=attributes, frame_info=frame_info,
+                    stamps_ns=None if stamps is None else np.asarray(stamps, dtype=np.int64))  # type: ignore[arg-type]
 
 
 def _format_row(row: np.ndarray) -> str:

@@ -63,7 +63,7 @@ def generate(spec: SequenceSpec, library: Optional[SourceLibrary] = None) -> Tra
     attributes = {
         "generator": "utptrack_ros.data.generator", "generator_version": GENERATOR_VERSION,
         "seed": spec.seed, "split": spec.split, "fps": spec.fps,
-        "challenges": {c.value: s for c, s in spec.challenges}, "language": language, **scene.attributes,
+        "challenges": {c.value: s for c, s in spec.challenge_strengths.items()}, "language": language, **scene.attributes,
     }
     stamps = DEFAULT_START_NS + np.round(np.arange(spec.length) * 1e9 / spec.fps).astype(np.int64)
     return TrackingSequence(name=spec.sequence_name, frames=RenderedFrames(renderer), gt=gt, absent=absent, prompt=prompt,

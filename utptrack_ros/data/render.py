@@ -101,7 +101,7 @@ class Renderer:
         phi = math.radians(tilt)
         persp = np.array([[math.cos(phi), 0, 0], [0, 1, 0], [math.sin(phi) / dist, 0, 1]], np.float64)
         size = np.diag([scale * stretch, scale / stretch, 1.0])
-        return (self.shake_matrix(t) @ _translate(x, y) @ _rotate(angle) @ size @ persp
+        return (self.shake_matrix(t) @ _translate(float(x), float(y)) @ _rotate(float(angle)) @ size @ persp
                 @ _translate(-(ws - 1) / 2, -(hs - 1) / 2))
 
     def _deformed(self, layer: Layer, src: np.ndarray, t: float) -> np.ndarray:
@@ -149,7 +149,9 @@ class Renderer:
         centre = np.array([w / 2, h / 2, 1.0])
         bg_motion = (a_bg @ centre - self.background_matrix(t - 1) @ centre)[:2] * sc.exposure if t >= 1 else (0, 0)
         rad = motion_blur(rad, *bg_motion)
-        temp = depth = holes = None
+        temp: Optional[np.ndarray] = None
+        depth: Optional[np.ndarray] = None
+        holes: Optional[np.ndarray] = None
         if with_aux:
             aux = cv2.warpAffine(sc.background_aux, a_bg[:2], (w, h), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_REPLICATE)
@@ -159,6 +161,7 @@ class Renderer:
         for layer in order:
             hom = self.layer_matrix(layer, t)
             motion = (self._centre(layer, t) - self._centre(layer, t - 1)) * sc.exposure if t >= 1 else np.zeros(2)
+            blur_dx, blur_dy = float(motion[0]), float(motion[1])
             pad = int(math.ceil(np.hypot(*motion) / 2)) + 2
             hs, ws = layer.alpha.shape
             x0, y0, x1, y1 = self._bounds(hom, hs, ws, pad)
@@ -167,7 +170,7 @@ class Renderer:
                 continue
             # RGBA and aux warp separately so the radiance is bit-identical with or without aux
             patch = self._warp(self._deformed(layer, layer.pixels, t), hom, x0, y0, x1, y1)
-            patch = motion_blur(patch, *motion, border=cv2.BORDER_CONSTANT)
+            patch = motion_blur(patch, blur_dx, blur_dy, border=cv2.BORDER_CONSTANT)
             cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
             patch = patch[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
             a = patch[..., 3]
@@ -175,8 +178,9 @@ class Renderer:
             region *= (1.0 - a)[..., None]
             region += patch[..., :3]
             if with_aux:
+                assert temp is not None and depth is not None and holes is not None  # made above when with_aux
                 aux = self._warp(self._deformed(layer, layer.aux_pixels, t), hom, x0, y0, x1, y1)
-                aux = motion_blur(aux, *motion, border=cv2.BORDER_CONSTANT)[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+                aux = motion_blur(aux, blur_dx, blur_dy, border=cv2.BORDER_CONSTANT)[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
                 t_region = temp[cy0:cy1, cx0:cx1]
                 t_region *= 1.0 - a
                 t_region += aux[..., 0]
@@ -186,7 +190,7 @@ class Renderer:
                 holes[cy0:cy1, cx0:cx1][solid] = 0.0
                 if layer.depth_holes is not None:
                     lost = self._warp(self._deformed(layer, layer.depth_holes, t), hom, x0, y0, x1, y1)
-                    lost = motion_blur(lost, *motion, border=cv2.BORDER_CONSTANT)[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+                    lost = motion_blur(lost, blur_dx, blur_dy, border=cv2.BORDER_CONSTANT)[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
                     holes[cy0:cy1, cx0:cx1][solid & (lost > 0.5)] = 1.0
         return rad, temp, depth, holes
 
@@ -234,15 +238,16 @@ class Renderer:
         mods = sc.spec.modalities
         with_aux = Modality.DEPTH in mods or Modality.THERMAL in mods
         rad, temp, depth, holes = self.composite(float(index), with_aux)
+        assert not with_aux or (temp is not None and depth is not None and holes is not None)
         lit = self.illuminate(rad, float(index))
         rng = rng_for(sc.spec.seed, "frame", index)
         normal = self._normal.sample(rng)
         uniform = self._uniform.sample(rng)
         dark = bool(sc.dark[index])
         out: dict = {"rgb": rgb_sensor(lit, normal, dark, sc.lowres_factor)}
-        if Modality.DEPTH in mods:
+        if Modality.DEPTH in mods and depth is not None and holes is not None:
             out[Modality.DEPTH] = depth_sensor(depth, holes, normal[..., 0], uniform[..., 0], sc.depth)
-        if Modality.THERMAL in mods:
+        if Modality.THERMAL in mods and temp is not None:
             out[Modality.THERMAL] = thermal_sensor(temp, normal[..., 1], self._vignette, sc.thermal)
         if Modality.EVENT in mods:
             out[Modality.EVENT] = self._event_frame(index, lit, uniform[..., 1], dark)
@@ -278,7 +283,7 @@ class Renderer:
         target = sc.target
         gt = np.full((n, 4), np.nan)
         absent = np.zeros(n, bool)
-        info = {k: np.zeros(n) for k in ("visibility", "in_view", "occluded", "speed_px", "blur_px")}
+        info: dict[str, np.ndarray] = {k: np.zeros(n) for k in ("visibility", "in_view", "occluded", "speed_px", "blur_px")}
         position = np.full((n, 3), np.nan)
         hs, ws = target.alpha.shape
         for i in range(n):

@@ -124,11 +124,13 @@ class TrackingSequence:
     name: str
     frames: FrameSource
     gt: np.ndarray
-    absent: Optional[np.ndarray] = None
+    # absent and stamps_ns may be given as None (no frame absent; the default stamps): __post_init__
+    # stores the (N,) arrays, so every reader gets an array
+    absent: np.ndarray = None  # type: ignore[assignment]
     prompt: Optional[str] = None
     attributes: dict[str, Any] = field(default_factory=dict)
     frame_info: dict[str, np.ndarray] = field(default_factory=dict)
-    stamps_ns: Optional[np.ndarray] = None
+    stamps_ns: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         gt = np.array(self.gt, dtype=np.float64, copy=True)
@@ -227,7 +229,8 @@ class TrackingSequence:
         """Copy whose frames are all decoded / rendered into memory (``ArrayFrames``): fast repeated
         random access, e.g. a training sampler revisiting a generated sequence. Memory: about
         ``N * H * W * (3 + 2 + 2 + 3)`` bytes with every aux modality."""
-        rgb, aux = [], {m: [] for m in self.modalities}
+        rgb: list[np.ndarray] = []
+        aux: dict[Modality, list[Optional[np.ndarray]]] = {m: [] for m in self.modalities}
         for index in range(self.length):
             rgb.append(self.rgb(index))
             for modality in self.modalities:

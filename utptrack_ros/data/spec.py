@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import zlib
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping, Optional, Union
+from typing import Iterable, Mapping, Optional, Union, cast
 
 import numpy as np
 
@@ -118,7 +118,13 @@ class SequenceSpec:
 
     def strength(self, challenge: Challenge) -> float:
         """Strength of ``challenge`` (0.0 when off)."""
-        return dict(self.challenges).get(challenge, 0.0)
+        return self.challenge_strengths.get(challenge, 0.0)
+
+    @property
+    def challenge_strengths(self) -> dict[Challenge, float]:
+        """challenge -> strength in (0, 1] of the challenges that are on."""
+        # __post_init__ normalised ``challenges`` (any ChallengeSpec) to (Challenge, strength) pairs
+        return dict(cast("tuple[tuple[Challenge, float], ...]", self.challenges))
 
     @property
     def split(self) -> str:

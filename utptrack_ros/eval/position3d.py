@@ -54,7 +54,7 @@ class PointTrack:
 
 
 def locate_run(seq: Any, boxes_xywh: np.ndarray, states: Sequence[str], init_index: int, intrinsics: Any,
-               stamps_ns: Sequence[int], config: Any = None) -> PointTrack:
+               stamps_ns: "Sequence[int] | np.ndarray", config: Any = None) -> PointTrack:
     """The target's point on every frame of one run (see the module's convention).
 
     Args:
@@ -142,7 +142,7 @@ def position_stats(points_xyz: Any, gt_xyz: Any, init_index: int) -> PositionSta
     gt = np.asarray(gt_xyz, dtype=np.float64).reshape(-1, 3)
     if points.shape != gt.shape:
         raise InputError(f"points have {points.shape[0]} frames but the ground truth has {gt.shape[0]}")
-    scored = np.isfinite(gt).all(axis=1)
+    scored = np.asarray(np.isfinite(gt).all(axis=1))
     scored[: init_index + 1] = False
     has_point = scored & np.isfinite(points).all(axis=1)
     errors = np.linalg.norm(points[has_point] - gt[has_point], axis=1) * 1000.0
@@ -168,7 +168,7 @@ def pool_by_attribute(stats: Mapping[str, PositionStats], flags: Mapping[str, Ma
 
 
 def run_points(seq: Any, boxes_xywh: np.ndarray, states: Sequence[str], init_index: int,
-               stamps_ns: Sequence[int]) -> Optional[tuple[PointTrack, Optional[np.ndarray]]]:
+               stamps_ns: "Sequence[int] | np.ndarray") -> Optional[tuple[PointTrack, Optional[np.ndarray]]]:
     """Points of one run and the sequence's GT positions, when the sequence has depth frames and a
     known camera (``data.camera``); None otherwise (no 3D evaluation for it)."""
     modalities = [str(getattr(m, "value", m)) for m in (getattr(seq, "modalities", None) or [])]

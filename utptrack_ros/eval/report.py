@@ -503,7 +503,7 @@ def plot_iou_over_time(results: Mapping[str, Any], sequence: str, path: Path) ->
         boxes = np.array(
             [[np.nan if v is None else v for v in b] for b in per["frames"]["boxes_xywh"]], dtype=np.float64
         )
-        missed = ~np.isfinite(boxes).all(axis=1)
+        missed = np.asarray(~np.isfinite(boxes).all(axis=1))
         missed[: per["metrics"]["init_index"] + 1] = False
         shown = np.where(iou < 0, np.nan, iou)
         ax.plot(

@@ -143,7 +143,7 @@ class SequenceRun:
         def per_frame(values: Any) -> np.ndarray:
             return nan.copy() if values is None else np.asarray(values, dtype=np.float64).reshape(n)
 
-        has_box = np.isfinite(boxes).all(axis=1)
+        has_box = np.asarray(np.isfinite(boxes).all(axis=1))
         run = facts.run(
             tracker,
             seq.rgb(0),

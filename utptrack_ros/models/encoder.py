@@ -9,7 +9,7 @@ tensor and indexed by the layout that existed when it was computed (method.md 4.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -89,10 +89,10 @@ class Block(nn.Module):
         super().__init__()
         self.layer = layer
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads)
+        self.attn: nn.Module = Attention(dim, num_heads)  # nn.Module: variants bring their own (models.itpn)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.mlp: nn.Module = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
     #: testing aid (set through the model's ``force_reorder``): re-order the tokens by score in every
     #: configured pruning layer even when none is removed
@@ -218,6 +218,10 @@ class TemplateEmbedding:
     ``num_templates`` (the ViT one-stream backbone and Fast-iTPN share it)."""
 
     num_templates: int
+
+    def embed_template(self, crop: Tensor, box: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokens (B, n_z, C) and per-patch foreground weights of template crops: the backbone's own."""
+        raise NotImplementedError
 
     def embed_templates(
         self,
@@ -351,7 +355,7 @@ class OneStreamBackbone(TemplateEmbedding, nn.Module):
             text_weight=text_weight if text_token is not None else None,
         )
         ledger = []
-        for blk in self.blocks:
+        for blk in cast("list[Block]", self.blocks):
             seq, state = blk(seq, state, prune)
             ledger.append(LayerTokens(blk.layer, *state.counts))
         seq = self.norm(seq)

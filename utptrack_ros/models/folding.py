@@ -5,27 +5,25 @@ and by the frozen stem prefix of training (``models.stems.FrozenPrefix``).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 
 @torch.no_grad()
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-    ).to(conv.weight.device, conv.weight.dtype)
+    mean, var = bn.running_mean, bn.running_var
+    assert mean is not None and var is not None, "only a BatchNorm with running statistics folds"
+    scale = bn.weight / torch.sqrt(var + bn.eps)
+    geometry: dict[str, Any] = dict(kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                                    dilation=conv.dilation, groups=conv.groups)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, **geometry, bias=True, padding_mode=conv.padding_mode).to(
+        conv.weight.device, conv.weight.dtype)
+    assert fused.bias is not None
     fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
+    fused.bias.copy_((bias - mean) * scale + bn.bias)
     return fused
 
 

@@ -16,6 +16,8 @@ class CenterHead(nn.Module):
     ``conv5_{ctr,offset,size}``.
     """
 
+    conv5_ctr: nn.Conv2d  # the score branch's last conv (training initialises its bias); set in __init__
+
     def __init__(self, in_channels: int, channels: tuple[int, ...] = (256, 128, 64, 32)) -> None:
         super().__init__()
         widths = (in_channels, *channels)

@@ -24,7 +24,7 @@ input dtype on the CPU), and the rows pruning scores use are computed explicitly
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -175,7 +175,7 @@ class FastITPN(TemplateEmbedding, nn.Module):
         self,
         in_chans: int,
         dim: int,
-        stage_depths: tuple[int, int],
+        stage_depths: tuple[int, ...],
         depth: int,
         num_heads: int,
         mlp_ratio: float,
@@ -273,7 +273,7 @@ class FastITPN(TemplateEmbedding, nn.Module):
             n_head=1,
         )
         ledger = []
-        for blk in self.stage3:
+        for blk in cast("list[Block]", self.stage3):
             seq, state = blk(seq, state, prune)
             ledger.append(LayerTokens(blk.layer, *state.counts))
         seq = self.fc_norm(seq)

@@ -46,6 +46,7 @@ class TextProjection(nn.Module):
         self.norm1 = nn.LayerNorm(text_dim, eps=eps)
         self.text_proj = nn.Linear(text_dim, dim)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.no_prompt: Tensor
         self.register_buffer("no_prompt", torch.zeros(text_dim))
 
     def forward(self, feature: Tensor) -> Tensor:
@@ -89,12 +90,14 @@ class SUTrack(UTPTrack):
             nn.init.trunc_normal_(p, std=0.02)
         self.prune = config.prune
 
+    # The official module names (encoder, decoder) stay the state-dict keys; the names the shared
+    # UTPTrack code uses are read-only views of them here (UTPTrack assigns them as attributes).
     @property
-    def backbone(self) -> FastITPN:  # the name the shared code (set_prune, embed_templates) uses
+    def backbone(self) -> FastITPN:  # type: ignore[override]
         return self.encoder.body
 
     @property
-    def box_head(self) -> CenterHead:
+    def box_head(self) -> CenterHead:  # type: ignore[override]
         return self.decoder
 
     @property
@@ -146,7 +149,7 @@ class SUTrack(UTPTrack):
         boxes, _ = decode_boxes(score, size, offset)
         everything = torch.cat([tokens[:, :1], feat, tokens[:, 1 + state.n_sr :]], dim=1)
         n_st = templates.st.shape[1]
-        n_dt = templates.dt.shape[1] if self.config.num_templates == 2 else 0
+        n_dt = templates.dt.shape[1] if self.config.num_templates == 2 and templates.dt is not None else 0
         return ModelOutput(
             score_map=score,
             size_map=size,

@@ -191,7 +191,7 @@ class UTPTrack(nn.Module):
         score, size, offset = self.box_head(fmap)
         boxes, _ = decode_boxes(score, size, offset)
         n_st = templates.st.shape[1]
-        n_dt = templates.dt.shape[1] if self.config.num_templates == 2 else 0
+        n_dt = templates.dt.shape[1] if self.config.num_templates == 2 and templates.dt is not None else 0
         ledger = TokenLedger(input=LayerTokens(-1, f * f, n_st, n_dt), layers=layers)
         return ModelOutput(
             score_map=score,

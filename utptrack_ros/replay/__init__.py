@@ -6,7 +6,7 @@ Pipeline (``evaluate``):
    ground-truth topics must exist with the expected message types; a ground-truth text file must
    have one row per colour frame. Errors name the bag, topic or file (``utptrack_ros.data``
    errors); nothing is started and nothing is written.
-2. **Start the real node** (``NodeProcess``): the ``utptrack_node`` entry point in a subprocess
+2. **Start the real node** (``start_replay_node`` -> ``NodeProcess``): the ``utptrack_node`` entry point in a subprocess
    with ``--params-file`` (the user's preset, then the replay's overrides: ``use_sim_time``,
    ``autostart``, model, weights, modality, keep ratios) and remaps ``image:=<colour topic>``,
    ``aux/image:=<aux topic>``, ``prompt:=<prompt topic>``. Player and node share a private
@@ -41,7 +41,7 @@ Imports: this package and ``ros/`` are the only ones that import rclpy, and here
 checks and the offline comparisons work without ROS.
 
 Modules: ``options`` (``ReplayOptions``, ``NodeOptions``, ``ReplayError``, the choices), ``bags``
-(checks and the messages to play), ``node_process`` (the node subprocess and its environment),
+(checks and the messages to play), ``node_process`` (a node in a subprocess, the replay's node under test, the shared environment),
 ``player`` (the rclpy player: publishing, the node between bags, playing one bag into a
 ``BagRecord``), ``output_bag`` (the node's outputs as a bag), ``evaluation`` (many bags,
 comparison rows, results), ``cli`` (``utptrack eval``).
@@ -52,7 +52,8 @@ from ..data import BagTopics
 from ..data.bag import bag_topic_types
 from .bags import PlayFrame, ReplayBag, open_bag, read_play_frames
 from .evaluation import comparison_specs, evaluate, replay_bags
-from .node_process import NodeProcess, find_share_file, private_domain_id, replay_environment
+from .node_process import (NodeProcess, find_share_file, node_command, params_yaml, private_domain_id,
+                           replay_environment, start_replay_node)
 from .options import (COMPARE_CHOICES, MODES, NodeOptions, ReplayError, ReplayOptions, parse_compare,
                       random_weights_file)
 from .output_bag import write_output_bag
@@ -61,6 +62,7 @@ from .player import STATE_NAMES, Arrival, BagRecord, Player
 __all__ = [
     "Arrival", "BagRecord", "BagTopics", "COMPARE_CHOICES", "MODES", "NodeOptions", "NodeProcess", "PlayFrame",
     "Player", "ReplayBag", "ReplayError", "ReplayOptions", "STATE_NAMES", "bag_topic_types", "comparison_specs",
-    "evaluate", "find_share_file", "open_bag", "parse_compare", "private_domain_id", "random_weights_file",
-    "read_play_frames", "replay_bags", "replay_environment", "write_output_bag",
+    "evaluate", "find_share_file", "node_command", "open_bag", "params_yaml", "parse_compare", "private_domain_id",
+    "random_weights_file", "read_play_frames", "replay_bags", "replay_environment", "start_replay_node",
+    "write_output_bag",
 ]

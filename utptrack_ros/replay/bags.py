@@ -15,6 +15,7 @@ from ..data.errors import (FrameCountError, MissingTopicError, SequenceError, Se
                             UnsupportedMessageError)
 from ..data.folder import read_groundtruth
 from ..data.sequence import AUX_MODALITIES
+from ..eval.metrics import valid_gt_mask
 from ..types import Modality
 
 
@@ -126,8 +127,6 @@ def open_bag(path: Union[str, Path], *, topics: Optional[BagTopics] = None, moda
         k = int(np.flatnonzero(np.diff(stamps) <= 0)[0])
         raise SequenceFormatError(f"{path}: colour frames {k} and {k + 1} share the stamp {stamps[k]}; outputs are "
                                   "matched to inputs by stamp, so every colour frame needs its own")
-    from ..eval.metrics import valid_gt_mask
-
     if not valid_gt_mask(seq.gt, seq.absent).any():
         raise SequenceFormatError(f"{path}: no frame has a valid ground-truth box (nothing to initialise on)")
     aux_topic = None if chosen is Modality.RGB else topics.aux(chosen)

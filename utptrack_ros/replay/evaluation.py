@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from ..data import TrackingSequence
 from ..errors import ConfigError
@@ -21,7 +22,7 @@ from ..eval.sequence_run import SequenceRun, run_sequence
 from ..eval.specs import CoreTrackerFactory, TrackerSpec, peer_spec
 from ..types import Modality
 from .bags import ReplayBag, read_play_frames
-from .node_process import NodeProcess, private_domain_id
+from .node_process import private_domain_id, start_replay_node
 from .options import COMPARE_CHOICES, NodeOptions, ReplayError, ReplayOptions
 from .output_bag import write_output_bag
 from .player import BagRecord, Player
@@ -52,7 +53,7 @@ def replay_bags(bags: Sequence[ReplayBag], options: ReplayOptions, node: NodeOpt
     try:
         for k, indices in enumerate(groups.values()):
             first = bags[indices[0]]
-            proc = NodeProcess(first, node, domain, log_dir / f"node_{k}.log", diagnostics_period_s)
+            proc = start_replay_node(first, node, domain, log_dir / f"node_{k}.log", diagnostics_period_s)
             try:
                 player.wait_active(proc, node.startup_timeout_s)
                 if player.target_publishers() > 1:
@@ -117,8 +118,6 @@ def _run_offline_rows(specs: Sequence[TrackerSpec], sequences: Sequence[Tracking
     bar = tqdm(total=len(specs) * len(sequences), desc="comparisons", unit="run", disable=not progress)
     saved_threads = None
     if num_threads > 0 and any(isinstance(s.factory, CoreTrackerFactory) for s in specs):
-        import torch
-
         saved_threads = torch.get_num_threads()
         torch.set_num_threads(num_threads)  # the node's thread budget, for comparable timings
     try:
@@ -130,8 +129,6 @@ def _run_offline_rows(specs: Sequence[TrackerSpec], sequences: Sequence[Tracking
     finally:
         bar.close()
         if saved_threads is not None:
-            import torch
-
             torch.set_num_threads(saved_threads)
     return runs
 

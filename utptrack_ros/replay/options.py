@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
+from ..checkpoint import save_model
 from ..data.sequence import AUX_MODALITIES
 from ..errors import ConfigError, UTPTrackError
+from ..models import create_model
 
 MODES = ("lockstep", "realtime", "rate")
 COMPARE_CHOICES = ("pruned", "unpruned", "csrt", "kcf", "mil")
@@ -110,11 +113,6 @@ def parse_compare(text: str) -> list[str]:
 def random_weights_file(model: str, folder: Path, seed: int = 0) -> Path:
     """A seeded random-init ``model`` as a weights file in ``folder``, so node and offline rows
     share it (plumbing checks: ``--weights random``)."""
-    import torch
-
-    from ..checkpoint import save_model
-    from ..models import create_model
-
     torch.manual_seed(seed)
     return save_model(create_model(model), folder / f"{model}-random-seed{seed}.safetensors",
                       extra={"note": "random weights for plumbing checks"})

@@ -25,7 +25,7 @@ def target_msg_definition() -> str:
 def write_output_bag(record: BagRecord, path: Path, node_name: str) -> Path:
     """The node's outputs during one bag as a new rosbag2 (mcap): ``/<node>/target`` at each
     output's header stamp, ``/diagnostics`` at each message's stamp (both on the replay clock)."""
-    from rclpy.serialization import serialize_message
+    from rclpy.serialization import serialize_message  # noqa: PLC0415 - ROS only when recording (see player.py)
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import get_types_from_msg
 

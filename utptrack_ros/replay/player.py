@@ -93,14 +93,16 @@ class Player:
     """
 
     def __init__(self, domain_id: int, node_name: str = "utptrack") -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from lifecycle_msgs.srv import ChangeState, GetState
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from rosgraph_msgs.msg import Clock
+        # ROS is imported here, when a player is made, and not at module top: the replay's bag checks,
+        # the offline comparisons and the demo import this package without ROS (test/test_core_imports.py)
+        import rclpy  # noqa: PLC0415
+        from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
+        from lifecycle_msgs.srv import ChangeState, GetState  # noqa: PLC0415
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: PLC0415
+        from rosgraph_msgs.msg import Clock  # noqa: PLC0415
 
-        from utptrack_ros.msg import TrackedTarget
-        from utptrack_ros.srv import InitTarget
+        from utptrack_ros.msg import TrackedTarget  # noqa: PLC0415
+        from utptrack_ros.srv import InitTarget  # noqa: PLC0415
 
         self.ns = f"/{node_name}"
         self._lock = threading.Condition()
@@ -135,7 +137,7 @@ class Player:
         # rclpy's C++ EventsExecutor (single-threaded fallback): with the Python
         # MultiThreadedExecutor the ~/target callbacks lagged by up to 2.3 s (demo: end-to-end p50
         # 51 ms, p95 670 ms against 29 / 32 ms with this one, node time 23-27 ms in both; docs/replay.md)
-        from ..ros.main import make_executor
+        from ..ros.main import make_executor  # noqa: PLC0415
 
         self.executor, _ = make_executor("events", self.context)  # "single" where it cannot load
         self.executor.add_node(self.node)
@@ -166,8 +168,8 @@ class Player:
     def publisher(self, topic: str, msgtype: str) -> Any:
         key = (topic, msgtype)
         if key not in self._publishers:
-            from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-            from std_msgs.msg import String
+            from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: PLC0415
+            from std_msgs.msg import String  # noqa: PLC0415
 
             cls = {IMAGE: Image, COMPRESSED: CompressedImage, STRING: String, CAMERA_INFO: CameraInfo}[msgtype]
             qos = self._qos_in if msgtype != STRING else 10
@@ -215,7 +217,7 @@ class Player:
         return None if res is None else str(res.current_state.label)
 
     def transition(self, transition_id: int, timeout: float = 60.0) -> bool:
-        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.msg import Transition  # noqa: PLC0415
 
         request = self._change_state.Request(transition=Transition(id=transition_id))
         res = self.call(self.change_client, request, timeout)
@@ -233,7 +235,7 @@ class Player:
         return self.target_sub.get_publisher_count()
 
     def close(self) -> None:
-        import rclpy
+        import rclpy  # noqa: PLC0415
 
         self._stop.set()
         self._thread.join(timeout=5)

@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+import cv2
 import numpy as np
 
 from ..errors import InputError
@@ -169,8 +170,6 @@ class CameraIntrinsics:
         full = self.sensor_pixels(uv)
         if not self.distortion_model or full.size == 0:
             return (full - [self.cx, self.cy]) / [self.fx, self.fy]
-        import cv2
-
         camera = np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
         coeffs = np.array(self.distortion, np.float64)
         pts = full.reshape(-1, 1, 2)
@@ -193,18 +192,16 @@ class CameraIntrinsics:
         inverse of :meth:`back_project`)."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         if not self.distortion_model:
-            full = pts[:, :2] / pts[:, 2:3] * [self.fx, self.fy] + [self.cx, self.cy]
+            full: np.ndarray = pts[:, :2] / pts[:, 2:3] * [self.fx, self.fy] + [self.cx, self.cy]
         else:
-            import cv2
-
             camera = np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
             coeffs = np.array(self.distortion, np.float64)
             zero = np.zeros(3)
             if self.distortion_model == EQUIDISTANT:
-                full, _ = cv2.fisheye.projectPoints(pts.reshape(-1, 1, 3), zero, zero, camera, coeffs)
+                projected, _ = cv2.fisheye.projectPoints(pts.reshape(-1, 1, 3), zero, zero, camera, coeffs)
             else:
-                full, _ = cv2.projectPoints(pts.reshape(-1, 1, 3), zero, zero, camera, coeffs)
-            full = full.reshape(-1, 2)
+                projected, _ = cv2.projectPoints(pts.reshape(-1, 1, 3), zero, zero, camera, coeffs)
+            full = np.asarray(projected).reshape(-1, 2)
         scale = np.array([self.binning_x, self.binning_y], np.float64)
         return (full + 0.5 - [self.roi_x, self.roi_y]) / scale - 0.5
 

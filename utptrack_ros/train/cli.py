@@ -63,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     d = recipe.data
     aux = tuple((k, float(v)) for k, v in recipe.sampling.modality_probs.items() if k != "rgb")
-    train_seqs = GeneratedSequences("train", d.sequence_length, tuple(d.image_size), d.challenge_probability, aux,
+    image_size = (d.image_size[0], d.image_size[1])
+    train_seqs = GeneratedSequences("train", d.sequence_length, image_size, d.challenge_probability, aux,
                                     first_index=d.first_sequence)
     val_seqs = None
     if not args.no_val:
-        val_seqs = GeneratedSequences("val", d.val_length, tuple(d.image_size), d.challenge_probability, (), cache=False)
+        val_seqs = GeneratedSequences("val", d.val_length, image_size, d.challenge_probability, (), cache=False)
     summary = train(
         recipe,
         args.out,

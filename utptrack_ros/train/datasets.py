@@ -200,7 +200,7 @@ class TripletStream(IterableDataset):
         self.pool_size, self.samples_per_sequence = pool_size, samples_per_sequence
         self.rank, self.world_size, self.seed = rank, world_size, seed
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch | TensorBatch]:
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         stream = self.rank * workers + worker

@@ -180,12 +180,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # per-frame times comparable with the 1-thread pool workers
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    size = (width, height)
     weights = str(args.weights.resolve())
     table: dict[str, Any] = {}
     if args.sweep_lost:
         lost = [float(t) for t in args.sweep_lost.split(",")]
-        update = [float(t) for t in args.sweep_update.split(",")] if args.sweep_update else [None]
+        update: list[Optional[float]] = [float(t) for t in args.sweep_update.split(",")] if args.sweep_update else [None]
         table["sweep"] = sweep_settings(weights, args.out, lost, update, args.count, args.length, size,
                                         args.workers, args.force)
     else:

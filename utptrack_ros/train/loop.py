@@ -106,7 +106,9 @@ def init_for_training(model: UTPTrack, score_prior: float) -> None:
     ~30x larger and slows the start)."""
     if score_prior > 0:
         with torch.no_grad():
-            model.box_head.conv5_ctr.bias.fill_(math.log(score_prior / (1 - score_prior)))
+            bias = model.box_head.conv5_ctr.bias
+            assert bias is not None  # the head's convs have biases
+            bias.fill_(math.log(score_prior / (1 - score_prior)))
 
 
 def _prefix_stem(model: UTPTrack, blocks: int) -> Optional[MobileNetV2Stem]:

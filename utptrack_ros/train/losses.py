@@ -180,7 +180,8 @@ def tracking_loss(
             cell_sets.append(centre_cells(gt_cxcywh, grid))
         if box_at in ("argmax", "both"):
             cell_sets.append(argmax_cells(score_map.detach()))
-        giou = l1 = 0.0
+        giou: Tensor | float = 0.0
+        l1: Tensor | float = 0.0
         ious = []
         for cells in cell_sets:
             pred = cxcywh_to_xyxy(boxes_at(size_map, offset_map, cells)[pos])
@@ -189,7 +190,7 @@ def tracking_loss(
             l1 = l1 + F.l1_loss(pred, gt_xyxy) / len(cell_sets)
             ious.append(iou.detach().mean())
         total = total + weights.giou * giou + weights.l1 * l1
-        parts.update(giou=float(giou.detach()), l1=float(l1.detach()), iou=float(sum(ious) / len(ious)))
+        parts.update(giou=float(giou), l1=float(l1), iou=float(sum(ious) / len(ious)))
     else:
         parts.update(giou=0.0, l1=0.0, iou=float("nan"))
     if task_logits is not None and weights.task > 0:
