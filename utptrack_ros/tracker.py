@@ -16,12 +16,12 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .config import PruneConfig, TrackerConfig
+from .config import BudgetConfig, PruneConfig, TrackerConfig
 from .errors import InputError, NotInitializedError
 from .models import UTPTrack, default_tracker_config, list_models
 from .models.encoder import TemplateTokens
@@ -31,6 +31,9 @@ from .modalities import AuxFrame, prepare_aux
 from .postprocess import clip_box, decode_windowed, smooth_size, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor, template_box
 from .runtime.tracker_network import TorchNetwork, TrackerNetwork
+
+if TYPE_CHECKING:
+    from .runtime.budget import BudgetChoice
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
 
 log = logging.getLogger(__name__)
@@ -251,6 +254,19 @@ class MultiTracker:
     def prepare_runtime(self) -> None:
         """Export and load onnxruntime graphs for the current keep ratios (no-op on torch)."""
         self.network.prepare()
+
+    def choose_token_budget(self, budget: BudgetConfig, configured: Optional[PruneConfig] = None,
+                            batch: Optional[int] = None, cache_dir: Optional[Union[str, Path]] = None) -> "BudgetChoice":
+        """Choose and set the keep ratios for this machine (``runtime.budget``: ``budget.mode`` /
+        ``deadline_ms`` from a cost table measured once per device, runtime, weights and batch);
+        ``configured``: the variant's ratios (default: the model's now); ``batch``: default the
+        current number of targets (1 before ``init``). The choice's ``reason`` is for /diagnostics."""
+        from .runtime.budget import CostCache, choose_budget
+
+        choice = choose_budget(self.network, self.model, configured or self.model.prune, budget,
+                               batch or max(self.num_targets, 1), self.device, CostCache(cache_dir))
+        self.set_prune(choice.prune)
+        return choice
 
     def set_config(self, config: TrackerConfig) -> None:
         """Change thresholds / factors live (takes effect on the next frame)."""
@@ -588,6 +604,10 @@ class Tracker:
 
     def prepare_runtime(self) -> None:
         self._multi.prepare_runtime()
+
+    def choose_token_budget(self, budget: BudgetConfig, configured: Optional[PruneConfig] = None,
+                            batch: Optional[int] = None, cache_dir: Optional[Union[str, Path]] = None) -> "BudgetChoice":
+        return self._multi.choose_token_budget(budget, configured, batch, cache_dir)
 
     def reset(self) -> None:
         self._multi.reset()
