@@ -159,9 +159,11 @@ class MultiTracker:
         text_encoder: prompt encoder; default: the one the variant names, created on first use.
         optimize: run a copy of ``model`` with BatchNorm folded and channels-last convolutions
             (``models.inference``; same outputs to float rounding, ~1.5x faster on CPU).
-        backend: ``torch`` (the model itself) or ``onnxruntime`` (CPU only: graphs exported once
-            per weights and keep ratios into ``onnx_cache`` and run by onnxruntime; same outputs
-            to float rounding, ~1.4x faster for tiny; ``runtime.network``).
+        backend: ``torch`` (the model itself) or ``onnxruntime`` (graphs exported once per
+            weights and keep ratios into ``onnx_cache`` and run by onnxruntime; same outputs to
+            float rounding, ~1.4x faster for tiny on the CPU; ``runtime.network``);
+            ``onnxruntime:tensorrt`` / ``:cuda`` / ``:cpu`` picks its execution providers, falling
+            back towards the CPU with a logged reason (``network.provider``, ``runtime.providers``).
         onnx_cache: root of the onnxruntime export cache (default ``runtime.network.default_cache_dir``).
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
     """
@@ -190,13 +192,16 @@ class MultiTracker:
     def _network(self, backend: str, onnx_cache: Optional[Union[str, Path]], threads: Optional[int]) -> TrackerNetwork:
         if backend == "torch":
             return TorchNetwork(self.model)
-        if backend != "onnxruntime":
-            raise InputError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+        runtime, _, providers = backend.partition(":")  # onnxruntime:cuda -> runtime.providers
+        if runtime != "onnxruntime":
+            raise InputError(f"backend must be 'torch' or 'onnxruntime' ('onnxruntime:tensorrt|cuda|cpu' picks its "
+                             f"providers), got {backend!r}")
         if self.device.type != "cpu":
-            raise InputError(f"backend 'onnxruntime' runs on the CPU; device {self.device} needs backend 'torch'")
+            raise InputError(f"backend 'onnxruntime' takes its inputs on the CPU (its providers pick the device); "
+                             f"device {self.device} needs backend 'torch'")
         from .runtime.network import OrtNetwork
 
-        return OrtNetwork(self.model, onnx_cache, threads)
+        return OrtNetwork(self.model, onnx_cache, threads, providers=providers or None)
 
     @property
     def backend(self) -> str:
@@ -608,6 +613,11 @@ class Tracker:
     def choose_token_budget(self, budget: BudgetConfig, configured: Optional[PruneConfig] = None,
                             batch: Optional[int] = None, cache_dir: Optional[Union[str, Path]] = None) -> "BudgetChoice":
         return self._multi.choose_token_budget(budget, configured, batch, cache_dir)
+
+    @property
+    def network(self) -> TrackerNetwork:
+        """The runtime's network (onnxruntime: ``provider`` / ``provider_reason`` in use)."""
+        return self._multi.network
 
     def reset(self) -> None:
         self._multi.reset()
