@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .config import BudgetConfig, PruneConfig, TrackerConfig
+from .device_crops import DeviceCropper
 from .errors import InputError, NotInitializedError
 from .models import UTPTrack, default_tracker_config, list_models
 from .models.encoder import TemplateTokens
@@ -186,6 +187,7 @@ class MultiTracker:
         self.config = config or (default_tracker_config(name) if name in list_models() else TrackerConfig())
         self._text_encoder = text_encoder
         self._window = window_tensor(model.config.search_grid, self.device)
+        self._device_crops = DeviceCropper(self.device)
         self._targets: Optional[_Targets] = None
         self.modality = Modality.RGB
 
@@ -354,6 +356,9 @@ class MultiTracker:
         return prepare_aux(aux, modality, self.config.aux)
 
     def _crops(self, image: np.ndarray, aux: Optional[AuxFrame], geoms: list[CropGeometry]) -> torch.Tensor:
+        if self.device.type != "cpu":  # one upload per call; crop, resize, normalise there (device_crops)
+            full = aux.full() if aux is not None and self.model.config.in_chans == 6 else None
+            return self._device_crops.crops(image, full, geoms, self.model.config.in_chans)
         rgb = [crop_image(image, g) for g in geoms]
         aux_crops = [crop_image(aux.raw, g, aux.to_image) for g in geoms] if aux is not None else None
         # onnxruntime takes NCHW arrays: build that layout directly instead of copying later
