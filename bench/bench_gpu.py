@@ -128,8 +128,8 @@ def model_rows(name: str, model: torch.nn.Module, device: torch.device, args: ar
                         row[f"{label}_ms"] = None
                         row["note"] = "skipped: time budget spent"
                         continue
-                    def fn(prune=prune):  # noqa: E306 - one closure per schedule
-                        return net.forward_search(on[0], tokens, prune=prune)
+                    def fn(prune=prune, net=net, search=on[0], tokens=tokens):  # noqa: E306 - one per schedule
+                        return net.forward_search(search, tokens, prune=prune)
                     try:
                         run = captured(fn) if mode == "graph" else fn
                         row[f"{label}_ms"] = median_ms(run, args.runs, 3, device)
