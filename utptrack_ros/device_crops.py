@@ -107,9 +107,7 @@ def crop_resize(frame: Tensor, geoms: Sequence[CropGeometry]) -> Tensor:
         frame = frame[..., None]
     h, w = frame.shape[:2]
     dev = frame.device
-    x1 = torch.tensor([g.x1 for g in geoms], dtype=torch.long, device=dev)
-    y1 = torch.tensor([g.y1 for g in geoms], dtype=torch.long, device=dev)
-    side = torch.tensor([g.side for g in geoms], dtype=torch.long, device=dev)
+    x1, y1, side = torch.tensor([[g.x1, g.y1, g.side] for g in geoms], dtype=torch.long).to(dev).unbind(1)  # one copy
     c0, c1, ax0, ax1, cv0, cv1 = _axis(x1, side, w, out, rows=False)
     r0, r1, by0, by1, rv0, rv1 = _axis(y1, side, h, out, rows=True)
 
