@@ -32,10 +32,10 @@ from .modalities import AuxFrame, prepare_aux
 from .postprocess import clip_box, decode_windowed, smooth_size, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor, template_box
 from .runtime.tracker_network import TorchNetwork, TrackerNetwork
+from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
 
 if TYPE_CHECKING:
     from .runtime.budget import BudgetChoice
-from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
 
 log = logging.getLogger(__name__)
 
