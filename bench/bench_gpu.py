@@ -7,9 +7,10 @@ Without a CUDA GPU it prints why and exits 0 (CI never needs one). With one it p
   batch 1 and 16 x fp32 / fp16 x eager / CUDA-graph replay, pruned and unpruned, with the
   realised-vs-MAC ratio ``(latency pruned / unpruned) / (MACs pruned / unpruned)`` (1.0 = pruning
   pays exactly its MACs; above 1 = the sorts / gathers / scatters eat part of the saving);
-* whole tracker step (``MultiTracker.track`` on a 640x480 frame, crops on the GPU, fp32 eager):
-  1 and 16 targets, pruned, unpruned and ``prune.mode: auto`` (``runtime.budget``), frames/s,
-  target-frames/s and the median preprocess / model ms.
+* whole tracker step (``MultiTracker.track`` on a 640x480 frame, crops on the GPU, fp32):
+  1 and 16 targets, pruned, unpruned and ``prune.mode: auto`` (``runtime.budget``) eager, and
+  pruned / unpruned with ``forward_search`` replayed from CUDA graphs (``runtime.graphed``):
+  frames/s, target-frames/s and the median preprocess / model ms.
 
 Everything runs once in one process within ``--budget-s`` seconds (default 270; measurements
 left when the time is up are reported as skipped). ``--cpu-smoke`` runs the same code on the CPU
@@ -41,6 +42,7 @@ from utptrack_ros.config import BudgetConfig  # noqa: E402
 from utptrack_ros.machine import machine_record  # noqa: E402
 from utptrack_ros.models import create_model  # noqa: E402
 from utptrack_ros.profiling import count_macs, example_inputs  # noqa: E402
+from utptrack_ros.runtime.graphed import GraphedNetwork  # noqa: E402
 from utptrack_ros.tracker import MultiTracker, load_variant  # noqa: E402
 
 SHIPPED = "tiny"
@@ -166,7 +168,9 @@ def step_rows(name: str, model: torch.nn.Module, device: torch.device, args: arg
     for targets in args.targets:
         frame, boxes = frame_and_boxes(targets)
         tracker = MultiTracker(copy.deepcopy(model), device=device)
-        for label in ("pruned", "unpruned", "auto"):
+        eager_network = tracker.network
+        labels = ["pruned", "unpruned", "auto"] + (["pruned+graphs", "unpruned+graphs"] if device.type == "cuda" else [])
+        for label in labels:
             row: dict[str, Any] = {"model": name, "targets": targets, "schedule": label}
             if clock.left() < 0:
                 row["note"] = "skipped: time budget spent"
@@ -177,17 +181,29 @@ def step_rows(name: str, model: torch.nn.Module, device: torch.device, args: arg
                                                      configured, batch=targets, cache_dir=cache)
                 row["chosen"], row["reason"] = choice.schedule.label, choice.reason
             else:
-                tracker.set_prune(configured if label == "pruned" else configured.off())
+                tracker.set_prune(configured if label.startswith("pruned") else configured.off())
+            if label.endswith("+graphs"):  # forward_search replayed from CUDA graphs (runtime.graphed)
+                tracker.network = GraphedNetwork(tracker.model)
+                tracker.set_prune(configured if label.startswith("pruned") else configured.off())
+            else:
+                tracker.network = eager_network
             tracker.init(frame, boxes)
             pre, mod, tot = [], [], []
             for i in range(args.frames + 5):
                 t0 = time.perf_counter()
-                results = tracker.track(frame)
+                try:
+                    results = tracker.track(frame)
+                except Exception as err:  # noqa: BLE001 - report (e.g. a capture refused) and go on
+                    row["note"] = f"{type(err).__name__}: {str(err)[:120]}"
+                    break
                 elapsed = (time.perf_counter() - t0) * 1e3
                 if i >= 5:
                     tot.append(elapsed)
                     pre.append(results[0].timings_ms["preprocess"])
                     mod.append(results[0].timings_ms["model"])
+            if not tot:
+                rows.append(row)
+                continue
             ms = statistics.median(tot)
             row.update(step_ms=ms, fps=1e3 / ms, target_fps=targets * 1e3 / ms,
                        preprocess_ms=statistics.median(pre), model_ms=statistics.median(mod))
@@ -244,7 +260,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"| {r['model']} | {r['batch']} | {r['dtype']} | {r['mode']} | {fmt(r.get('pruned_ms'))} | "
               f"{fmt(r.get('unpruned_ms'))} | {fmt(r.get('pruned_fps'), '.0f')} | {fmt(r.get('unpruned_fps'), '.0f')} | "
               f"{fmt(r.get('realised_vs_mac'))} | {r.get('note', '')} |")
-    print("\nwhole tracker step, 640x480, fp32 eager, crops on the device (median)")
+    print("\nwhole tracker step, 640x480, fp32, crops on the device (median)")
     print("| model | targets | schedule | frames/s | target-frames/s | preprocess ms | model ms | auto's choice |")
     print("|---|---|---|---|---|---|---|---|")
     for r in step_table:
