@@ -301,6 +301,53 @@ class TrackerConfig:
         check_bounds(self, TRACKER_BOUNDS)
 
 
+PRUNE_MODES = ("on", "off", "auto")
+
+#: Bounds of :class:`BudgetConfig`'s numeric fields (the node's ``prune.deadline_ms`` etc. ranges).
+BUDGET_BOUNDS: dict[str, Bounds] = {
+    "deadline_ms": Bounds(0.0, 60_000.0, "milliseconds per forward on this machine; 0 = no deadline"),
+    "hysteresis": Bounds(0.0, 0.5, "fraction of the deadline / cost a change must win by"),
+    "runs": Bounds(1, 1000, "timed forwards per schedule when measuring the cost table"),
+}
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Which keep ratios run on this machine (``runtime.budget``; the node's ``prune.mode`` and
+    ``prune.deadline_ms``). Not part of the architecture: the weights file and the exported graphs
+    do not depend on it.
+
+    Attributes:
+        mode: ``on`` (the configured keep ratios), ``off`` (every ratio 1.0) or ``auto`` (whichever
+            of the two measured faster for the configured batch on this device).
+        deadline_ms: > 0: the largest keep ratios (most tokens) whose measured forward meets this
+            many milliseconds, among unpruned, the configured ratios and ``ladder``; 0 = none.
+            Needs ``mode`` ``on`` or ``auto``.
+        hysteresis: a change of schedule must win by this fraction: a larger schedule is taken only
+            when it costs <= ``(1 - hysteresis) * deadline_ms``; ``auto`` switches only when the
+            other schedule is that much cheaper. Stops flapping when costs are near the line.
+        ladder: uniform keep ratios (every pruning layer of every component) tried for the deadline.
+        runs: timed forwards per schedule when measuring.
+    """
+
+    mode: str = "on"
+    deadline_ms: float = 0.0
+    hysteresis: float = 0.1
+    ladder: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)
+    runs: int = 10
+
+    def __post_init__(self) -> None:
+        if self.mode not in PRUNE_MODES:
+            raise ConfigError(f"prune.mode must be one of {PRUNE_MODES}, got {self.mode!r}")
+        check_bounds(self, BUDGET_BOUNDS, "prune.")
+        if self.deadline_ms > 0 and self.mode == "off":
+            raise ConfigError("prune.deadline_ms needs prune.mode 'on' or 'auto' ('off' always runs unpruned)")
+        ladder = tuple(float(r) for r in self.ladder)
+        if any(not (math.isfinite(r) and 0.0 < r <= 1.0) for r in ladder):
+            raise ConfigError(f"prune.ladder: keep ratios must be in (0, 1], got {self.ladder!r}")
+        object.__setattr__(self, "ladder", ladder)
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):

@@ -16,12 +16,13 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .config import PruneConfig, TrackerConfig
+from .config import BudgetConfig, PruneConfig, TrackerConfig
+from .device_crops import DeviceCropper
 from .errors import InputError, NotInitializedError
 from .models import UTPTrack, default_tracker_config, list_models
 from .models.encoder import TemplateTokens
@@ -32,6 +33,9 @@ from .postprocess import clip_box, decode_windowed, smooth_size, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor, template_box
 from .runtime.tracker_network import TorchNetwork, TrackerNetwork
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
+
+if TYPE_CHECKING:
+    from .runtime.budget import BudgetChoice
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +160,11 @@ class MultiTracker:
         text_encoder: prompt encoder; default: the one the variant names, created on first use.
         optimize: run a copy of ``model`` with BatchNorm folded and channels-last convolutions
             (``models.inference``; same outputs to float rounding, ~1.5x faster on CPU).
-        backend: ``torch`` (the model itself) or ``onnxruntime`` (CPU only: graphs exported once
-            per weights and keep ratios into ``onnx_cache`` and run by onnxruntime; same outputs
-            to float rounding, ~1.4x faster for tiny; ``runtime.network``).
+        backend: ``torch`` (the model itself) or ``onnxruntime`` (graphs exported once per
+            weights and keep ratios into ``onnx_cache`` and run by onnxruntime; same outputs to
+            float rounding, ~1.4x faster for tiny on the CPU; ``runtime.network``);
+            ``onnxruntime:tensorrt`` / ``:cuda`` / ``:cpu`` picks its execution providers, falling
+            back towards the CPU with a logged reason (``network.provider``, ``runtime.providers``).
         onnx_cache: root of the onnxruntime export cache (default ``runtime.network.default_cache_dir``).
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
     """
@@ -181,19 +187,23 @@ class MultiTracker:
         self.config = config or (default_tracker_config(name) if name in list_models() else TrackerConfig())
         self._text_encoder = text_encoder
         self._window = window_tensor(model.config.search_grid, self.device)
+        self._device_crops = DeviceCropper(self.device)
         self._targets: Optional[_Targets] = None
         self.modality = Modality.RGB
 
     def _network(self, backend: str, onnx_cache: Optional[Union[str, Path]], threads: Optional[int]) -> TrackerNetwork:
         if backend == "torch":
             return TorchNetwork(self.model)
-        if backend != "onnxruntime":
-            raise InputError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+        runtime, _, providers = backend.partition(":")  # onnxruntime:cuda -> runtime.providers
+        if runtime != "onnxruntime":
+            raise InputError(f"backend must be 'torch' or 'onnxruntime' ('onnxruntime:tensorrt|cuda|cpu' picks its "
+                             f"providers), got {backend!r}")
         if self.device.type != "cpu":
-            raise InputError(f"backend 'onnxruntime' runs on the CPU; device {self.device} needs backend 'torch'")
+            raise InputError(f"backend 'onnxruntime' takes its inputs on the CPU (its providers pick the device); "
+                             f"device {self.device} needs backend 'torch'")
         from .runtime.network import OrtNetwork
 
-        return OrtNetwork(self.model, onnx_cache, threads)
+        return OrtNetwork(self.model, onnx_cache, threads, providers=providers or None)
 
     @property
     def backend(self) -> str:
@@ -251,6 +261,19 @@ class MultiTracker:
     def prepare_runtime(self) -> None:
         """Export and load onnxruntime graphs for the current keep ratios (no-op on torch)."""
         self.network.prepare()
+
+    def choose_token_budget(self, budget: BudgetConfig, configured: Optional[PruneConfig] = None,
+                            batch: Optional[int] = None, cache_dir: Optional[Union[str, Path]] = None) -> "BudgetChoice":
+        """Choose and set the keep ratios for this machine (``runtime.budget``: ``budget.mode`` /
+        ``deadline_ms`` from a cost table measured once per device, runtime, weights and batch);
+        ``configured``: the variant's ratios (default: the model's now); ``batch``: default the
+        current number of targets (1 before ``init``). The choice's ``reason`` is for /diagnostics."""
+        from .runtime.budget import CostCache, choose_budget
+
+        choice = choose_budget(self.network, self.model, configured or self.model.prune, budget,
+                               batch or max(self.num_targets, 1), self.device, CostCache(cache_dir))
+        self.set_prune(choice.prune)
+        return choice
 
     def set_config(self, config: TrackerConfig) -> None:
         """Change thresholds / factors live (takes effect on the next frame)."""
@@ -333,6 +356,9 @@ class MultiTracker:
         return prepare_aux(aux, modality, self.config.aux)
 
     def _crops(self, image: np.ndarray, aux: Optional[AuxFrame], geoms: list[CropGeometry]) -> torch.Tensor:
+        if self.device.type != "cpu":  # one upload per call; crop, resize, normalise there (device_crops)
+            full = aux.full() if aux is not None and self.model.config.in_chans == 6 else None
+            return self._device_crops.crops(image, full, geoms, self.model.config.in_chans)
         rgb = [crop_image(image, g) for g in geoms]
         aux_crops = [crop_image(aux.raw, g, aux.to_image) for g in geoms] if aux is not None else None
         # onnxruntime takes NCHW arrays: build that layout directly instead of copying later
@@ -588,6 +614,15 @@ class Tracker:
 
     def prepare_runtime(self) -> None:
         self._multi.prepare_runtime()
+
+    def choose_token_budget(self, budget: BudgetConfig, configured: Optional[PruneConfig] = None,
+                            batch: Optional[int] = None, cache_dir: Optional[Union[str, Path]] = None) -> "BudgetChoice":
+        return self._multi.choose_token_budget(budget, configured, batch, cache_dir)
+
+    @property
+    def network(self) -> TrackerNetwork:
+        """The runtime's network (onnxruntime: ``provider`` / ``provider_reason`` in use)."""
+        return self._multi.network
 
     def reset(self) -> None:
         self._multi.reset()

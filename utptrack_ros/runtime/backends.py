@@ -125,7 +125,8 @@ class OrtBackend:
     Args:
         directory: folder holding ``templates.onnx``, ``search.onnx`` (+ ``search_prompt.onnx``).
         threads: intra-op threads (default: onnxruntime's choice).
-        providers: onnxruntime execution providers (default CPU).
+        providers: onnxruntime execution providers, names or ``(name, options)`` pairs
+            (default CPU; ``runtime.providers.resolve_providers`` builds them).
     Raises:
         ConfigError: missing files or metadata; ModuleNotFoundError if onnxruntime is absent.
     """
@@ -163,6 +164,12 @@ class OrtBackend:
 
         self._ledger = expected_ledger(self.config)
         log.info("onnxruntime backend %r from %s (providers %s)", self.config.name, self.directory, self._providers)
+
+    @property
+    def providers_in_use(self) -> list[str]:
+        """The providers onnxruntime registered for the search graph, in priority order (a
+        requested one it could not start is missing)."""
+        return list(self._search.get_providers())
 
     def embed_templates(
         self,

@@ -29,7 +29,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from ..types import Task
 from .export import SEARCH_FILE
 from .graph_names import graphs_folder, weights_digest
 from .ort_telemetry import import_onnxruntime
+from .providers import TENSORRT, resolve_providers, session_fallback
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class OrtNetwork:
         cache_dir: root of the export cache (default :func:`default_cache_dir`).
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         opset: ONNX opset of the exports.
+        providers: execution providers asked for, ``tensorrt`` / ``cuda`` / ``cpu`` (default
+            ``cpu``; :mod:`.providers`): those this onnxruntime lacks fall back towards the CPU
+            with a logged reason (:attr:`provider`, :attr:`provider_reason`).
+        trt_cache_dir: TensorRT engine cache (default ``<cache_dir>/tensorrt``).
     Raises:
         ModuleNotFoundError: onnxruntime is not installed.
         ConfigError: the graphs cannot be exported or loaded.
@@ -75,16 +80,25 @@ class OrtNetwork:
         cache_dir: Optional[PathLike] = None,
         threads: Optional[int] = None,
         opset: int = 17,
+        providers: Union[None, str, Sequence[str]] = None,
+        trt_cache_dir: Optional[PathLike] = None,
     ) -> None:
         # fail before any cache handling when onnxruntime is absent (``_load`` treats load
         # errors as a corrupt cache and deletes it); telemetry off before the import
-        import_onnxruntime()
+        ort = import_onnxruntime()
 
         self.model = model.eval()
         self.config = model.config
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.threads = threads
         self.opset = opset
+        trt_cache = Path(trt_cache_dir).expanduser() if trt_cache_dir else self.cache_dir / "tensorrt"
+        self.providers = resolve_providers(providers, ort.get_available_providers(), trt_cache)
+        if self.providers.fell_back:
+            log.warning("onnxruntime providers: %s", self.providers.reason)
+        if TENSORRT in self.providers.names:
+            log.info("TensorRT builds an engine per graph on the first run (minutes on a Jetson); "
+                     "cached in %s for later starts", trt_cache)
         self._weights = weights_digest(model)  # the weights never change; keep ratios do
         self._loaded: dict[Path, Any] = {}  # export folder -> OrtBackend
         self._active: Optional[Any] = None
@@ -104,6 +118,18 @@ class OrtNetwork:
         """The cache folder of the graphs for ``prune`` (default: the current keep ratios)."""
         prune = self.prune if prune is None else prune
         return self.cache_dir / "onnx" / graphs_folder(self.config, self._weights, prune, self.opset)
+
+    @property
+    def provider(self) -> Optional[str]:
+        """The execution provider running the graphs now (None while on torch)."""
+        return None if self._active is None else self._active.providers_in_use[0]
+
+    @property
+    def provider_reason(self) -> str:
+        """Why :attr:`provider` is not the one asked for ("" when it is)."""
+        if self._active is None:
+            return self.providers.reason
+        return session_fallback(self.providers, self._active.providers_in_use) or self.providers.reason
 
     @property
     def graphs_dir(self) -> Optional[Path]:
@@ -145,7 +171,7 @@ class OrtNetwork:
         if directory is None:
             return None
         try:
-            return OrtBackend(directory, threads=self.threads)
+            return OrtBackend(directory, threads=self.threads, providers=self.providers.session_providers)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             log.warning("prebuilt graphs in %s do not load (%s: %s); using the cache", directory, type(err).__name__, err)
             return None
@@ -158,7 +184,7 @@ class OrtNetwork:
                 raise ConfigError(f"{directory}: export wrote no {SEARCH_FILE}")
             return None
         try:
-            return OrtBackend(directory, threads=self.threads)
+            return OrtBackend(directory, threads=self.threads, providers=self.providers.session_providers)
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             if strict:
                 raise ConfigError(f"{directory}: onnxruntime cannot load the exported graphs: {err}") from err
