@@ -9,9 +9,9 @@ Runs ``Tracker.from_pretrained("tiny")`` (onnxruntime, one thread) with one or m
 * LOST precision / recall against "the box is wrong" (IoU < 0.1, absent frames included) over
   every tracked frame; a frame counts as flagged when its state is not TRACKING (LOST or
   RECOVERING);
-* re-finding: on the out-of-view sequences, and on the same sequences mirrored left-right from
-  the frame the target is gone (so it comes back on the other side of the image), the frames
-  from its return until the first TRACKING frame with IoU >= 0.5.
+* re-finding: on the out-of-view sequences, and on the same sequences turned by 180 degrees from
+  the frame the target is gone (so it comes back at the opposite border, far from where it left),
+  the frames from its return until the first TRACKING frame with IoU >= 0.5.
 
     PYTHONPATH=$PWD .venv/bin/python bench/bench_reacquire.py --count 10 \
         --setting base='{"reacquire_after": 0}' --setting new='{}'
@@ -36,18 +36,19 @@ from utptrack_ros.tracker import Tracker
 from utptrack_ros.train.evaluate import suite_sources
 
 
-class MirroredAfterLeaving:
-    """A sequence whose frames are mirrored left-right from its first absent frame on: the target
-    comes back at the mirrored place (the other side of the image when it left near a side)."""
+class TurnedAfterLeaving:
+    """A sequence whose frames are turned by 180 degrees from its first absent frame on: the
+    target comes back at the opposite border, far from where it left."""
 
     def __init__(self, seq: Any) -> None:
         self._seq = seq
-        self.name = seq.name + "_mirrored"
+        self.name = seq.name + "_turned"
         self.absent = np.asarray(seq.absent, dtype=bool)
         self.start = int(np.argmax(self.absent)) if self.absent.any() else len(self.absent)
-        width = seq.rgb(0).shape[1]
+        height, width = seq.rgb(0).shape[:2]
         gt = np.array(seq.gt, dtype=float)
         gt[self.start:, 0] = width - gt[self.start:, 0] - gt[self.start:, 2]
+        gt[self.start:, 1] = height - gt[self.start:, 1] - gt[self.start:, 3]
         self.gt = gt
         self.prompt = seq.prompt
         self.attributes = seq.attributes
@@ -58,7 +59,7 @@ class MirroredAfterLeaving:
 
     def rgb(self, i: int) -> np.ndarray:
         image = self._seq.rgb(i)
-        return np.ascontiguousarray(image[:, ::-1]) if i >= self.start else image
+        return np.ascontiguousarray(image[::-1, ::-1]) if i >= self.start else image
 
     def aux(self, modality: Any, i: int) -> np.ndarray:
         raise KeyError(modality)
@@ -119,7 +120,7 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=100)
     ap.add_argument("--setting", action="append", default=[],
                     help="NAME=JSON of TrackerConfig overrides on tiny's defaults (repeatable)")
-    ap.add_argument("--sets", default="rgb,leave,mirrored")
+    ap.add_argument("--sets", default="rgb,leave,turned")
     ap.add_argument("--json", default=None, help="write the numbers here")
     args = ap.parse_args()
     size = (320, 240)
@@ -131,8 +132,8 @@ def main() -> None:
     leave = leave_sequences(args.count, args.length, size)
     if "leave" in wanted:
         sets["leave"] = leave
-    if "mirrored" in wanted:
-        sets["mirrored"] = [MirroredAfterLeaving(s) for s in leave if s.attributes.get("out_of_view")]
+    if "turned" in wanted:
+        sets["turned"] = [TurnedAfterLeaving(s) for s in leave if s.attributes.get("out_of_view")]
     tracker = Tracker.from_pretrained("tiny", backend="onnxruntime", threads=1)
     base = tracker.config
     table: dict[str, Any] = {}
