@@ -8,7 +8,7 @@ Runs ``Tracker.from_pretrained("tiny")`` (onnxruntime, one thread) with one or m
   target leaving the view (``out_of_view``) or hidden (``full_occlusion``);
 * LOST precision / recall against "the box is wrong" (IoU < 0.1, absent frames included) over
   every tracked frame; a frame counts as flagged when its state is not TRACKING (LOST or
-  RECOVERING);
+  RECOVERING), and, apart, when it is LOST;
 * re-finding: on the out-of-view sequences, and on the same sequences turned by 180 degrees from
   the frame the target is gone (so it comes back at the opposite border, far from where it left),
   the frames from its return until the first TRACKING frame with IoU >= 0.5.
@@ -89,10 +89,11 @@ def frame_iou(run: Any) -> np.ndarray:
     return out
 
 
-def lost_pr(runs: list[Any]) -> tuple[float, float, int]:
+def lost_pr(runs: list[Any], states: tuple[str, ...] = ("lost", "recovering")) -> tuple[float, float, int]:
+    """Precision and recall of "the state is one of ``states``" as a detector of IoU < 0.1."""
     flagged, wrong = [], []
     for run in runs:
-        flagged.append(np.array([s != "tracking" for s in run.state[run.init_index + 1:]]))
+        flagged.append(np.array([s in states for s in run.state[run.init_index + 1:]]))
         wrong.append(frame_iou(run) < 0.1)
     f, w = np.concatenate(flagged), np.concatenate(wrong)
     precision = float((f & w).sum() / max(1, f.sum()))
@@ -145,17 +146,19 @@ def main() -> None:
             runs = [run_tracker(tracker, s, name) for s in seqs]
             auc = score_runs(runs)["overall"]["auc"]
             precision, recall, wrong = lost_pr(runs)
+            lost_only = lost_pr(runs, ("lost",))
             refind = [refind_frames(r) for r in runs if np.asarray(r.absent).any()]
             found = [f for f in refind if np.isfinite(f)]
             row[set_name] = {
                 "auc": auc, "lost_precision": precision, "lost_recall": recall, "wrong_frames": wrong,
+                "lost_only_precision": lost_only[0], "lost_only_recall": lost_only[1],
                 "refound": f"{len(found)}/{len(refind)}",
                 "refind_median": float(np.median(found)) if found else None,
                 "refind_max": max(found) if found else None, "seconds": time.perf_counter() - t0,
             }
             r = row[set_name]
             print(f"{name:12s} {set_name:9s} AUC {auc:5.1f} | LOST P {precision:.2f} R {recall:.2f} "
-                  f"({wrong} wrong frames) | re-found {r['refound']} median {r['refind_median']} "
+                  f"({wrong} wrong frames; LOST alone P {lost_only[0]:.2f} R {lost_only[1]:.2f}) | re-found {r['refound']} median {r['refind_median']} "
                   f"max {r['refind_max']} | {r['seconds']:.0f} s", flush=True)
         table[name] = row
     if args.json:

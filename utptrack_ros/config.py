@@ -243,6 +243,7 @@ TRACKER_BOUNDS: dict[str, Bounds] = {
     "size_smoothing": Bounds(0.0, 0.99, "fraction of the previous size kept; 1 would freeze it"),
     "max_scale_step": Bounds(0.0, 10.0, "largest relative change of w or h per frame; 0 = unbounded"),
     "min_size_ratio": Bounds(0.0, 1.0, "smallest box side / init box side (geometric mean); 0 = none"),
+    "damping_confidence": Bounds(0.0, 1.0, "a confidence; 0 = no centre damping"),
     "reacquire_after": Bounds(0, 1_000_000, "LOST frames before the search widens; 0 = never widen"),
     "reacquire_growth": Bounds(1.0, 8.0, "search crop side multiplier per widening step", low_open=True),
     "relock_threshold": Bounds(0.0, 1.0, "a confidence"),
@@ -296,6 +297,9 @@ class TrackerConfig:
         min_size_ratio: the box's geometric-mean side stays at least this fraction of the init
             box's (the aspect ratio is kept), so the box and the search region cannot collapse onto
             a sub-part of the target; 0 = no floor (official).
+        damping_confidence: on a tracked frame with confidence ``c`` below this, the centre moves
+            only ``c / damping_confidence`` of the way to the prediction (a low-confidence jump is
+            damped); 0 = off (official).
         reacquire_after: after this many consecutive LOST frames the search crop widens by
             ``reacquire_growth`` per frame (no Hann window, the dynamic template reset to the
             static one) until it covers the whole frame; 0 = never (official: the search stays
@@ -317,6 +321,7 @@ class TrackerConfig:
     size_smoothing: float = 0.0
     max_scale_step: float = 0.0
     min_size_ratio: float = 0.0
+    damping_confidence: float = 0.0
     reacquire_after: int = 5
     reacquire_growth: float = 1.5
     relock_threshold: float = 0.5

@@ -67,3 +67,14 @@ def bound_size(box: Box, previous: Box, init: Box, max_step: float, min_ratio: f
         if side < floor:
             w, h = w * floor / side, h * floor / side
     return Box.from_cxcywh(box.cx, box.cy, w, h)
+
+
+def damp_centre(box: Box, previous: Box, confidence: float, full: float) -> Box:
+    """``box`` with its centre moved only ``confidence / full`` of the way from ``previous``'s
+    when ``confidence < full`` (``TrackerConfig.damping_confidence``; ``full`` 0: unchanged)."""
+    if full <= 0 or confidence >= full:
+        return box
+    k = max(confidence, 0.0) / full
+    cx = previous.cx + k * (box.cx - previous.cx)
+    cy = previous.cy + k * (box.cy - previous.cy)
+    return Box.from_cxcywh(cx, cy, box.w, box.h)

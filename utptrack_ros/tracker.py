@@ -33,7 +33,7 @@ from .models.encoder import TemplateTokens
 from .models.inference import prepare_for_inference
 from .models.text import TextEncoder, create_text_encoder, normalise_prompt
 from .modalities import AuxFrame, prepare_aux
-from .postprocess import bound_size, clip_box, decode_windowed, smooth_size, window_tensor
+from .postprocess import bound_size, clip_box, damp_centre, decode_windowed, smooth_size, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor, template_box
 from .runtime.tracker_network import TorchNetwork, TrackerNetwork
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
@@ -497,6 +497,7 @@ class MultiTracker:
                 if cfg.size_smoothing and was is not TrackState.RECOVERING:
                     box = smooth_size(box, previous, cfg.size_smoothing)
                 box = bound_size(box, previous, targets.init_boxes[i], cfg.max_scale_step, cfg.min_size_ratio)
+                box = damp_centre(box, previous, float(conf[i]), cfg.damping_confidence)
             else:  # a best guess or a widened search's candidate: no previous size to step from
                 box = bound_size(box, box, targets.init_boxes[i], 0.0, cfg.min_size_ratio)
             box = clip_box(box, width, height, cfg.clip_margin)
