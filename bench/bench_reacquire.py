@@ -19,7 +19,6 @@ Runs ``Tracker.from_pretrained("tiny")`` (onnxruntime, one thread) with one or m
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from dataclasses import replace
