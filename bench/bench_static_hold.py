@@ -6,12 +6,17 @@ box with the init box on frame 1 and its minimum / mean over ``--frames`` frames
 with OpenCV CSRT on the same frames, plus ablations of the first-step settings (Hann window off,
 colour order swapped, search factor 5, template factor 2.5, unpruned) with ``--ablate``.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/bench_static_hold.py [--frames 10] [--ablate]
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_static_hold.py [--frames 10] [--ablate] \
+        [--config '{"min_size_ratio": 0}']
+
+``--config`` overrides ``TrackerConfig`` fields of tiny's settings (JSON), e.g. to see a guard's
+effect by turning it off.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 
 import cv2
 import numpy as np
@@ -49,13 +54,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--ablate", action="store_true")
+    ap.add_argument("--config", default="{}", help="JSON of TrackerConfig overrides")
     args = ap.parse_args()
     tracker = Tracker.from_pretrained("tiny")
+    tracker.set_config(dataclasses.replace(tracker.config, **json.loads(args.config)))
     base = tracker.config
+    means = []
     for name, image, box in cases():
         m, c = hold(tracker, image, box, args.frames), csrt(image, box, args.frames)
+        means.append((np.mean(m), np.mean(c)))
         print(f"{name:28s} tiny IoU f1 {m[0]:.2f} min {min(m):.2f} mean {np.mean(m):.2f} | "
               f"CSRT f1 {c[0]:.2f} min {min(c):.2f} mean {np.mean(c):.2f}")
+    tiny_mean, csrt_mean = np.mean(means, axis=0)
+    print(f"{'mean over the cases':28s} tiny IoU {tiny_mean:.2f} | CSRT IoU {csrt_mean:.2f}")
     if not args.ablate:
         return
     variants = [("hann off", dataclasses.replace(base, hann_window=False), False),

@@ -241,6 +241,13 @@ TRACKER_BOUNDS: dict[str, Bounds] = {
     "lost_threshold": Bounds(0.0, 1.0, "a confidence"),
     "clip_margin": Bounds(0, 100_000, "pixels"),
     "size_smoothing": Bounds(0.0, 0.99, "fraction of the previous size kept; 1 would freeze it"),
+    "max_scale_step": Bounds(0.0, 10.0, "largest relative change of w or h per frame; 0 = unbounded"),
+    "min_size_ratio": Bounds(0.0, 1.0, "smallest box side / init box side (geometric mean); 0 = none"),
+    "damping_confidence": Bounds(0.0, 1.0, "a confidence; 0 = no centre damping"),
+    "reacquire_after": Bounds(0, 1_000_000, "LOST frames before the search widens; 0 = never widen"),
+    "reacquire_growth": Bounds(1.0, 8.0, "search crop side multiplier per widening step", low_open=True),
+    "relock_threshold": Bounds(0.0, 1.0, "a confidence"),
+    "relock_frames": Bounds(1, 1000, "consecutive confirming frames before TRACKING again"),
 }
 
 
@@ -285,6 +292,23 @@ class TrackerConfig:
         size_smoothing: fraction of the previous width/height kept on each confident frame
             (``w = s * w_prev + (1 - s) * w_pred``; the centre is the prediction's). 0 = the
             official procedure (no smoothing); a small model's noisy size estimates benefit.
+        max_scale_step: on a confident frame, w and h each move at most this fraction from the
+            previous box's (``w / w_prev`` within ``[1 / (1 + s), 1 + s]``); 0 = unbounded (official).
+        min_size_ratio: the box's geometric-mean side stays at least this fraction of the init
+            box's (the aspect ratio is kept), so the box and the search region cannot collapse onto
+            a sub-part of the target; 0 = no floor (official).
+        damping_confidence: on a tracked frame with confidence ``c`` below this, the centre moves
+            only ``c / damping_confidence`` of the way to the prediction (a low-confidence jump is
+            damped); 0 = off (official).
+        reacquire_after: after this many consecutive LOST frames the search crop widens by
+            ``reacquire_growth`` per frame (no Hann window, the dynamic template reset to the
+            static one) until it covers the whole frame; 0 = never (official: the search stays
+            around the last confident box).
+        reacquire_growth: crop side multiplier per widening step.
+        relock_threshold / relock_frames: a widened search's candidate above ``relock_threshold``
+            turns the state to RECOVERING and the search back to normal around it; TRACKING
+            resumes after ``relock_frames`` consecutive frames above the threshold whose centres
+            move less than one box size.
     """
 
     template_factor: float = 2.0
@@ -295,6 +319,13 @@ class TrackerConfig:
     hann_window: bool = True
     clip_margin: int = 10
     size_smoothing: float = 0.0
+    max_scale_step: float = 0.0
+    min_size_ratio: float = 0.0
+    damping_confidence: float = 0.0
+    reacquire_after: int = 5
+    reacquire_growth: float = 1.5
+    relock_threshold: float = 0.5
+    relock_frames: int = 3
     aux: AuxConfig = field(default_factory=AuxConfig)
 
     def __post_init__(self) -> None:

@@ -1,6 +1,8 @@
 """Network maps -> box in image pixels + confidence (method.md 5, 6.3 steps 3-6)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -47,3 +49,32 @@ def smooth_size(box: Box, previous: Box, keep: float) -> Box:
     w = keep * previous.w + (1.0 - keep) * box.w
     h = keep * previous.h + (1.0 - keep) * box.h
     return Box.from_cxcywh(box.cx, box.cy, w, h)
+
+
+def bound_size(box: Box, previous: Box, init: Box, max_step: float, min_ratio: float) -> Box:
+    """``box`` with its size guarded, its centre kept (``TrackerConfig.max_scale_step`` /
+    ``min_size_ratio``): w and h each within ``[1 / (1 + max_step), 1 + max_step]`` times
+    ``previous``'s (``max_step`` 0: unbounded), then scaled up, aspect kept, until the geometric
+    mean side is at least ``min_ratio`` times ``init``'s (0: no floor)."""
+    w, h = box.w, box.h
+    if max_step > 0:
+        hi = 1.0 + max_step
+        w = min(max(w, previous.w / hi), previous.w * hi)
+        h = min(max(h, previous.h / hi), previous.h * hi)
+    if min_ratio > 0:
+        floor = min_ratio * math.sqrt(init.w * init.h)
+        side = math.sqrt(w * h)
+        if side < floor:
+            w, h = w * floor / side, h * floor / side
+    return Box.from_cxcywh(box.cx, box.cy, w, h)
+
+
+def damp_centre(box: Box, previous: Box, confidence: float, full: float) -> Box:
+    """``box`` with its centre moved only ``confidence / full`` of the way from ``previous``'s
+    when ``confidence < full`` (``TrackerConfig.damping_confidence``; ``full`` 0: unchanged)."""
+    if full <= 0 or confidence >= full:
+        return box
+    k = max(confidence, 0.0) / full
+    cx = previous.cx + k * (box.cx - previous.cx)
+    cy = previous.cy + k * (box.cy - previous.cy)
+    return Box.from_cxcywh(cx, cy, box.w, box.h)

@@ -3,16 +3,21 @@
 ``MultiTracker`` tracks several targets in one image with one batched forward; ``Tracker`` is the
 single-target face of it. Per frame: crop the search region around each previous state
 (official geometry), run the network with the cached template tokens, window the centre map,
-decode, map back around the previous centre, clip, decide TRACKING / LOST, and every
-``update_interval`` frames replace the dynamic template where the windowed confidence exceeds
-``update_threshold`` (two-template models only: an OSTrack model has one template, never
-updated). The static template, its centre mask and the TTA box prior are built once at ``init``
+decode, map back around the previous centre, guard the size, clip, decide TRACKING / LOST /
+RECOVERING, and every ``update_interval`` frames replace the dynamic template of confidently
+tracked targets where the windowed confidence exceeds ``update_threshold`` (two-template models
+only: an OSTrack model has one template, never updated). A target LOST for ``reacquire_after``
+frames is searched for in a crop that widens each frame up to the whole image, without the Hann
+window and with the dynamic template reset to the static one; a confident candidate there
+(RECOVERING) is confirmed over ``relock_frames`` frames of normal search before TRACKING resumes
+(:class:`_Search`). The static template, its centre mask and the TTA box prior are built once at ``init``
 and never rebuilt; the box prior follows the model family's official transform
 (``preprocess.template_box``).
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +34,7 @@ from .models.encoder import TemplateTokens
 from .models.inference import prepare_for_inference
 from .models.text import TextEncoder, create_text_encoder, normalise_prompt
 from .modalities import AuxFrame, prepare_aux
-from .postprocess import clip_box, decode_windowed, smooth_size, window_tensor
+from .postprocess import bound_size, clip_box, damp_centre, decode_windowed, smooth_size, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor, template_box
 from .runtime.tracker_network import TorchNetwork, TrackerNetwork
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
@@ -139,10 +144,61 @@ def load_variant(name: str = "tiny", weights: Optional[Union[str, Path]] = None)
 
 
 @dataclass
+class _Search:
+    """One target's place in the re-acquisition cycle (``TrackerConfig.reacquire_*``, ``relock_*``).
+
+    ``lost_frames`` counts consecutive LOST frames (kept while RECOVERING, so a candidate that is
+    not confirmed resumes the widening where it stopped); ``confirmed`` counts the RECOVERING
+    frames that agreed with the candidate so far.
+    """
+
+    state: TrackState = TrackState.TRACKING
+    lost_frames: int = 0
+    confirmed: int = 0
+
+    def widening(self, config: TrackerConfig) -> int:
+        """Widening steps of the next search crop: 0 = the normal search."""
+        after = config.reacquire_after
+        if self.state is not TrackState.LOST or not after or self.lost_frames < after:
+            return 0
+        return self.lost_frames - after + 1
+
+    def step(self, config: TrackerConfig, confidence: float, widened: bool, agrees: bool) -> TrackState:
+        """The state after a frame with ``confidence`` (``widened``: found by a widened search;
+        ``agrees``: the prediction lies within one box size of the candidate being confirmed)."""
+        if self.state is TrackState.RECOVERING:
+            if confidence >= config.relock_threshold and agrees:
+                self.confirmed += 1
+                if self.confirmed >= config.relock_frames:
+                    self.state, self.lost_frames, self.confirmed = TrackState.TRACKING, 0, 0
+                return self.state
+            self.state, self.confirmed = TrackState.LOST, 0
+            self.lost_frames += 1
+            return self.state
+        if widened:
+            if confidence >= config.relock_threshold:
+                self.confirmed = 1
+                self.state = TrackState.TRACKING if config.relock_frames <= 1 else TrackState.RECOVERING
+                if self.state is TrackState.TRACKING:
+                    self.lost_frames, self.confirmed = 0, 0
+            else:
+                self.lost_frames += 1
+            return self.state
+        if confidence < config.lost_threshold:
+            self.state = TrackState.LOST
+            self.lost_frames += 1
+        else:
+            self.state, self.lost_frames = TrackState.TRACKING, 0
+        return self.state
+
+
+@dataclass
 class _Targets:
     """Mutable per-target state, index-aligned with the batch."""
 
     states: list[Box]
+    init_boxes: list[Box]
+    search: list[_Search]
     tokens: TemplateTokens
     prompts: list[str]
     text: Optional[torch.Tensor]  # (B, text_dim) or None when the model has no text token
@@ -411,7 +467,8 @@ class MultiTracker:
             known = {normalise_prompt(k): v for k, v in (prompt_features or {}).items()}
             text, task = self._encode_prompts(prompt_list, modality, known)
         # nothing above changed the tracker: a refused or failed init keeps the current targets
-        self._targets = _Targets(list(boxes), tokens, prompt_list, text, task, frame_index=0)
+        self._targets = _Targets(list(boxes), list(boxes), [_Search() for _ in boxes], tokens, prompt_list, text, task,
+                                 frame_index=0)
         self.modality = modality
         total = (time.perf_counter() - t0) * 1000.0
         n_z, f = cfg.template_grid**2, cfg.search_grid
@@ -445,27 +502,37 @@ class MultiTracker:
         targets = self._targets
         targets.frame_index += 1
         cfg, mcfg = self.config, self.model.config
-        geoms = [crop_geometry(s, cfg.search_factor, mcfg.search_size) for s in targets.states]
+        widening = [s.widening(cfg) for s in targets.search]
+        geoms = [self._search_geometry(s, k, width, height) for s, k in zip(targets.states, widening)]
         search = self._crops(image, aux_frame, geoms)
         t1 = time.perf_counter()
         with torch.inference_mode():
             out = self.network.forward_search(search, targets.tokens, targets.text, targets.task)
-            boxes_norm, conf = decode_windowed(
-                out.score_map, out.size_map, out.offset_map, self._window if cfg.hann_window else None
-            )
+            boxes_norm, conf = decode_windowed(out.score_map, out.size_map, out.offset_map, self._windows(widening))
         t2 = time.perf_counter()
         keep = out.search_keep_mask.reshape(-1, mcfg.search_grid, mcfg.search_grid).cpu().numpy()
         task_probs = out.task_logits.softmax(-1).cpu().numpy() if out.task_logits is not None else None
         results = []
         for i, geom in enumerate(geoms):
             box = geom.crop_to_box(boxes_norm[i])
-            lost = conf[i] < cfg.lost_threshold
-            if cfg.size_smoothing and not lost:
-                box = smooth_size(box, targets.states[i], cfg.size_smoothing)
+            previous, search = targets.states[i], targets.search[i]
+            was = search.state
+            agrees = math.hypot(box.cx - previous.cx, box.cy - previous.cy) < math.sqrt(previous.w * previous.h)
+            state = search.step(cfg, float(conf[i]), widening[i] > 0, agrees)
+            if state is not TrackState.LOST and not widening[i]:  # a step of the track from `previous`
+                if cfg.size_smoothing and was is not TrackState.RECOVERING:
+                    box = smooth_size(box, previous, cfg.size_smoothing)
+                box = bound_size(box, previous, targets.init_boxes[i], cfg.max_scale_step, cfg.min_size_ratio)
+                box = damp_centre(box, previous, float(conf[i]), cfg.damping_confidence)
+            else:  # a best guess or a widened search's candidate: no previous size to step from
+                box = bound_size(box, box, targets.init_boxes[i], 0.0, cfg.min_size_ratio)
             box = clip_box(box, width, height, cfg.clip_margin)
-            if not lost:
+            if state is not TrackState.LOST:
                 targets.states[i] = box
-            results.append((box, float(conf[i]), TrackState.LOST if lost else TrackState.TRACKING))
+            results.append((box, float(conf[i]), state))
+        self._reset_dynamic_templates([i for i, s in enumerate(targets.search)
+                                       if s.state is TrackState.LOST and cfg.reacquire_after
+                                       and s.lost_frames == cfg.reacquire_after])
         updated = self._maybe_update_templates(image, aux_frame, conf)
         t3 = time.perf_counter()
         timings = {
@@ -490,6 +557,41 @@ class MultiTracker:
             for i, (box, c, state) in enumerate(results)
         ]
 
+    def _search_geometry(self, state: Box, widening: int, width: int, height: int) -> CropGeometry:
+        """The search crop around ``state``; ``widening`` steps of ``reacquire_growth`` make it
+        larger, up to a square covering the whole image, moved inside the image as it grows."""
+        cfg, size = self.config, self.model.config.search_size
+        if not widening:
+            return crop_geometry(state, cfg.search_factor, size)
+        side = math.sqrt(state.w * state.h)
+        whole = float(max(width, height))
+        factor = min(cfg.search_factor * cfg.reacquire_growth ** widening, whole / side)
+        half = side * factor / 2.0
+        cx = min(max(state.cx, half), width - half) if 2 * half <= width else width / 2.0
+        cy = min(max(state.cy, half), height - half) if 2 * half <= height else height / 2.0
+        return crop_geometry(Box.from_cxcywh(cx, cy, state.w, state.h), factor, size)
+
+    def _windows(self, widening: list[int]) -> Optional[torch.Tensor]:
+        """The Hann window of each target's centre map, (B, 1, F, F) (none on a widened search:
+        the target may be anywhere in it), or None without ``hann_window``."""
+        if not self.config.hann_window:
+            return None
+        if not any(widening):
+            return self._window
+        flat = torch.ones_like(self._window)
+        return torch.stack([flat if k else self._window for k in widening]).unsqueeze(1)
+
+    def _reset_dynamic_templates(self, indices: list[int]) -> None:
+        """Targets ``indices`` match the static (first-frame) template only from now on: their
+        dynamic template becomes the static one (it may have been taken from a drifting box)."""
+        tokens = self._targets.tokens
+        if not indices or tokens.dt is None:
+            return
+        dt = tokens.dt.clone()
+        rows = torch.tensor(indices, device=dt.device)
+        dt[rows] = tokens.st[rows]
+        self._targets.tokens = replace(tokens, dt=dt)
+
     def _template_boxes(self, geoms: list[CropGeometry], boxes: Sequence[Box]) -> torch.Tensor:
         """(B, 4) float32 box priors in the template crops, by the model family's own rule."""
         rule = self.model.config.template_box
@@ -505,7 +607,8 @@ class MultiTracker:
             return set()
         if not cfg.update_interval or targets.frame_index % cfg.update_interval:
             return set()
-        due = [i for i in range(len(targets.states)) if conf[i] > cfg.update_threshold]
+        due = [i for i, search in enumerate(targets.search)
+               if search.state is TrackState.TRACKING and conf[i] > cfg.update_threshold]
         if not due:
             return set()
         size = self.model.config.template_size

@@ -94,9 +94,21 @@ class Task(enum.IntEnum):
 
 
 class TrackState(str, enum.Enum):
-    IDLE = "idle"  # no target initialised
+    """Where the tracker stands with one target (``TrackerConfig`` sets the thresholds).
+
+    ``IDLE``: no target initialised. ``TRACKING``: confident; the box is the target.
+    ``LOST``: the confidence fell below ``lost_threshold``; the box is only the best guess, the
+    search stays around the last confident box and, after ``reacquire_after`` such frames, widens
+    step by step up to the whole frame, matching the static (first-frame) template.
+    ``RECOVERING``: the widened search found a candidate above ``relock_threshold``; the search is
+    back to normal around it, and the state returns to TRACKING once ``relock_frames``
+    consecutive frames confirm it at a consistent place (or to LOST when one does not).
+    """
+
+    IDLE = "idle"
     TRACKING = "tracking"
-    LOST = "lost"  # confidence below the lost threshold (the box is the best guess, kept)
+    LOST = "lost"
+    RECOVERING = "recovering"
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,8 @@ class TrackResult:
     Attributes:
         box: best estimate in original-image pixels (also when ``state`` is LOST).
         confidence: max of the Hann-windowed centre map, in [0, 1].
-        state: TRACKING or LOST (confidence below ``TrackerConfig.lost_threshold``).
+        state: TRACKING, LOST or RECOVERING (:class:`TrackState`; LOST and RECOVERING mean the
+            box is not confirmed: do not act on it as the target).
         frame_index: 0 for the init frame, then 1, 2, ...
         ledger: token counts of this forward pass.
         search_region: the square search crop, in image pixels (may extend past the image).
