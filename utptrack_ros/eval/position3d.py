@@ -80,7 +80,7 @@ def locate_run(seq: Any, boxes_xywh: np.ndarray, states: Sequence[str], init_ind
         if not np.isfinite(box).all():
             status[i] = "no_box"
             continue
-        if states[i] == "lost":
+        if states[i] in ("lost", "recovering"):  # the node publishes no point then either
             status[i] = "lost"
             continue
         depth = seq.aux("depth", i)

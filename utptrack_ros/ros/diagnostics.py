@@ -294,7 +294,9 @@ def _tracker_status(s: Snapshot) -> tuple[int, str]:
     if s.new.get("errors", 0) > 0:
         return WARN, f"{s.new['errors']} frames failed: {s.last_error}"
     if s.tracker_state == "lost":
-        return WARN, f"target {s.target_id} lost (confidence {s.confidence:.2f})"
+        return WARN, f"target {s.target_id} lost (confidence {s.confidence:.2f}); widening the search to re-find it"
+    if s.tracker_state == "recovering":
+        return WARN, f"target {s.target_id} recovering: a candidate (confidence {s.confidence:.2f}) is being confirmed"
     return OK, s.tracker_state if s.tracker_state != "tracking" else f"tracking {s.target_id}"
 
 

@@ -39,7 +39,7 @@ __all__ = ["read_image", "image_array", "init_refusal", "InitRequest", "init_req
 
 HAVE_VISION_MSGS = Detection2DArray is not None
 
-_STATE_CODE = {TrackState.IDLE: 0, TrackState.TRACKING: 1, TrackState.LOST: 2}
+_STATE_CODE = {TrackState.IDLE: 0, TrackState.TRACKING: 1, TrackState.LOST: 2, TrackState.RECOVERING: 3}
 
 
 @dataclass(frozen=True)
