@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 from utptrack_ros.config import BudgetConfig  # noqa: E402
 from utptrack_ros.machine import machine_record  # noqa: E402
 from utptrack_ros.models import create_model  # noqa: E402
-from utptrack_ros.profiling import count_macs, example_inputs  # noqa: E402
+from utptrack_ros.models.examples import example_inputs  # noqa: E402
+from utptrack_ros.profiling import count_macs  # noqa: E402
 from utptrack_ros.runtime.graphed import GraphedNetwork  # noqa: E402
 from utptrack_ros.tracker import MultiTracker, load_variant  # noqa: E402
 

@@ -7,7 +7,7 @@ import torch
 
 from testutils import small_o
 from utptrack_ros.errors import InputError
-from utptrack_ros.profiling import example_inputs
+from utptrack_ros.models.examples import example_inputs
 from utptrack_ros.runtime.graphed import GraphedNetwork
 
 

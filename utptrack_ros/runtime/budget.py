@@ -37,7 +37,8 @@ import torch
 
 from ..config import BudgetConfig, ModelConfig, PruneConfig
 from ..machine import cpu_model
-from ..profiling import example_inputs, expected_ledger
+from ..models.examples import example_inputs
+from ..models.ledger import expected_ledger
 from .graph_names import weights_digest
 from .network import default_cache_dir
 from .tracker_network import TrackerNetwork
