@@ -43,7 +43,7 @@ from utptrack_ros.machine import machine_record  # noqa: E402
 from utptrack_ros.models import create_model  # noqa: E402
 from utptrack_ros.models.examples import example_inputs  # noqa: E402
 from utptrack_ros.profiling import count_macs  # noqa: E402
-from utptrack_ros.runtime.graphed import GraphedNetwork  # noqa: E402
+from utptrack_ros.runtime.graphed import GraphedNetwork, cuda_graph  # noqa: E402
 from utptrack_ros.tracker import MultiTracker, load_variant  # noqa: E402
 
 SHIPPED = "tiny"
@@ -78,21 +78,6 @@ def median_ms(fn: Callable[[], Any], runs: int, warmup: int, device: torch.devic
                 fn()
                 times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
-
-
-def captured(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """``fn`` (static shapes, static input tensors) captured as a CUDA graph; returns its replay."""
-    with torch.inference_mode():
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                fn()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
-    return graph.replay
 
 
 def build(name: str) -> torch.nn.Module:
@@ -134,7 +119,7 @@ def model_rows(name: str, model: torch.nn.Module, device: torch.device, args: ar
                     def fn(prune=prune, net=net, search=on[0], tokens=tokens):  # noqa: E306 - one per schedule
                         return net.forward_search(search, tokens, prune=prune)
                     try:
-                        run = captured(fn) if mode == "graph" else fn
+                        run = cuda_graph(fn) if mode == "graph" else fn
                         row[f"{label}_ms"] = median_ms(run, args.runs, 3, device)
                     except Exception as err:  # noqa: BLE001 - report and go on (e.g. a capture refused)
                         row[f"{label}_ms"] = None
