@@ -37,11 +37,9 @@ class Outputs:
         """The init frame's result, at once (latency 0), with its 3D output; returns the 3D output's
         ``(kind, text)`` as :meth:`publish_frame` does."""
         msg = messages.target_msg(TrackedTarget(), result, header, target_id, size, self.modality, aux_fallback, 0.0)
-        if self.spatial is not None:
-            self.spatial.forget()  # the last target's depth is no prior for the new one
-        spatial, kind, text = (self.spatial.publish(header, stamp_ns, target_id, result, size, depth)
-                               if self.spatial is not None else (DISABLED, "", ""))
-        self.target.publish(fill_position(msg, spatial))
+        self.forget_target()  # the last target's depth is no prior for the new one
+        kind, text = self._position(msg, header, stamp_ns, target_id, result, size, depth)
+        self.target.publish(msg)
         return kind, text
 
     def forget_target(self) -> None:
@@ -62,11 +60,18 @@ class Outputs:
                                       out.aux_fallback, latency_ms)
         kind, text = "", ""
         if result is not None:
-            spatial, kind, text = (self.spatial.publish(frame.header, stamp_ns, target_id, result, size, depth)
-                                   if self.spatial is not None else (DISABLED, "", ""))
-            fill_position(msg, spatial)
+            kind, text = self._position(msg, frame.header, stamp_ns, target_id, result, size, depth)
         self.target.publish(msg)
         return msg, (kind, text)
+
+    def _position(self, msg: Any, header: Any, stamp_ns: int, target_id: str, result: Any, size: tuple[int, int],
+                  depth: Any) -> tuple[str, str]:
+        """``msg``'s 3D fields, with the point and marker published when there is one; the 3D
+        output's ``(kind, text)`` (:meth:`SpatialTopics.publish`)."""
+        spatial, kind, text = (self.spatial.publish(header, stamp_ns, target_id, result, size, depth)
+                               if self.spatial is not None else (DISABLED, "", ""))
+        fill_position(msg, spatial)
+        return kind, text
 
     def publish_extras(self, frame: Any, msg: Any, result: Any, target_id: str) -> None:
         """The debug image (while subscribed) and ``~/detections`` of the ``~/target`` message just published."""

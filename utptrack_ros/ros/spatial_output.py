@@ -42,7 +42,7 @@ class SpatialResult:
 
     point: Optional[TargetPoint]
     reason: str
-    status: str = "ok"
+    status: str
 
     @property
     def ok(self) -> bool:
