@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, CropGeometry
+from .preprocess import CropGeometry, normaliser
 
 
 class FrameUploader:
@@ -128,12 +128,9 @@ def crop_resize(frame: Tensor, geoms: Sequence[CropGeometry]) -> Tensor:
 def normalise(pixels: Tensor) -> Tensor:
     """(B, S, S, C) uint8-valued floats -> (B, C, S, S) ImageNet-normalised (channels-last memory);
     ``C`` = 3 or 6 (the auxiliary half uses the same statistics, method.md 3.1)."""
-    reps = pixels.shape[-1] // 3
-    std = torch.tensor(IMAGENET_STD * reps, dtype=torch.float64)
-    mean = torch.tensor(IMAGENET_MEAN * reps, dtype=torch.float64)
-    scale = (1.0 / (255.0 * std)).float().to(pixels.device)
-    bias = (-mean / std).float().to(pixels.device)
-    return torch.addcmul(bias, pixels, scale).permute(0, 3, 1, 2)
+    channels = pixels.shape[-1]
+    scale, bias = normaliser(channels, pixels.device)  # the CPU path's constants, cached per device
+    return torch.addcmul(bias.view(channels), pixels, scale.view(channels)).permute(0, 3, 1, 2)
 
 
 def crops_on_device(

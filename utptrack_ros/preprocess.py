@@ -149,7 +149,7 @@ def crop_image(
 
 
 @functools.lru_cache(maxsize=8)
-def _normaliser(channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def normaliser(channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Per-channel ``scale``, ``bias`` with ``x_norm = x_uint8 * scale + bias`` (ImageNet stats)."""
     reps = channels // 3
     std = torch.tensor(IMAGENET_STD * reps, dtype=torch.float64)
@@ -161,9 +161,9 @@ def _normaliser(channels: int, device: torch.device) -> tuple[Tensor, Tensor]:
 
 @functools.lru_cache(maxsize=1)
 def _lookup_table() -> np.ndarray:
-    """(1, 256, 3) float32: ``x_uint8 * scale + bias`` of :func:`_normaliser` for every byte of
+    """(1, 256, 3) float32: ``x_uint8 * scale + bias`` of :func:`normaliser` for every byte of
     an RGB triple (the auxiliary half uses the same statistics, method.md 3.1)."""
-    scale, bias = _normaliser(3, torch.device("cpu"))
+    scale, bias = normaliser(3, torch.device("cpu"))
     values = torch.arange(256, dtype=torch.float32).view(256, 1)
     return np.ascontiguousarray(torch.addcmul(bias.view(1, 3), values, scale.view(1, 3)).numpy()[None])
 
@@ -202,7 +202,7 @@ def crops_to_tensor(
     raw = torch.empty(b, h, w, in_chans, dtype=torch.uint8)
     for i, (rgb, aux) in enumerate(zip(rgb_crops, aux_list)):
         raw[i] = torch.from_numpy(_stack_channels(rgb, aux, in_chans))
-    scale, bias = _normaliser(in_chans, device)
+    scale, bias = normaliser(in_chans, device)
     out = torch.addcmul(bias, raw.to(device, non_blocking=True).permute(0, 3, 1, 2).float(), scale)
     return out if channels_last else out.contiguous()
 
