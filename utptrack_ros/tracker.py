@@ -203,7 +203,61 @@ class _Targets:
     prompts: list[str]
     text: Optional[torch.Tensor]  # (B, text_dim) or None when the model has no text token
     task: torch.Tensor  # (B,) long
-    frame_index: int
+    frames: list[int]  # frames tracked per target since its init (0 on the init frame)
+
+    def take(self, indices: Sequence[int]) -> "_Targets":
+        """The targets at ``indices``, in that order (tensors indexed, per-target objects shared)."""
+        rows = torch.tensor(list(indices), dtype=torch.long, device=self.task.device)
+        return _Targets([self.states[i] for i in indices], [self.init_boxes[i] for i in indices],
+                        [self.search[i] for i in indices], _take_tokens(self.tokens, rows),
+                        [self.prompts[i] for i in indices], self.text[rows] if self.text is not None else None,
+                        self.task[rows], [self.frames[i] for i in indices])
+
+    def put(self, indices: Sequence[int], part: "_Targets") -> None:
+        """Write ``part`` (from :meth:`take` with the same ``indices``) back into these targets."""
+        for j, i in enumerate(indices):
+            self.states[i], self.search[i], self.prompts[i], self.frames[i] = (
+                part.states[j], part.search[j], part.prompts[j], part.frames[j])
+        rows = torch.tensor(list(indices), dtype=torch.long, device=self.task.device)
+        self.tokens = _put_tokens(self.tokens, rows, part.tokens)
+        if self.text is not None and part.text is not None:
+            self.text = self.text.index_copy(0, rows, part.text)
+        self.task = self.task.index_copy(0, rows, part.task)
+
+    def joined(self, more: "_Targets") -> "_Targets":
+        """These targets followed by ``more`` (one batch)."""
+        text = torch.cat([self.text, more.text]) if self.text is not None and more.text is not None else None
+        return _Targets(self.states + more.states, self.init_boxes + more.init_boxes, self.search + more.search,
+                        _cat_tokens(self.tokens, more.tokens), self.prompts + more.prompts, text,
+                        torch.cat([self.task, more.task]), self.frames + more.frames)
+
+
+def _take_tokens(tokens: TemplateTokens, rows: torch.Tensor) -> TemplateTokens:
+    dt = tokens.dt[rows.to(tokens.dt.device)] if tokens.dt is not None else None
+    return TemplateTokens(tokens.st[rows.to(tokens.st.device)], dt, tokens.st_fg[rows.to(tokens.st_fg.device)])
+
+
+def _put_tokens(tokens: TemplateTokens, rows: torch.Tensor, part: TemplateTokens) -> TemplateTokens:
+    dt = tokens.dt.index_copy(0, rows.to(tokens.dt.device), part.dt) if tokens.dt is not None and part.dt is not None else tokens.dt
+    return TemplateTokens(tokens.st.index_copy(0, rows.to(tokens.st.device), part.st), dt,
+                          tokens.st_fg.index_copy(0, rows.to(tokens.st_fg.device), part.st_fg))
+
+
+def _cat_tokens(a: TemplateTokens, b: TemplateTokens) -> TemplateTokens:
+    dt = torch.cat([a.dt, b.dt]) if a.dt is not None and b.dt is not None else None
+    return TemplateTokens(torch.cat([a.st, b.st]), dt, torch.cat([a.st_fg, b.st_fg]))
+
+
+def _reset_dynamic_templates(targets: _Targets, indices: list[int]) -> None:
+    """Targets ``indices`` match the static (first-frame) template only from now on: their
+    dynamic template becomes the static one (it may have been taken from a drifting box)."""
+    tokens = targets.tokens
+    if not indices or tokens.dt is None:
+        return
+    dt = tokens.dt.clone()
+    rows = torch.tensor(indices, device=dt.device)
+    dt[rows] = tokens.st[rows]
+    targets.tokens = replace(tokens, dt=dt)
 
 
 class MultiTracker:
@@ -300,11 +354,23 @@ class MultiTracker:
 
     @property
     def frame_index(self) -> int:
-        return self._targets.frame_index if self._targets else -1
+        """Frames tracked since the oldest target's init (-1 without targets)."""
+        return max(self._targets.frames) if self._targets else -1
 
     def reset(self) -> None:
         """Forget every target (the model and settings stay)."""
         self._targets = None
+
+    def remove(self, indices: Sequence[int]) -> None:
+        """Forget the targets at ``indices`` (the others keep their index order); none left = :meth:`reset`."""
+        if self._targets is None:
+            raise NotInitializedError("remove() called before init()")
+        n = self.num_targets
+        bad = [i for i in indices if not 0 <= i < n]
+        if bad:
+            raise InputError(f"target indices {bad} out of range for {n} targets")
+        keep = [i for i in range(n) if i not in set(indices)]
+        self._targets = self._targets.take(keep) if keep else None
 
     def set_prune(self, prune: PruneConfig) -> None:
         """Change the keep ratios live (takes effect on the next frame).
@@ -431,7 +497,8 @@ class MultiTracker:
         prompts: Union[None, str, Sequence[Optional[str]]] = None,
         prompt_features: Optional[dict] = None,
     ) -> list[TrackResult]:
-        """Start tracking ``boxes`` (image px) on ``image``; replaces any previous targets.
+        """Start tracking ``boxes`` (image px) on ``image``; replaces any previous targets
+        (:meth:`add` keeps them).
 
         Args:
             image: (H, W, 3) uint8 RGB.
@@ -441,6 +508,42 @@ class MultiTracker:
             prompts: one language description for all targets, or one per target.
             prompt_features: prompt -> its :meth:`encode_prompt` result, encoded ahead.
         """
+        targets, results = self._start(image, boxes, aux, modality, prompts, prompt_features)
+        self._targets, self.modality = targets, Modality(modality)
+        return results
+
+    def add(
+        self,
+        image: np.ndarray,
+        boxes: Sequence[BoxLike],
+        aux: Optional[np.ndarray] = None,
+        prompts: Union[None, str, Sequence[Optional[str]]] = None,
+        prompt_features: Optional[dict] = None,
+        modality: Union[Modality, str, None] = None,
+    ) -> list[TrackResult]:
+        """Start tracking ``boxes`` on ``image`` *as well*: they join the batch after the current
+        targets (index ``num_targets``, ...), which keep their state. Arguments as in :meth:`init`;
+        ``modality`` must match the current targets' (default: theirs); without targets this is :meth:`init`.
+        """
+        if self._targets is None:
+            return self.init(image, boxes, aux, modality or self.modality, prompts, prompt_features)
+        if modality is not None and Modality(modality) is not self.modality:
+            raise InputError(f"the current targets track with modality={self.modality.value}; "
+                             f"a target with {Modality(modality).value} needs init() (which replaces them)")
+        targets, results = self._start(image, boxes, aux, self.modality, prompts, prompt_features)
+        self._targets = self._targets.joined(targets)
+        return results
+
+    def _start(
+        self,
+        image: np.ndarray,
+        boxes: Sequence[BoxLike],
+        aux: Optional[np.ndarray],
+        modality: Union[Modality, str],
+        prompts: Union[None, str, Sequence[Optional[str]]],
+        prompt_features: Optional[dict],
+    ) -> tuple[_Targets, list[TrackResult]]:
+        """The targets ``boxes`` start on ``image`` and their first results; changes nothing here."""
         t0 = time.perf_counter()
         image = check_image(image)
         height, width = image.shape[:2]
@@ -466,14 +569,13 @@ class MultiTracker:
             tokens = self.network.embed_templates(crops, None, box_norm, None)
             known = {normalise_prompt(k): v for k, v in (prompt_features or {}).items()}
             text, task = self._encode_prompts(prompt_list, modality, known)
-        # nothing above changed the tracker: a refused or failed init keeps the current targets
-        self._targets = _Targets(list(boxes), list(boxes), [_Search() for _ in boxes], tokens, prompt_list, text, task,
-                                 frame_index=0)
-        self.modality = modality
+        # nothing here changes the tracker: a refused or failed init keeps the current targets
+        targets = _Targets(list(boxes), list(boxes), [_Search() for _ in boxes], tokens, prompt_list, text, task,
+                           frames=[0] * len(boxes))
         total = (time.perf_counter() - t0) * 1000.0
         n_z, f = cfg.template_grid**2, cfg.search_grid
         ledger = TokenLedger(LayerTokens(-1, f * f, n_z, n_z if cfg.num_templates == 2 else 0), ())
-        return [
+        return targets, [
             TrackResult(
                 box=b,
                 confidence=1.0,
@@ -487,20 +589,36 @@ class MultiTracker:
             for b in boxes
         ]
 
-    def track(self, image: np.ndarray, aux: Union[None, np.ndarray, AuxFrame] = None) -> list[TrackResult]:
-        """Locate every target in the next frame. ``aux=None`` falls back to RGB-only input.
+    def track(self, image: np.ndarray, aux: Union[None, np.ndarray, AuxFrame] = None,
+              targets: Optional[Sequence[int]] = None) -> list[TrackResult]:
+        """Locate every target in the next frame (one batched forward); one result per target.
+        ``aux=None`` falls back to RGB-only input.
 
         ``aux`` may also be an :class:`~utptrack_ros.modalities.AuxFrame` prepared ahead of time
         (e.g. while the RGB frame is still in transit) with ``prepare_aux(aux, modality, config.aux)``.
+        ``targets``: track only the targets at these indices (results in that order); the others
+        keep their state, as if this frame had not happened for them.
         """
         if self._targets is None:
             raise NotInitializedError("track() called before init()")
+        if targets is None:
+            return self._track(image, aux, self._targets)
+        indices = list(targets)
+        if sorted(set(indices)) != sorted(indices) or not all(0 <= i < self.num_targets for i in indices):
+            raise InputError(f"targets must be distinct indices below {self.num_targets}, got {indices}")
+        if not indices:
+            return []
+        part = self._targets.take(indices)
+        results = self._track(image, aux, part)
+        self._targets.put(indices, part)
+        return results
+
+    def _track(self, image: np.ndarray, aux: Union[None, np.ndarray, AuxFrame], targets: _Targets) -> list[TrackResult]:
         t0 = time.perf_counter()
         image = check_image(image)
         height, width = image.shape[:2]
         aux_frame = self._aux_frame(aux, image, self.modality)
-        targets = self._targets
-        targets.frame_index += 1
+        targets.frames = [f + 1 for f in targets.frames]
         cfg, mcfg = self.config, self.model.config
         widening = [s.widening(cfg) for s in targets.search]
         geoms = [self._search_geometry(s, k, width, height) for s, k in zip(targets.states, widening)]
@@ -530,10 +648,10 @@ class MultiTracker:
             if state is not TrackState.LOST:
                 targets.states[i] = box
             results.append((box, float(conf[i]), state))
-        self._reset_dynamic_templates([i for i, s in enumerate(targets.search)
-                                       if s.state is TrackState.LOST and cfg.reacquire_after
-                                       and s.lost_frames == cfg.reacquire_after])
-        updated = self._maybe_update_templates(image, aux_frame, conf)
+        _reset_dynamic_templates(targets, [i for i, s in enumerate(targets.search)
+                                           if s.state is TrackState.LOST and cfg.reacquire_after
+                                           and s.lost_frames == cfg.reacquire_after])
+        updated = self._maybe_update_templates(targets, image, aux_frame, conf)
         t3 = time.perf_counter()
         timings = {
             "preprocess": (t1 - t0) * 1000.0,
@@ -546,7 +664,7 @@ class MultiTracker:
                 box=box,
                 confidence=c,
                 state=state,
-                frame_index=targets.frame_index,
+                frame_index=targets.frames[i],
                 ledger=out.ledger,
                 search_region=geoms[i].region,
                 search_keep_mask=keep[i],
@@ -581,17 +699,6 @@ class MultiTracker:
         flat = torch.ones_like(self._window)
         return torch.stack([flat if k else self._window for k in widening]).unsqueeze(1)
 
-    def _reset_dynamic_templates(self, indices: list[int]) -> None:
-        """Targets ``indices`` match the static (first-frame) template only from now on: their
-        dynamic template becomes the static one (it may have been taken from a drifting box)."""
-        tokens = self._targets.tokens
-        if not indices or tokens.dt is None:
-            return
-        dt = tokens.dt.clone()
-        rows = torch.tensor(indices, device=dt.device)
-        dt[rows] = tokens.st[rows]
-        self._targets.tokens = replace(tokens, dt=dt)
-
     def _template_boxes(self, geoms: list[CropGeometry], boxes: Sequence[Box]) -> torch.Tensor:
         """(B, 4) float32 box priors in the template crops, by the model family's own rule."""
         rule = self.model.config.template_box
@@ -599,16 +706,17 @@ class MultiTracker:
         return torch.tensor(priors, dtype=torch.float32).to(self.device)
 
     def _maybe_update_templates(
-        self, image: np.ndarray, aux: Optional[AuxFrame], conf: np.ndarray
+        self, targets: _Targets, image: np.ndarray, aux: Optional[AuxFrame], conf: np.ndarray
     ) -> set[int]:
-        """Replace the dynamic template of confident targets every ``update_interval`` frames."""
-        targets, cfg = self._targets, self.config
+        """Replace the dynamic template of confident targets every ``update_interval`` of their frames."""
+        cfg = self.config
         if self.model.config.num_templates < 2:  # OSTrack: the one template is never replaced
             return set()
-        if not cfg.update_interval or targets.frame_index % cfg.update_interval:
+        if not cfg.update_interval:
             return set()
         due = [i for i, search in enumerate(targets.search)
-               if search.state is TrackState.TRACKING and conf[i] > cfg.update_threshold]
+               if search.state is TrackState.TRACKING and conf[i] > cfg.update_threshold
+               and targets.frames[i] % cfg.update_interval == 0]
         if not due:
             return set()
         size = self.model.config.template_size
