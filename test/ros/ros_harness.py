@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 rclpy = pytest.importorskip("rclpy")
 try:
-    from utptrack_ros.msg import TrackedTarget  # noqa: F401
-    from utptrack_ros.srv import InitTarget  # noqa: F401
+    from utptrack_ros.msg import TrackedTarget, TrackedTargets  # noqa: F401
+    from utptrack_ros.srv import DropTarget, InitTarget  # noqa: F401
 except ImportError as err:  # pragma: no cover
     pytest.skip(f"ROS interfaces not built (make setup): {err}", allow_module_level=True)
 
@@ -109,13 +109,16 @@ class Client:
         self.logs: list = []
         self.debug_images: list = []
         self.points: list = []
+        self.batches: list = []
         n.create_subscription(TrackedTarget, f"{self.ns}/target", self._store("targets"), 100)
+        n.create_subscription(TrackedTargets, f"{self.ns}/targets", self._store("batches"), 100)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._store("diagnostics"), 50)
         n.create_subscription(PointStamped, f"{self.ns}/target_point", self._store("points"), 100)
         rosout_qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         n.create_subscription(Log, "/rosout", self._store("logs"), rosout_qos)
         self.init_client = n.create_client(InitTarget, f"{self.ns}/init_target")
         self.reset_client = n.create_client(Trigger, f"{self.ns}/reset")
+        self.drop_client = n.create_client(DropTarget, f"{self.ns}/drop_target")
         self.change_client = n.create_client(ChangeState, f"{self.ns}/change_state")
         self.state_client = n.create_client(GetState, f"{self.ns}/get_state")
         self.param_client = n.create_client(SetParameters, f"{self.ns}/set_parameters")
@@ -260,6 +263,14 @@ class Client:
 
     def reset(self) -> Any:
         return self.call(self.reset_client, Trigger.Request())
+
+    def drop(self, target_id: str) -> Any:
+        return self.call(self.drop_client, DropTarget.Request(target_id=target_id))
+
+    def batch_for(self, stamp_ns: int, timeout: float = 10.0) -> Any:
+        """The ~/targets message stamped ``stamp_ns``."""
+        return self.wait_for(lambda: next((b for b in self.batches if stamp_to_ns(b.header.stamp) == stamp_ns), None),
+                             timeout, f"~/targets stamped {stamp_ns}")
 
     def state(self) -> str:
         return self.call(self.state_client, GetState.Request()).current_state.label

@@ -86,6 +86,24 @@ def test_sync_status_session_jumps_and_preparation_are_reported():
     assert trk.level == diag.OK and trk.message == "configuring: exporting onnxruntime graphs (12.0 s)"
 
 
+def test_several_targets_are_listed_and_a_lost_one_is_named():
+    from utptrack_ros.types import Box, LayerTokens, TokenLedger, TrackResult, TrackState
+
+    def result(state, confidence):
+        ledger = TokenLedger(LayerTokens(-1, 4, 1, 1), ())
+        return TrackResult(Box(1, 2, 3, 4), confidence, state, 3, ledger, Box(0, 0, 8, 8), np.ones((2, 2), bool))
+
+    session = TargetSession()
+    session.start("cup", 0, result(TrackState.TRACKING, 0.8))
+    session.start("ball", 0, result(TrackState.TRACKING, 0.7))
+    _, trk = statuses(diag.NodeStats(), S, session=session)
+    assert trk.level == diag.OK and trk.message == "tracking 2 targets"
+    assert dict(trk.values)["targets"] == "cup: tracking 0.80, ball: tracking 0.70"
+    session.record([1], [result(TrackState.LOST, 0.04)])
+    _, trk = statuses(diag.NodeStats(), S, session=session)
+    assert trk.level == diag.WARN and "lost: ball (0.04)" in trk.message and "cup" not in trk.message
+
+
 @pytest.mark.parametrize("error", ["configure failed (ModuleNotFoundError): No module named 'timm'"])
 def test_a_failed_transition_is_an_error(error):
     _, trk = statuses(diag.NodeStats(), S, active=False, lifecycle_state="unconfigured", config_error=error)

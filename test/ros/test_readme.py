@@ -51,7 +51,8 @@ def test_table_parameter_names_expands_the_short_forms():
     assert table_parameter_names("`autostart`") == ["autostart"]
 
 
-@pytest.mark.parametrize("path", ["msg/TrackedTarget.msg", "srv/InitTarget.srv"])
+@pytest.mark.parametrize("path", ["msg/TrackedTarget.msg", "msg/TrackedTargets.msg", "srv/InitTarget.srv",
+                                  "srv/DropTarget.srv"])
 def test_readme_message_blocks_are_the_interface_files(path):
     text = section(README, "#### Messages")
     match = re.search(rf"`{re.escape(path)}`:\n```\n(.*?)```", text, flags=re.S)

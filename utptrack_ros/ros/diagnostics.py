@@ -13,10 +13,12 @@ Two statuses are published per node:
   active and no RGB image arrived for ``output.stale_s``; WARN on RGB-only fallback (aux silent,
   or its stamps beyond the slop), new bad input, new unsynchronized frames, stamps that jumped
   back, and frames arriving more than :data:`LATE_S` after their stamps.
-* ``<node>: tracker``: lifecycle state, tracker state, target id, confidence, kept tokens,
+* ``<node>: tracker``: lifecycle state, tracker state, target id, confidence (of the first
+  target; every target's id, state and confidence under ``targets``), kept tokens,
   latency percentiles and the per-stage breakdown, model, backend, device, and what a running
   transition is preparing. ERROR when a transition failed (the reason is the message) or
-  :data:`ERROR_STREAK` frames in a row failed; WARN when frames failed or the target is LOST.
+  :data:`ERROR_STREAK` frames in a row failed; WARN when frames failed or a target is LOST or
+  RECOVERING (the message names them).
 """
 from __future__ import annotations
 
@@ -193,6 +195,7 @@ class Snapshot:
     last_error: str = ""
     tracker_state: str = "idle"
     target_id: str = ""
+    targets: list = field(default_factory=list)  # (target id, state, confidence) of every target, in batch order
     confidence: float = 0.0
     kept_fraction: float = 0.0
     frame_index: int = -1
@@ -222,6 +225,8 @@ def snapshot(stats: NodeStats, now_ns: int, *, sync: Any = None, session: Any = 
     if session is not None:
         last_result = session.last
         snap.tracker_state, snap.target_id, snap.prompt = session.state.value, session.target_id, session.prompt
+        snap.targets = [(t.target_id, t.state.value, float(t.last.confidence) if t.last is not None else 0.0)
+                        for t in session.targets]
         if last_result is not None:
             snap.confidence, snap.kept_fraction = float(last_result.confidence), float(last_result.kept_fraction)
             snap.frame_index = int(last_result.frame_index)
@@ -293,11 +298,25 @@ def _tracker_status(s: Snapshot) -> tuple[int, str]:
         return ERROR, f"{s.consecutive_errors} frames in a row failed: {s.last_error}"
     if s.new.get("errors", 0) > 0:
         return WARN, f"{s.new['errors']} frames failed: {s.last_error}"
+    if len(s.targets) > 1:
+        return _targets_status(s.targets)
     if s.tracker_state == "lost":
         return WARN, f"target {s.target_id} lost (confidence {s.confidence:.2f}); widening the search to re-find it"
     if s.tracker_state == "recovering":
         return WARN, f"target {s.target_id} recovering: a candidate (confidence {s.confidence:.2f}) is being confirmed"
     return OK, s.tracker_state if s.tracker_state != "tracking" else f"tracking {s.target_id}"
+
+
+def _targets_status(targets: list) -> tuple[int, str]:
+    """Several targets: OK while all are tracked, WARN naming the lost and recovering ones."""
+    lost = [f"{i} ({c:.2f})" for i, state, c in targets if state == "lost"]
+    recovering = [f"{i} ({c:.2f})" for i, state, c in targets if state == "recovering"]
+    parts = [f"tracking {len(targets)} targets"]
+    if lost:
+        parts.append(f"lost: {', '.join(lost)}; widening the search to re-find them")
+    if recovering:
+        parts.append(f"recovering (a candidate being confirmed): {', '.join(recovering)}")
+    return (WARN if lost or recovering else OK), "; ".join(parts)
 
 
 def build_statuses(s: Snapshot) -> list[Status]:
@@ -314,6 +333,7 @@ def build_statuses(s: Snapshot) -> list[Status]:
 
     level, msg = _tracker_status(s)
     tvalues = [("tracker state", s.tracker_state), ("target id", s.target_id), ("confidence", s.confidence),
+               ("targets", ", ".join(f"{i}: {state} {c:.2f}" for i, state, c in s.targets)),
                ("kept token fraction", s.kept_fraction), ("frame index", s.frame_index), ("prompt", s.prompt),
                ("model", s.model), ("backend", s.backend), ("device", s.device), ("preparing", s.preparing),
                ("frames failed in a row", s.consecutive_errors), ("last frame error", s.last_error)]

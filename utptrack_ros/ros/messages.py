@@ -149,8 +149,8 @@ def idle_msg(msg: Any, header: Any, image_size: tuple[int, int], modality: str, 
     return msg
 
 
-def render_debug(image_rgb: np.ndarray, result: Optional[TrackResult], label: str = "") -> np.ndarray:
-    """(H, W, 3) uint8 RGB copy with the kept search tokens, the box, state and score drawn.
+def render_debug(image_rgb: np.ndarray, results: list[tuple[str, TrackResult]]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB copy with each target's kept search tokens, box, id, state and score drawn.
 
     Kept search tokens are the cells of the search region's (F x F) grid that survived every
     candidate-elimination layer: pruned cells are darkened, the search region outlined.
@@ -158,43 +158,55 @@ def render_debug(image_rgb: np.ndarray, result: Optional[TrackResult], label: st
     import cv2
 
     out = image_rgb.copy()
-    h, w = out.shape[:2]
-    if result is None:
-        cv2.putText(out, f"IDLE {label}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2)
+    if not results:
+        cv2.putText(out, "IDLE", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2)
         return out
-    mask = np.asarray(result.search_keep_mask, dtype=bool)
-    region = result.search_region
-    if mask.ndim == 2 and mask.size and region.w > 0:
-        f = mask.shape[0]
-        cell_w, cell_h = region.w / f, region.h / f
-        shade = np.zeros((h, w), dtype=bool)
-        for iy, ix in zip(*np.nonzero(~mask)):
-            x1, y1 = int(region.x + ix * cell_w), int(region.y + iy * cell_h)
-            x2, y2 = int(region.x + (ix + 1) * cell_w), int(region.y + (iy + 1) * cell_h)
-            x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-            if x2 > x1 and y2 > y1:
-                shade[y1:y2, x1:x2] = True
-        out[shade] = (out[shade] * 0.35).astype(np.uint8)
-        rx1, ry1, rx2, ry2 = (int(round(v)) for v in region.as_xyxy())
-        cv2.rectangle(out, (rx1, ry1), (rx2, ry2), (255, 255, 0), 1)
-    colour = (0, 255, 0) if result.state is TrackState.TRACKING else (255, 64, 0)
-    x1, y1, x2, y2 = (int(round(v)) for v in result.box.as_xyxy())
-    cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
-    text = f"{result.state.value.upper()} {result.confidence:.2f} kept {result.kept_fraction:.2f} {label}"
-    cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+    for row, (target_id, result) in enumerate(results):
+        _shade_pruned(out, result)
+        colour = (0, 255, 0) if result.state is TrackState.TRACKING else (255, 64, 0)
+        x1, y1, x2, y2 = (int(round(v)) for v in result.box.as_xyxy())
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
+        cv2.putText(out, target_id, (x1, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+        text = f"{target_id}: {result.state.value.upper()} {result.confidence:.2f} kept {result.kept_fraction:.2f}"
+        cv2.putText(out, text, (8, 22 + 22 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
     return out
 
 
-def detection_array(target: Any) -> Any:
-    """``vision_msgs/Detection2DArray`` (0 or 1 detection) from a filled ``TrackedTarget``.
+def _shade_pruned(out: np.ndarray, result: TrackResult) -> None:
+    """Darken the search-grid cells ``result`` pruned and outline its search region, in place."""
+    import cv2
 
-    Empty when the state is IDLE or LOST (the state itself is on ~/target); ``id`` = target id;
-    ``results[0].hypothesis.score`` = confidence. Needs vision_msgs (Humble+ layout).
+    h, w = out.shape[:2]
+    mask = np.asarray(result.search_keep_mask, dtype=bool)
+    region = result.search_region
+    if mask.ndim != 2 or not mask.size or region.w <= 0:
+        return
+    f = mask.shape[0]
+    cell_w, cell_h = region.w / f, region.h / f
+    shade = np.zeros((h, w), dtype=bool)
+    for iy, ix in zip(*np.nonzero(~mask)):
+        x1, y1 = int(region.x + ix * cell_w), int(region.y + iy * cell_h)
+        x2, y2 = int(region.x + (ix + 1) * cell_w), int(region.y + (iy + 1) * cell_h)
+        x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+        if x2 > x1 and y2 > y1:
+            shade[y1:y2, x1:x2] = True
+    out[shade] = (out[shade] * 0.35).astype(np.uint8)
+    rx1, ry1, rx2, ry2 = (int(round(v)) for v in region.as_xyxy())
+    cv2.rectangle(out, (rx1, ry1), (rx2, ry2), (255, 255, 0), 1)
+
+
+def detection_array(header: Any, targets: list[Any]) -> Any:
+    """``vision_msgs/Detection2DArray`` (one detection per TRACKING target) from filled ``TrackedTarget`` messages.
+
+    IDLE, LOST and RECOVERING targets are left out (their state is on ~/target); ``id`` = target
+    id; ``results[0].hypothesis.score`` = confidence. Needs vision_msgs (Humble+ layout).
     """
     if Detection2DArray is None:  # pragma: no cover
         raise RuntimeError("vision_msgs is not installed")
-    arr = Detection2DArray(header=target.header)
-    if target.state == _STATE_CODE[TrackState.TRACKING]:
+    arr = Detection2DArray(header=header)
+    for target in targets:
+        if target.state != _STATE_CODE[TrackState.TRACKING]:
+            continue
         det = Detection2D(header=target.header, id=target.target_id)
         det.bbox.center.position.x, det.bbox.center.position.y = target.center_x, target.center_y
         det.bbox.size_x, det.bbox.size_y = target.size_x, target.size_y

@@ -9,17 +9,18 @@ parameters (params.py) and their run-time changes (param_changes.py), callback g
 (guards.py), benchmark tracing (trace.py).
 
 Lifecycle (docs/ros.md "Lifecycle"): ``configure`` validates the parameters and loads the
-weights, ``activate`` builds the Tracker on its device (graphs exported for onnxruntime), warms it
+weights, ``activate`` builds the MultiTracker on its device (graphs exported for onnxruntime), warms it
 up, loads the prompt encoder when the model has a text token, starts the worker and subscribes;
-``deactivate`` unsubscribes, stops the worker, drops the target and frees device memory;
+``deactivate`` unsubscribes, stops the worker, drops the targets and frees device memory;
 ``cleanup`` drops the model. Transitions run in a thread of their own and answer when done; the
 services, parameters and /diagnostics (which says what is being prepared) answer meanwhile.
 
 Threads: the executor runs the callbacks, all short (convert a frame, answer a request); the
-worker runs ``Tracker.track`` on the newest synchronised set (one-slot mailbox) and publishes
+worker runs ``MultiTracker.track`` (every target in one batched forward) on the newest
+synchronised set (one-slot mailbox) and publishes
 with the input's header. Image subscriptions are raw (serialized CDR read by sensors.py without a
 copy); ``UTPTRACK_RAW_INPUT=0`` subscribes to deserialised messages instead. Every callback answers or logs every exception (a service with
-``success=false`` and the reason): the node keeps running and keeps its target.
+``success=false`` and the reason): the node keeps running and keeps its targets.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from utptrack_ros.srv import InitTarget
+from utptrack_ros.srv import DropTarget, InitTarget
 
 from ..errors import ConfigError, InputError
 from ..sensors import SensorError, stamp_to_ns
@@ -87,6 +88,8 @@ class TrackerNode(LifecycleNode):
         self._inputs_group = ReentrantCallbackGroup()
         self._services_group = MutuallyExclusiveCallbackGroup()
         self.create_service(InitTarget, "~/init_target", functools.partial(services.init_target, self),
+                            callback_group=self._services_group)
+        self.create_service(DropTarget, "~/drop_target", functools.partial(services.drop_target, self),
                             callback_group=self._services_group)
         self.create_service(Trigger, "~/reset", functools.partial(services.reset, self), callback_group=self._services_group)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -164,7 +167,7 @@ class TrackerNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self.settings
         tracker = preparation.build_tracker(self.model, s, self.progress)
-        self.tracking.start(tracker, s.modality)
+        self.tracking.start(tracker, s.modality, s.input.max_targets)
         now = self.now_ns()
         self.inputs.start(ApproximateSync(int(s.sync.slop_s * 1e9), s.sync.queue_size, int(s.sync.aux_timeout_s * 1e9),
                                           aux_enabled=s.modality is not Modality.RGB, start_ns=now), s.input.init_buffer)

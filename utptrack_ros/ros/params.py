@@ -72,6 +72,7 @@ class InputParams:
     prompt: str = ""  # initial language prompt (the prompt topic replaces it at run time)
     max_prompt_chars: int = 500  # longer prompts are refused (WARN), the current one is kept
     init_buffer: int = 30  # frames kept for ~/init_target by stamp
+    max_targets: int = 1  # targets tracked at once (one batched forward); 1 = a new target replaces the old
     max_image_pixels: int = 16_777_216  # frames with more pixels (W*H) are dropped with a WARN; bounds memory
 
 
@@ -189,6 +190,10 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         f"frames kept for ~/init_target by stamp. {_START_UP}",
         Bounds(1, 1000, "frames held in memory"), read_only=True,
         constraints="init_buffer * max_image_pixels * 6 bytes (RGB + aux) <= 4 GiB"),
+    "input.max_targets": ParamSpec(
+        "targets tracked at once, in one batched forward: ~/init_target with a new target_id adds one up to "
+        f"this many (then refuses); with 1 a new target replaces the current one. {_START_UP}",
+        Bounds(1, 64, "targets per frame"), read_only=True),
     "input.max_image_pixels": ParamSpec(
         f"frames with more pixels (W*H) are dropped with a WARN; bounds the memory of every frame. {_START_UP}",
         Bounds(1, 67_108_864, "pixels; 8192 x 8192 at most"), read_only=True),

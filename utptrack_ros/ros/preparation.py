@@ -2,7 +2,7 @@
 
 * :func:`load_network` (configure): the variant's network on the CPU with its weights
   (:func:`~utptrack_ros.tracker.load_variant`, or seeded random weights for plumbing tests).
-* :func:`build_tracker` (activate): the :class:`~utptrack_ros.tracker.Tracker` on its device and
+* :func:`build_tracker` (activate): the :class:`~utptrack_ros.tracker.MultiTracker` on its device and
   backend (onnxruntime graphs exported into the cache when missing), a warm-up frame, and the
   prompt encoder when the model has a text token, so no callback ever loads it.
 
@@ -219,12 +219,12 @@ def export_graphs_in_child(prepared: Any, cache: Path, name: str, weights: str, 
 
 
 def build_tracker(model: Any, settings: Any, progress: Progress):
-    """The Tracker for ``settings`` (NodeSettings), warmed up, its prompt encoder loaded."""
+    """The MultiTracker for ``settings`` (NodeSettings), warmed up, its prompt encoder loaded."""
     import torch
 
     from ..models.inference import prepare_for_inference
     from ..runtime.network import default_cache_dir
-    from ..tracker import Tracker
+    from ..tracker import MultiTracker
 
     s = settings
     if s.model.num_threads:
@@ -235,15 +235,15 @@ def build_tracker(model: Any, settings: Any, progress: Progress):
         cache = Path(s.model.onnx_cache).expanduser() if s.model.onnx_cache else default_cache_dir()
         export_graphs_in_child(prepared, cache, s.model.name, s.model.weights, s.model.seed, progress)
         progress.step("loading onnxruntime graphs")
-        tracker = Tracker(prepared, s.tracker, s.model.device, optimize=False, backend="onnxruntime", onnx_cache=cache,
+        tracker = MultiTracker(prepared, s.tracker, s.model.device, optimize=False, backend="onnxruntime", onnx_cache=cache,
                           threads=s.model.num_threads or None)
     else:
         progress.step(f"moving the model to {s.model.device}")
-        tracker = Tracker(model, s.tracker, s.model.device, backend=s.model.backend, threads=s.model.num_threads or None)
+        tracker = MultiTracker(model, s.tracker, s.model.device, backend=s.model.backend, threads=s.model.num_threads or None)
     progress.step("warming up")
     image = np.zeros((64, 64, 3), np.uint8)
     image[16:48, 16:48] = 200
-    tracker.init(image, (16.0, 16.0, 32.0, 32.0))
+    tracker.init(image, [(16.0, 16.0, 32.0, 32.0)])
     tracker.track(image)
     tracker.reset()
     if model.config.text_dim:

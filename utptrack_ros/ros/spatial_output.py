@@ -115,8 +115,8 @@ class SpatialOutput:
         status = point.depth.status.value if not point.depth.ok else "undistortion_failed"
         return SpatialResult(point, point.reason, status)
 
-    def forget(self) -> None:
-        self.locator.forget()
+    def forget(self, target_id: Optional[str] = None) -> None:
+        self.locator.forget(target_id)
 
 
 class SpatialTopics:
@@ -132,9 +132,11 @@ class SpatialTopics:
                                       "(~/target_point is published)")
 
     def publish(self, header: Any, stamp_ns: int, target_id: str, result: Any, image_size: tuple[int, int],
-                depth: Optional[np.ndarray]) -> tuple[SpatialResult, str, str]:
+                depth: Optional[np.ndarray], primary: bool = True) -> tuple[SpatialResult, str, str]:
         """The point and marker of a TRACKING target's box, or a reason, never a made-up value (a
-        LOST or RECOVERING target's box is a guess: no point). Returns the outcome (for the
+        LOST or RECOVERING target's box is a guess: no point). The point goes on ``~/target_point``
+        for the ``primary`` target only (the first one; every target's point is in its
+        ``TrackedTarget``), the marker for every target (namespace ``utptrack/<id>``). Returns the outcome (for the
         ``~/target`` message's 3D fields) and ``(kind, text)``: ``("", "")`` when published or
         lost, ``("note", text)`` when 3D output is not in use (no camera_info at all, or an RGB-only
         frame, reported as aux fallback), ``("problem", text)`` otherwise."""
@@ -145,14 +147,15 @@ class SpatialTopics:
             return out, "note", f"{out.reason} (target '{target_id}')"
         if not out.ok:
             return out, "problem", f"{out.reason} (target '{target_id}': no 3D position; the 2D output goes on)"
-        self.point_pub.publish(point_msg(header, out.point))  # type: ignore[arg-type]
+        if primary:
+            self.point_pub.publish(point_msg(header, out.point))  # type: ignore[arg-type]
         if self.marker_pub is not None:
             self.marker_pub.publish(marker_msg(header, out.point, target_id))  # type: ignore[arg-type]
         return out, "", ""
 
-    def forget(self) -> None:
-        """A new target or none: the last target's depth is no prior any more."""
-        self.output.forget()
+    def forget(self, target_id: Optional[str] = None) -> None:
+        """Target ``target_id`` (every target with None) restarted or dropped: its last depth is no prior any more."""
+        self.output.forget(target_id)
 
     def destroy(self, node: Any) -> None:
         for pub in (self.point_pub, self.marker_pub):

@@ -1,4 +1,5 @@
-"""The node's worker thread: the newest synchronised set through ``Tracker.track`` to the outputs.
+"""The node's worker thread: the newest synchronised set through ``MultiTracker.track`` (every
+target in one batched forward) to the outputs.
 
 One thread per activation (:class:`Worker`) takes the newest set from the one-slot mailbox
 (inputs.py; older sets are dropped and counted as stale), tracks it (tracking.py, under the
@@ -57,14 +58,14 @@ class Worker:
         taken, cpu = time.perf_counter(), self.trace.mark()
         depth = item.aux.payload.array if item.aux is not None else None
         out = self.tracking.track(item.stamp_ns, frame.array, depth)
-        if out is None:  # inactive meanwhile, or queued before the target started
+        if out is None:  # inactive meanwhile, or queued before every target started
             if self.tracking.tracker is not None:
                 self.stats.counts["skipped_before_init"] += 1
             return
         if out.note:
             self.problem(out.note)
         tracked, cpu_publish = time.perf_counter(), self.trace.mark()
-        msg, (kind, text) = self.outputs.publish_frame(frame, item.stamp_ns, depth, out, (tracked - frame.received) * 1e3)
+        msgs, (kind, text) = self.outputs.publish_frame(frame, item.stamp_ns, depth, out, (tracked - frame.received) * 1e3)
         if kind == "note":  # 3D output not in use: not a fault
             self.warn(text, "no 3d input", every_s=30.0)
         elif kind == "problem":
@@ -76,4 +77,4 @@ class Worker:
         stages.update(latency=(done - frame.received) * 1e3, convert=frame.convert_ms, publish=(done - tracked) * 1e3,
                       wait=(taken - frame.received) * 1e3 - frame.convert_ms)
         self.stats.frame_done(self.now_ns(), stages)
-        self.outputs.publish_extras(frame, msg, out.result, out.target_id)
+        self.outputs.publish_extras(frame, msgs, out)
