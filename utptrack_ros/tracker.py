@@ -418,9 +418,10 @@ class MultiTracker:
         """``prompt``'s text feature, (text_dim,) on the CPU (zeros for a blank prompt), or None
         when the model has no text token. Reads no tracking state: another thread may encode
         while this tracker tracks, then hand the feature to :meth:`set_prompt` / :meth:`init`."""
-        if not self.model.config.text_dim:
+        encoder = self.text_encoder
+        if encoder is None:  # no text token
             return None
-        return self.text_encoder.encode([normalise_prompt(prompt)])[0]
+        return encoder.encode([normalise_prompt(prompt)])[0]
 
     def set_prompt(self, prompt: Optional[str], index: Optional[int] = None,
                    features: Optional[torch.Tensor] = None) -> None:
@@ -453,8 +454,9 @@ class MultiTracker:
         known = known or {}
         rows = [known[p] if p in known else None for p in prompts]
         missing = [p for p, row in zip(prompts, rows) if row is None and p]
-        if missing:  # the encoder loads only once a prompt needs it (unless loaded ahead)
-            encoded = dict(zip(missing, self.text_encoder.encode(missing)))
+        encoder = self.text_encoder
+        if missing and encoder is not None:  # the encoder loads only once a prompt needs it (unless loaded ahead)
+            encoded = dict(zip(missing, encoder.encode(missing)))
             rows = [encoded.get(p) if row is None else row for p, row in zip(prompts, rows)]
         text = torch.stack([torch.zeros(text_dim) if row is None else row.cpu() for row in rows])
         return text.to(self.device), task
@@ -482,7 +484,8 @@ class MultiTracker:
             full = aux.full() if aux is not None and self.model.config.in_chans == 6 else None
             return self._device_crops.crops(image, full, geoms, self.model.config.in_chans)
         rgb = [crop_image(image, g) for g in geoms]
-        aux_crops = [crop_image(aux.raw, g, aux.to_image) for g in geoms] if aux is not None else None
+        aux_crops: Optional[list[Optional[np.ndarray]]] = (
+            [crop_image(aux.raw, g, aux.to_image) for g in geoms] if aux is not None else None)
         # onnxruntime takes NCHW arrays: build that layout directly instead of copying later
         channels_last = self.backend != "onnxruntime"
         return crops_to_tensor(rgb, aux_crops, self.model.config.in_chans, self.device, channels_last)
@@ -549,7 +552,7 @@ class MultiTracker:
         height, width = image.shape[:2]
         if len(boxes) == 0:
             raise InputError("init() needs at least one box")
-        boxes = [check_box(as_box(b), width, height) for b in boxes]
+        checked = [check_box(as_box(b), width, height) for b in boxes]
         modality = Modality(modality)
         if modality is not Modality.RGB and self.model.config.in_chans != 6:
             raise InputError(f"model {self.model.config.name} takes RGB only; {modality.value} needs a 6-channel model")
@@ -561,17 +564,17 @@ class MultiTracker:
         prompt_list = [normalise_prompt(p) for p in prompts]
 
         cfg = self.model.config
-        geoms = [crop_geometry(b, self.config.template_factor, cfg.template_size) for b in boxes]
+        geoms = [crop_geometry(b, self.config.template_factor, cfg.template_size) for b in checked]
         crops = self._crops(image, aux_frame, geoms)
-        box_norm = self._template_boxes(geoms, boxes)
+        box_norm = self._template_boxes(geoms, checked)
         with torch.inference_mode():
             # both templates start as this crop (method.md 6.3); OSTrack models have only this one
             tokens = self.network.embed_templates(crops, None, box_norm, None)
             known = {normalise_prompt(k): v for k, v in (prompt_features or {}).items()}
             text, task = self._encode_prompts(prompt_list, modality, known)
         # nothing here changes the tracker: a refused or failed init keeps the current targets
-        targets = _Targets(list(boxes), list(boxes), [_Search() for _ in boxes], tokens, prompt_list, text, task,
-                           frames=[0] * len(boxes))
+        targets = _Targets(list(checked), list(checked), [_Search() for _ in checked], tokens, prompt_list, text, task,
+                           frames=[0] * len(checked))
         total = (time.perf_counter() - t0) * 1000.0
         n_z, f = cfg.template_grid**2, cfg.search_grid
         ledger = TokenLedger(LayerTokens(-1, f * f, n_z, n_z if cfg.num_templates == 2 else 0), ())
@@ -586,7 +589,7 @@ class MultiTracker:
                 search_keep_mask=np.ones((f, f), dtype=bool),
                 timings_ms={"total": total},
             )
-            for b in boxes
+            for b in checked
         ]
 
     def track(self, image: np.ndarray, aux: Union[None, np.ndarray, AuxFrame] = None,
@@ -633,10 +636,10 @@ class MultiTracker:
         results = []
         for i, geom in enumerate(geoms):
             box = geom.crop_to_box(boxes_norm[i])
-            previous, search = targets.states[i], targets.search[i]
-            was = search.state
+            previous, cycle = targets.states[i], targets.search[i]
+            was = cycle.state
             agrees = math.hypot(box.cx - previous.cx, box.cy - previous.cy) < math.sqrt(previous.w * previous.h)
-            state = search.step(cfg, float(conf[i]), widening[i] > 0, agrees)
+            state = cycle.step(cfg, float(conf[i]), widening[i] > 0, agrees)
             if state is not TrackState.LOST and not widening[i]:  # a step of the track from `previous`
                 if cfg.size_smoothing and was is not TrackState.RECOVERING:
                     box = smooth_size(box, previous, cfg.size_smoothing)
@@ -725,6 +728,7 @@ class MultiTracker:
         box_norm = self._template_boxes(geoms, [targets.states[i] for i in due])
         with torch.inference_mode():
             new = self.network.embed_template(crops, box_norm)
+        assert targets.tokens.dt is not None  # two-template models have a dynamic template
         dt = targets.tokens.dt.clone()
         dt[torch.tensor(due, device=dt.device)] = new
         targets.tokens = replace(targets.tokens, dt=dt)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from utptrack_ros.config import PruneConfig, TrackerConfig
+from utptrack_ros.config import BudgetConfig, PruneConfig, TrackerConfig
 from utptrack_ros.errors import ConfigError
 from utptrack_ros.models import default_tracker_config
 
@@ -62,12 +62,22 @@ def test_defaults_come_from_the_dataclasses_and_unset_core_values_mean_the_varia
         ({"model__backend": "tensorrt"}, "model.backend must be auto, torch, onnxruntime"),
         ({"model__backend": "onnxruntime", "model__device": "cuda"}, "runs on the CPU"),
         ({"output__stale_s": 0.0}, "output.stale_s"),
+        ({"prune__mode": "fast"}, "prune.mode must be one of"),
+        ({"prune__mode": "off", "prune__deadline_ms": 5.0}, "prune.deadline_ms needs prune.mode"),
+        ({"prune__deadline_ms": -1.0}, "prune.deadline_ms"),
+        ({"input__max_targets": 0}, "input.max_targets"),
     ],
 )
 def test_invalid_values_are_rejected_with_the_reason(change, text):
     with pytest.raises(ConfigError) as err:
         build_settings(values(**change), TrackerConfig())
     assert text in str(err.value)
+
+
+def test_token_budget_parameters():
+    assert build_settings(values(), TrackerConfig()).budget == BudgetConfig()
+    s = build_settings(values(prune__mode="auto", prune__deadline_ms=4), TrackerConfig())
+    assert s.budget.mode == "auto" and s.budget.deadline_ms == 4.0
 
 
 def test_keep_ratios_and_prune_switch():
@@ -131,7 +141,7 @@ def test_every_parameter_has_a_descriptor_with_a_description_and_the_right_mutab
         d = parameter_descriptor(name)
         assert d.name == name and d.dynamic_typing
         assert len(d.description) > 20, f"{name}: no description"
-        start_up = name == "autostart" or name.startswith(("model.", "input."))
+        start_up = name in ("autostart", "prune.mode", "prune.deadline_ms") or name.startswith(("model.", "input."))
         assert d.read_only == start_up, f"{name}: read_only should be {start_up}"
     for path in ("model.weights", "model.onnx_cache"):  # paths: never settable by a peer at run time
         assert parameter_descriptor(path).read_only

@@ -114,3 +114,33 @@ def test_a_weights_file_of_another_variant_brings_its_tracker_settings(ros_tmp):
     finally:
         client.close()
         assert proc.stop() == 0, proc.log()[-3000:]
+
+
+def test_prune_mode_auto_measures_chooses_and_says_why(ros_tmp):
+    """prune.mode auto: at activate the node times the unpruned and the configured forward here,
+    runs the cheaper one, caches the table, and says which and why in the log and /diagnostics."""
+    tag = "test_start_up_config_budget"
+    params = ros_tmp / f"{tag}.yaml"
+    cache = ros_tmp / "budget_cache"
+    params.write_text(PARAMS.format(weights="random", compressed="false").replace(
+        "output: {diagnostics_period_s: 0.25}",
+        f"output: {{diagnostics_period_s: 0.25}}\n    prune: {{mode: auto}}").replace(
+        "backend: torch}", f"backend: torch, onnx_cache: '{cache}'}}"))
+    proc, client = start_node(params, ros_env(tag), ros_tmp / f"{tag}.log"), Client(domain_id(tag))
+    try:
+        line = client.log_containing("token budget: auto:", timeout=120).msg
+        chosen = line.split("token budget: auto: ")[1].split()[0]
+        chosen = line.split("staying ")[1].split()[0] if chosen == "staying" else chosen
+        assert chosen in ("unpruned", "configured"), line
+        assert list((cache / "budget").glob("*.json")), "no cost table cached"
+        d = client.wait_diagnostics(lambda d: d["tracker"][2].get("token budget", "").startswith("auto:"),
+                                    what="the token budget on /diagnostics")
+        assert "batch 1" in d["tracker"][2]["token budget"]
+        client.publish(0)
+        time.sleep(0.3)
+        assert client.init(target_box(0)).success
+        t = client.target_for(client.publish(1))
+        assert (t.kept_token_fraction == 1.0) == (chosen == "unpruned"), (chosen, t.kept_token_fraction)
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]

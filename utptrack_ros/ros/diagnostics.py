@@ -14,7 +14,8 @@ Two statuses are published per node:
   or its stamps beyond the slop), new bad input, new unsynchronized frames, stamps that jumped
   back, and frames arriving more than :data:`LATE_S` after their stamps.
 * ``<node>: tracker``: lifecycle state, tracker state, target id, confidence (of the first
-  target; every target's id, state and confidence under ``targets``), kept tokens,
+  target; every target's id, state and confidence under ``targets``), kept tokens, the token
+  budget (which keep ratios run and why: ``prune.mode``, ``prune.deadline_ms``),
   latency percentiles and the per-stage breakdown, model, backend, device, and what a running
   transition is preparing. ERROR when a transition failed (the reason is the message) or
   :data:`ERROR_STREAK` frames in a row failed; WARN when frames failed or a target is LOST or
@@ -200,6 +201,7 @@ class Snapshot:
     kept_fraction: float = 0.0
     frame_index: int = -1
     prompt: str = ""
+    budget: str = ""  # the token budget's keep ratios and why (prune.mode / deadline_ms)
     latency: dict = field(default_factory=dict)  # name -> ms (percentiles / stage medians)
     depth_valid_fraction: Optional[float] = None
 
@@ -335,7 +337,8 @@ def build_statuses(s: Snapshot) -> list[Status]:
     tvalues = [("tracker state", s.tracker_state), ("target id", s.target_id), ("confidence", s.confidence),
                ("targets", ", ".join(f"{i}: {state} {c:.2f}" for i, state, c in s.targets)),
                ("kept token fraction", s.kept_fraction), ("frame index", s.frame_index), ("prompt", s.prompt),
-               ("model", s.model), ("backend", s.backend), ("device", s.device), ("preparing", s.preparing),
+               ("model", s.model), ("backend", s.backend), ("device", s.device), ("token budget", s.budget),
+               ("preparing", s.preparing),
                ("frames failed in a row", s.consecutive_errors), ("last frame error", s.last_error)]
     tvalues += list(s.latency.items())
     trk = Status(level, f"{s.node_name}: tracker", msg, hw, [(k, _fmt(v)) for k, v in tvalues])

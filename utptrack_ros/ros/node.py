@@ -76,6 +76,7 @@ class TrackerNode(LifecycleNode):
         self.inputs = InputFrames()
         self.stats = diag.NodeStats()
         self.model = self.variant = None
+        self.budget_reason = ""  # why the keep ratios running now were chosen (prune.mode / deadline_ms)
         self.progress = preparation.Progress()
         self.trace = trace_from_env()
         self.outputs: Optional[Outputs] = None  # from configure to cleanup
@@ -166,7 +167,7 @@ class TrackerNode(LifecycleNode):
     @transition("activate")
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self.settings
-        tracker = preparation.build_tracker(self.model, s, self.progress)
+        tracker, self.budget_reason = preparation.build_tracker(self.model, s, self.progress)
         self.tracking.start(tracker, s.modality, s.input.max_targets)
         now = self.now_ns()
         self.inputs.start(ApproximateSync(int(s.sync.slop_s * 1e9), s.sync.queue_size, int(s.sync.aux_timeout_s * 1e9),
@@ -176,7 +177,8 @@ class TrackerNode(LifecycleNode):
                               self.now_ns)
         self._worker.start()
         self._subscribe()
-        self.get_logger().info(f"active on {tracker.device} ({s.model.name}, {tracker.backend}, modality {s.modality.value})")
+        self.get_logger().info(f"active on {tracker.device} ({s.model.name}, {tracker.backend}, modality {s.modality.value})"
+                               + (f"; token budget: {self.budget_reason}" if self.budget_reason else ""))
         return super().on_activate(state)
 
     @transition("deactivate")
@@ -319,7 +321,7 @@ class TrackerNode(LifecycleNode):
             backend=tracker.backend if tracker is not None else (s.model.backend if s else ""),
             modality=s.modality.value if s else str(self.get_parameter("input.modality").value),
             slop_s=s.sync.slop_s if s else 0.0, stale_s=s.output.stale_s if s else 2.0,
-            active_since_ns=self._active_since, last_jump=self._last_jump,
+            active_since_ns=self._active_since, last_jump=self._last_jump, budget=self.budget_reason if tracker else "",
             depth_valid_fraction=diag.depth_valid_fraction(self._last_depth) if s and s.modality is Modality.DEPTH else None)
         self._diag_pub.publish(diag.to_msg(diag.build_statuses(snap), self.get_clock().now().to_msg()))
         if snap.input_age_s is not None and snap.input_age_s > diag.LATE_S:

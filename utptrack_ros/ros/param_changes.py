@@ -63,7 +63,11 @@ def _apply(node: Any, params: list) -> None:
     new = build_settings(node.parameter_values(), variant_for(node, node.settings.model.name))
     node.settings = replace(node.settings, tracker=new.tracker, sync=new.sync, prune_enabled=new.prune_enabled,
                             keep_ratios=new.keep_ratios)
-    backend = node.tracking.configure(new.tracker, new.prune_config(node.model.config.prune))
+    pruning = [n for n in live if n.startswith("prune.")]
+    # keep ratios change only when prune.* did: other live changes leave the token budget's choice alone
+    backend = node.tracking.configure(new.tracker, new.prune_config(node.model.config.prune) if pruning else None)
+    if pruning and node.budget_reason:
+        node.budget_reason = f"keep ratios set at run time ({', '.join(pruning)}); the budget chosen at activate no longer applies"
     node.inputs.set_sync_params(int(new.sync.slop_s * 1e9), new.sync.queue_size, int(new.sync.aux_timeout_s * 1e9))
     if backend is not None:
         log.info(f"applied live: {', '.join(f'{p.name}={p.value}' for p in params if p.name in live)}")

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..config import AUX_BOUNDS, TRACKER_BOUNDS, AuxConfig, Bounds, PruneConfig, TrackerConfig
+from ..config import AUX_BOUNDS, BUDGET_BOUNDS, PRUNE_MODES, TRACKER_BOUNDS, AuxConfig, Bounds, BudgetConfig, PruneConfig, TrackerConfig
 from ..errors import ConfigError
 from ..runtime import BACKENDS, resolve_backend
 from ..types import Modality
@@ -109,6 +109,8 @@ CORE_PARAMS: dict[str, type] = {
     **{f"prune.keep_ratio_{c}": float for c in _RATIO_COMPONENTS},
 }
 _BOOL_CORE = {"prune.enabled": True}
+#: the token budget (``config.BudgetConfig``): chosen at activate for this machine, start-up only
+_BUDGET_DEFAULTS = {"prune.mode": BudgetConfig.mode, "prune.deadline_ms": BudgetConfig.deadline_ms}
 
 #: parameters applied while the node is active; everything else takes effect at the next configure
 LIVE_PREFIXES = ("tracker.", "prune.", "sync.")
@@ -122,6 +124,7 @@ def parameter_defaults() -> dict[str, Any]:
             out[f"{group}.{f.name}"] = f.default
     out.update({name: None for name in CORE_PARAMS})
     out.update(_BOOL_CORE)
+    out.update(_BUDGET_DEFAULTS)
     return out
 
 
@@ -209,6 +212,14 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "output.stale_s": ParamSpec(f"no RGB frame for this long while active -> STALE (ERROR), seconds. {_CONFIGURE}",
                                 Bounds(0.0, 3600.0, "seconds", low_open=True)),
     "prune.enabled": ParamSpec(f"false = every keep ratio 1.0 (the unpruned network). {_LIVE}"),
+    "prune.mode": ParamSpec(
+        "token budget chosen at activate for this machine: on = the configured keep ratios; off = unpruned; auto = "
+        "whichever of the two measured faster here for input.max_targets targets (measured once per device, "
+        f"runtime, weights and batch, cached; /diagnostics says what was chosen and why). {_START_UP}",
+        read_only=True, constraints=", ".join(PRUNE_MODES)),
+    "prune.deadline_ms": ParamSpec(
+        "> 0: run the largest keep ratios (most tokens) whose measured forward meets this many milliseconds "
+        f"(mode on or auto); 0 = none. {_START_UP}", BUDGET_BOUNDS["deadline_ms"], read_only=True),
     **{f"prune.keep_ratio_{c}": ParamSpec(
         f"one keep ratio for every pruning layer of {name}; unset = the variant's per-layer ratios. {_LIVE}",
         Bounds(0.0, 1.0, "fraction of tokens kept; 1.0 keeps every token", low_open=True))
@@ -284,6 +295,7 @@ class NodeSettings:
     keep_ratios: dict  # component -> ratio or None (variant's own)
     autostart: bool
     requested_backend: str = ""  # model.backend as set ("auto"); model.backend holds the resolved one
+    budget: BudgetConfig = BudgetConfig()  # prune.mode / prune.deadline_ms
 
     @property
     def modality(self) -> Modality:
@@ -417,7 +429,15 @@ def build_settings(values: Mapping[str, Any], variant_tracker: TrackerConfig) ->
     enabled = True if enabled is None else _coerce("prune.enabled", enabled, bool)
     autostart = values.get("autostart", False)
     autostart = False if autostart is None else _coerce("autostart", autostart, bool)
-    return NodeSettings(model, inp, sync, out, tracker, enabled, ratios, autostart, requested_backend)
+    return NodeSettings(model, inp, sync, out, tracker, enabled, ratios, autostart, requested_backend, _budget(values))
+
+
+def _budget(values: Mapping[str, Any]) -> BudgetConfig:
+    mode = values.get("prune.mode")
+    deadline = values.get("prune.deadline_ms")
+    mode = BudgetConfig.mode if mode is None else _coerce("prune.mode", mode, str)
+    deadline = BudgetConfig.deadline_ms if deadline is None else _coerce("prune.deadline_ms", deadline, float)
+    return BudgetConfig(mode=mode, deadline_ms=deadline)  # ConfigError names the parameter
 
 
 def effective_core_values(settings: NodeSettings, variant_prune: PruneConfig) -> dict[str, Any]:
@@ -442,6 +462,9 @@ def settings_summary(settings: NodeSettings) -> str:
         f"backend={settings.model.backend}"
         f"{' (auto)' if settings.requested_backend == 'auto' else ''} "
         f"modality={settings.input.modality} slop={settings.sync.slop_s}s queue={settings.sync.queue_size} "
-        f"lost_threshold={settings.tracker.lost_threshold} prune={'on' if settings.prune_enabled else 'off'}"
+        f"lost_threshold={settings.tracker.lost_threshold} prune={'on' if settings.prune_enabled else 'off'} "
+        f"prune.mode={settings.budget.mode}"
+        f"{f' prune.deadline_ms={settings.budget.deadline_ms:g}' if settings.budget.deadline_ms else ''} "
+        f"max_targets={settings.input.max_targets}"
     )
 

@@ -218,25 +218,35 @@ def export_graphs_in_child(prepared: Any, cache: Path, name: str, weights: str, 
     return child.pid
 
 
-def build_tracker(model: Any, settings: Any, progress: Progress):
-    """The MultiTracker for ``settings`` (NodeSettings), warmed up, its prompt encoder loaded."""
+def build_tracker(model: Any, settings: Any, progress: Progress) -> tuple[Any, str]:
+    """The MultiTracker for ``settings`` (NodeSettings), warmed up, its prompt encoder loaded, with
+    the keep ratios of its token budget (``prune.mode`` / ``prune.deadline_ms``, measured here for
+    ``input.max_targets`` targets); and why those ratios ("" when the budget is the configured ratios)."""
     import torch
 
     from ..models.inference import prepare_for_inference
+    from ..runtime.budget import budget_measures, candidate_schedules
     from ..runtime.network import default_cache_dir
     from ..tracker import MultiTracker
 
     s = settings
     if s.model.num_threads:
         torch.set_num_threads(s.model.num_threads)
-    model.set_prune(s.prune_config(model.config.prune))
+    configured = s.prune_config(model.config.prune)
+    if s.budget.mode == "off":
+        configured = configured.off()
+    model.set_prune(configured)
+    cache = Path(s.model.onnx_cache).expanduser() if s.model.onnx_cache else default_cache_dir()
     if s.model.backend == "onnxruntime":
         prepared = prepare_for_inference(model)  # what the Tracker runs; its graphs are made for it
-        cache = Path(s.model.onnx_cache).expanduser() if s.model.onnx_cache else default_cache_dir()
-        export_graphs_in_child(prepared, cache, s.model.name, s.model.weights, s.model.seed, progress)
+        # every schedule the budget may choose has its graphs before anything is measured
+        schedules = candidate_schedules(model.config, configured, s.budget) if budget_measures(s.budget) else []
+        for prune in [schedule.prune for schedule in schedules if schedule.prune != configured] + [configured]:
+            prepared.set_prune(prune)
+            export_graphs_in_child(prepared, cache, s.model.name, s.model.weights, s.model.seed, progress)
         progress.step("loading onnxruntime graphs")
         tracker = MultiTracker(prepared, s.tracker, s.model.device, optimize=False, backend="onnxruntime", onnx_cache=cache,
-                          threads=s.model.num_threads or None)
+                               threads=s.model.num_threads or None)
     else:
         progress.step(f"moving the model to {s.model.device}")
         tracker = MultiTracker(model, s.tracker, s.model.device, backend=s.model.backend, threads=s.model.num_threads or None)
@@ -246,10 +256,18 @@ def build_tracker(model: Any, settings: Any, progress: Progress):
     tracker.init(image, [(16.0, 16.0, 32.0, 32.0)])
     tracker.track(image)
     tracker.reset()
+    reason = ""
+    if budget_measures(s.budget):
+        progress.step(f"choosing the token budget (prune.mode {s.budget.mode}"
+                      f"{f', deadline {s.budget.deadline_ms:g} ms' if s.budget.deadline_ms else ''}; "
+                      f"measured once per device and batch)")
+        reason = tracker.choose_token_budget(s.budget, configured, batch=s.input.max_targets, cache_dir=cache).reason
+    elif s.budget.mode == "off":
+        reason = "prune.mode off: unpruned"
     if model.config.text_dim:
         progress.step("loading the prompt encoder")
         tracker.load_text_encoder()
-    return tracker
+    return tracker, reason
 
 
 def release_device(tracker: Any, model: Any) -> None:

@@ -164,11 +164,13 @@ class Tracking:
         with self._lock:
             self.session.stamps_restarted()
 
-    def configure(self, config: Any, prune: Any) -> Optional[str]:
-        """Live tracker settings; returns the backend the next frame runs on (None if inactive)."""
+    def configure(self, config: Any, prune: Any = None) -> Optional[str]:
+        """Live tracker settings and keep ratios (None: unchanged); returns the backend the next
+        frame runs on (None if inactive)."""
         with self._lock:
             if self.tracker is None:
                 return None
             self.tracker.set_config(config)
-            self.tracker.set_prune(prune)
+            if prune is not None:
+                self.tracker.set_prune(prune)
             return self.tracker.backend

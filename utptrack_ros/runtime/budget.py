@@ -80,6 +80,11 @@ def _tokens(config: ModelConfig, prune: PruneConfig) -> float:
     return expected_ledger(config, prune).average_visual
 
 
+def budget_measures(budget: BudgetConfig) -> bool:
+    """Whether ``budget`` needs a cost table (``auto`` or a deadline); ``on`` / ``off`` alone do not."""
+    return budget.mode == "auto" or budget.deadline_ms > 0
+
+
 def candidate_schedules(config: ModelConfig, configured: PruneConfig, budget: BudgetConfig) -> list[Schedule]:
     """The schedules ``budget`` chooses from, most tokens first (duplicates by token count dropped,
     keeping ``unpruned`` / ``configured`` labels)."""
@@ -349,6 +354,6 @@ class BudgetController:
 
 
 __all__ = [
-    "BudgetChoice", "BudgetController", "CostCache", "Schedule", "candidate_schedules", "choose_budget",
+    "BudgetChoice", "BudgetController", "CostCache", "Schedule", "budget_measures", "candidate_schedules", "choose_budget",
     "cost_key", "device_name", "measure_costs", "select_schedule",
 ]
