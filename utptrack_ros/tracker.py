@@ -269,10 +269,10 @@ class MultiTracker:
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
         text_encoder: prompt encoder; default: the one the variant names, created on first use.
         optimize: run a copy of ``model`` with BatchNorm folded and channels-last convolutions
-            (``models.inference``; same outputs to float rounding, ~1.5x faster on CPU).
+            (``models.inference``; same outputs to float rounding, faster on the CPU: docs/profiling.md).
         backend: ``torch`` (the model itself) or ``onnxruntime`` (graphs exported once per
             weights and keep ratios into ``onnx_cache`` and run by onnxruntime; same outputs to
-            float rounding, ~1.4x faster for tiny on the CPU; ``runtime.network``);
+            float rounding, faster for tiny on the CPU: docs/profiling.md; ``runtime.network``);
             ``onnxruntime:tensorrt`` / ``:cuda`` / ``:cpu`` picks its execution providers, falling
             back towards the CPU with a logged reason (``network.provider``, ``runtime.providers``).
         onnx_cache: root of the onnxruntime export cache (default ``runtime.network.default_cache_dir``).

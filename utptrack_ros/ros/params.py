@@ -49,11 +49,11 @@ class ModelParams:
     seed: int = 0  # torch seed for weights == "random"
     # torch CPU threads (0 = torch's default, one per core). 1 by default: utptrack_node runs with
     # OMP_WAIT_POLICY=PASSIVE (sleeping OpenMP workers leave the cores to the other nodes), and
-    # with sleeping workers a second thread makes tiny slower (2-core CPU: 24.6 vs 35.4 frames/s)
+    # with sleeping workers a second thread makes tiny slower (figures: docs/profiling.md)
     num_threads: int = 1
     # auto: onnxruntime on the CPU, torch on CUDA (runtime.resolve_backend, resolved at configure);
     # onnxruntime (CPU only): the same network exported once per weights and keep ratios into
-    # onnx_cache and run by onnxruntime, ~1.4x faster for tiny on 2 cores (runtime/network.py)
+    # onnx_cache and run by onnxruntime, faster for tiny on the CPU (docs/profiling.md)
     backend: str = "auto"
     onnx_cache: str = ""  # "" = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros
 
