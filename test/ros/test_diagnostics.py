@@ -7,6 +7,7 @@ import pytest
 from utptrack_ros.ros import diagnostics as diag
 from utptrack_ros.ros.inputs import SyncStatus
 from utptrack_ros.ros.session import TargetSession
+from utptrack_ros.types import Box, LayerTokens, TokenLedger, TrackResult, TrackState
 
 S = 10**9
 FACTS = dict(node_name="/n", lifecycle_state="active", active=True, active_since_ns=0, stale_s=2.0, modality="depth",
@@ -87,8 +88,6 @@ def test_sync_status_session_jumps_and_preparation_are_reported():
 
 
 def test_several_targets_are_listed_and_a_lost_one_is_named():
-    from utptrack_ros.types import Box, LayerTokens, TokenLedger, TrackResult, TrackState
-
     def result(state, confidence):
         ledger = TokenLedger(LayerTokens(-1, 4, 1, 1), ())
         return TrackResult(Box(1, 2, 3, 4), confidence, state, 3, ledger, Box(0, 0, 8, 8), np.ones((2, 2), bool))

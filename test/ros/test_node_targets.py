@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from utptrack_ros.models import create_model, default_tracker_config
 from utptrack_ros.sensors import stamp_to_ns
@@ -82,8 +83,6 @@ def send(client: Client, i: int) -> int:
 
 def reference(first: int, box: tuple, frames: list[int]) -> list:
     """The core Tracker on one target alone, from frame ``first`` through ``frames``."""
-    import torch
-
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
     tracker = Tracker(create_model("tiny"), default_tracker_config("tiny"), "cpu")

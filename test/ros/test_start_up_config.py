@@ -124,7 +124,7 @@ def test_prune_mode_auto_measures_chooses_and_says_why(ros_tmp):
     cache = ros_tmp / "budget_cache"
     params.write_text(PARAMS.format(weights="random", compressed="false").replace(
         "output: {diagnostics_period_s: 0.25}",
-        f"output: {{diagnostics_period_s: 0.25}}\n    prune: {{mode: auto}}").replace(
+        "output: {diagnostics_period_s: 0.25}\n    prune: {mode: auto}").replace(
         "backend: torch}", f"backend: torch, onnx_cache: '{cache}'}}"))
     proc, client = start_node(params, ros_env(tag), ros_tmp / f"{tag}.log"), Client(domain_id(tag))
     try:
