@@ -9,12 +9,9 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Mapping, Optional, TypeVar
+from typing import Any, ClassVar, Mapping, Optional, Protocol, TypeVar
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
 
 TTA_MODES = ("none", "full", "soft", "all")
 # How the first-frame box becomes the template box prior (``preprocess.template_box``, method.md 6.5)
@@ -23,7 +20,15 @@ TEXT_TARGETS = ("C", "D", "S")  # CE (search), DTE (dynamic template), STE (stat
 COMPONENTS = ("ce", "dte", "ste")
 
 LayerRatios = tuple[tuple[int, float], ...]
-_Config = TypeVar("_Config", bound="DataclassInstance")  # a configuration dataclass (from_mapping)
+
+
+class _Dataclass(Protocol):
+    """What ``dataclasses.fields`` needs: any dataclass instance."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+_Config = TypeVar("_Config", bound=_Dataclass)  # the dataclass from_mapping builds
 
 
 def _check_layer_ratios(name: str, value: LayerRatios) -> None:
