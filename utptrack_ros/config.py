@@ -9,7 +9,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping, Optional
+from typing import Any, ClassVar, Mapping, Optional, Protocol, TypeVar
 
 from .errors import ConfigError
 
@@ -20,6 +20,15 @@ TEXT_TARGETS = ("C", "D", "S")  # CE (search), DTE (dynamic template), STE (stat
 COMPONENTS = ("ce", "dte", "ste")
 
 LayerRatios = tuple[tuple[int, float], ...]
+
+
+class _Dataclass(Protocol):
+    """What ``dataclasses.fields`` needs: any dataclass instance."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+_Config = TypeVar("_Config", bound=_Dataclass)  # the dataclass from_mapping builds
 
 
 def _check_layer_ratios(name: str, value: LayerRatios) -> None:
@@ -92,11 +101,10 @@ class PruneConfig:
 
         ``None`` leaves that component's per-layer ratios as they are; 1.0 turns it off.
         """
-        changes = {}
-        for name, value in (("ce", ce), ("dte", dte), ("ste", ste)):
-            if value is not None:
-                changes[name] = tuple((layer, float(value)) for layer, _ in getattr(self, name))
-        return replace(self, **changes)
+        def uniform(layers: LayerRatios, value: Optional[float]) -> LayerRatios:
+            return layers if value is None else tuple((layer, float(value)) for layer, _ in layers)
+
+        return replace(self, ce=uniform(self.ce, ce), dte=uniform(self.dte, dte), ste=uniform(self.ste, ste))
 
     def off(self) -> "PruneConfig":
         """The unpruned baseline: every ratio 1.0 (layers kept so the ledger stays comparable)."""
@@ -381,7 +389,7 @@ class BudgetConfig:
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
         return from_mapping(tp, value, where=where)
     if origin is tuple and isinstance(value, (list, tuple)):
         args = typing.get_args(tp)
@@ -393,7 +401,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def from_mapping(cls: type, mapping: Mapping[str, Any], where: str = ""):
+def from_mapping(cls: type[_Config], mapping: Mapping[str, Any], where: str = "") -> _Config:
     """Build dataclass ``cls`` from a (nested) mapping; unknown keys raise :class:`ConfigError`."""
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(mapping).__name__}")

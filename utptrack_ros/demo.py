@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, TypedDict
 
 from .data import GENERATOR_VERSION, generate, spec_for, write_bag
 from .errors import CheckpointError, ConfigError, InputError, UTPTrackError
@@ -33,8 +33,22 @@ from .types import Modality
 
 HELP = "the main job: bundled multimodal bags -> node -> evaluation report"
 MODALITIES = ("depth", "thermal", "event")
-DEMO_SPEC = {"split": "test", "first_index": 0, "count": 3, "length": 60, "size": [640, 480],
-             "compression": "message", "storage": "mcap"}
+
+
+class DemoSpec(TypedDict):
+    """The recipe of the demo bags before the command line's count, length and size."""
+
+    split: str
+    first_index: int
+    count: int
+    length: int
+    size: list[int]  # width, height
+    compression: str
+    storage: str
+
+
+DEMO_SPEC: DemoSpec = {"split": "test", "first_index": 0, "count": 3, "length": 60, "size": [640, 480],
+                       "compression": "message", "storage": "mcap"}
 # the headline columns of the report's summary table
 SUMMARY_KEYS = ("tracker", "auc", "precision", "norm_precision", "ao", "fps", "latency_mean_ms", "latency_p95_ms",
                 "kept_tokens_pct", "missed_frames")

@@ -19,6 +19,7 @@ import torch
 
 from ..config import ModelConfig, from_mapping
 from ..errors import ConfigError, InputError
+from ..models.utptrack import UTPTrack
 from ..types import Task, TokenLedger
 from .export import META_CONFIG, SEARCH_FILE, SEARCH_PROMPT_FILE, TEMPLATES_FILE
 from .ort_telemetry import import_onnxruntime
@@ -72,7 +73,7 @@ def _f32(name: str, array: Any, shape: Sequence[int]) -> np.ndarray:
 class TorchBackend:
     """The torch model itself (CPU or GPU), with the same numpy call contract as :class:`OrtBackend`."""
 
-    def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "cpu") -> None:
+    def __init__(self, model: UTPTrack, device: Union[str, torch.device] = "cpu") -> None:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.config: ModelConfig = model.config

@@ -35,13 +35,15 @@ import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig, PruneConfig, to_mapping
 from ..errors import ConfigError
+from ..models.encoder import TemplateTokens
+from ..models.utptrack import UTPTrack
 from ..types import Task
 
 log = logging.getLogger(__name__)
@@ -87,11 +89,13 @@ class ExportedModel:
 
 
 class _TemplateGraph(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: UTPTrack) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor) -> tuple[Tensor, ...]:
+    def forward(
+        self, static: Tensor, dynamic: Tensor, static_box: Tensor, dynamic_box: Tensor
+    ) -> tuple[Tensor, Optional[Tensor], Tensor]:
         t = self.model.embed_templates(static, dynamic, static_box, dynamic_box)
         return t.st, t.dt, t.st_fg
 
@@ -99,7 +103,7 @@ class _TemplateGraph(nn.Module):
 class _SingleTemplateGraph(nn.Module):
     """The template graph of a single-template (OSTrack) model."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: UTPTrack) -> None:
         super().__init__()
         self.model = model
 
@@ -108,17 +112,17 @@ class _SingleTemplateGraph(nn.Module):
         return t.st, t.st_fg
 
 
-class _SearchGraph(nn.Module):
-    """``forward_search`` with a constant task: text guidance on (prompt) or off."""
+class _SearchCall(nn.Module):
+    """``forward_search`` with a constant task: text guidance on (prompt) or off. The two search
+    graphs below differ in their inputs only."""
 
-    def __init__(self, model: nn.Module, prompt: bool) -> None:
+    def __init__(self, model: UTPTrack, prompt: bool) -> None:
         super().__init__()
         self.model = model
         self.prompt = prompt
 
-    def forward(self, search: Tensor, st: Tensor, dt: Tensor, st_fg: Tensor, text: Optional[Tensor] = None) -> tuple[Tensor, ...]:
-        from ..models.encoder import TemplateTokens
-
+    def maps(self, search: Tensor, st: Tensor, dt: Optional[Tensor], st_fg: Tensor,
+             text: Optional[Tensor]) -> tuple[Tensor, ...]:
         # built from python data so torch.export can constant-fold the encoder's TG check
         task_id = int(Task.LANGUAGE) if self.prompt else int(Task.RGB)
         task = torch.tensor([task_id] * search.shape[0], dtype=torch.long)
@@ -126,11 +130,18 @@ class _SearchGraph(nn.Module):
         return out.score_map, out.size_map, out.offset_map, out.search_keep_mask
 
 
-class _SingleSearchGraph(_SearchGraph):
+class _SearchGraph(_SearchCall):
+    """The search graph of a two-template model."""
+
+    def forward(self, search: Tensor, st: Tensor, dt: Tensor, st_fg: Tensor, text: Optional[Tensor] = None) -> tuple[Tensor, ...]:
+        return self.maps(search, st, dt, st_fg, text)
+
+
+class _SingleSearchGraph(_SearchCall):
     """The search graph of a single-template (OSTrack) model: no ``dt`` input."""
 
     def forward(self, search: Tensor, st: Tensor, st_fg: Tensor, text: Optional[Tensor] = None) -> tuple[Tensor, ...]:
-        return super().forward(search, st, None, st_fg, text)
+        return self.maps(search, st, None, st_fg, text)
 
 
 def centred_template_box(config: ModelConfig) -> list[float]:
@@ -153,7 +164,7 @@ class _OstrackShapedGraph(nn.Module):
     (:func:`centred_template_box`), since this contract carries no box.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: UTPTrack) -> None:
         super().__init__()
         self.model = model
         self.box = centred_template_box(model.config)
@@ -168,8 +179,11 @@ class _OstrackShapedGraph(nn.Module):
 def _sort_stable(self: Any, stable: bool = True, dim: int = -1, descending: bool = False) -> tuple[Any, Any]:
     """onnxscript translation of ``aten.sort.stable``: TopK over the whole axis (ties: lower index first)."""
     from onnxscript import opset18 as op
+    from onnxscript.onnx_types import INT64
 
-    n = op.Reshape(op.Gather(op.Shape(self), op.Constant(value_int=dim), axis=0), op.Constant(value_ints=[1]))
+    # ``Constant`` is typed as any tensor type (its type follows the attribute): these are int64
+    axis = cast(INT64, op.Constant(value_int=dim))
+    n = op.Reshape(op.Gather(op.Shape(self), axis, axis=0), cast(INT64, op.Constant(value_ints=[1])))
     values, indices = op.TopK(self, n, axis=dim, largest=int(bool(descending)), sorted=1)
     return values, indices
 
@@ -269,7 +283,7 @@ def _example(config: ModelConfig, batch: int) -> tuple[Tensor, ...]:
 
 
 def export_onnx(
-    model: nn.Module,
+    model: UTPTrack,
     out_dir: PathLike,
     opset: int = DEFAULT_OPSET,
     batch: int = 1,
@@ -305,18 +319,27 @@ def export_onnx(
         static, dynamic, sbox, dbox, search = _example(config, batch)
         with torch.no_grad():
             t = model.embed_templates(static, dynamic, sbox, dbox)
+        template_graph: nn.Module
+        template_args: tuple[Tensor, ...]
+        template_inputs: tuple[str, ...]
+        template_outputs: tuple[str, ...]
+        search_graph: type[_SearchCall]
+        search_args: tuple[Tensor, ...]
+        search_inputs: tuple[str, ...]
         if config.num_templates == 1:
             template_graph, template_args = _SingleTemplateGraph(model), (static, sbox)
-            template_io = (SINGLE_TEMPLATE_INPUTS, SINGLE_TEMPLATE_OUTPUTS)
+            template_inputs, template_outputs = SINGLE_TEMPLATE_INPUTS, SINGLE_TEMPLATE_OUTPUTS
             search_graph, search_args = _SingleSearchGraph, (search, t.st, t.st_fg)
             search_inputs = SINGLE_SEARCH_INPUTS
         else:
+            if t.dt is None:
+                raise ConfigError(f"{config.name}: a two-template model returned no dynamic-template tokens")
             template_graph, template_args = _TemplateGraph(model), (static, dynamic, sbox, dbox)
-            template_io = (TEMPLATE_INPUTS, TEMPLATE_OUTPUTS)
+            template_inputs, template_outputs = TEMPLATE_INPUTS, TEMPLATE_OUTPUTS
             search_graph, search_args = _SearchGraph, (search, t.st, t.dt, t.st_fg)
             search_inputs = SEARCH_INPUTS
         templates = _export(
-            template_graph, template_args, *template_io,
+            template_graph, template_args, template_inputs, template_outputs,
             out / TEMPLATES_FILE, opset, {META_CONFIG: meta_config, META_GRAPH: "templates"},
         )
         search_path = _export(
@@ -337,7 +360,7 @@ def export_onnx(
     return ExportedModel(out, templates, search_path, prompt_path, exported, batch, opset)
 
 
-def export_ostrack_shaped(model: nn.Module, path: PathLike, opset: int = DEFAULT_OPSET) -> Path:
+def export_ostrack_shaped(model: UTPTrack, path: PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """Export with OSTrack's single-graph contract (``template``, ``search`` -> ``output1..3``).
 
     This is the interface ``cv2.TrackerVit`` loads: template (1, 3, T, T), search (1, 3, S, S)

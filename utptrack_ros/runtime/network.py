@@ -29,15 +29,18 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import PruneConfig
 from ..errors import ConfigError
+from ..models.encoder import TemplateTokens
+from ..models.utptrack import ModelOutput, UTPTrack
 from ..types import Task
+from .backends import OrtBackend, TemplateArrays
 from .export import SEARCH_FILE
 from .graph_names import graphs_folder, weights_digest
 from .ort_telemetry import import_onnxruntime
@@ -76,7 +79,7 @@ class OrtNetwork:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: UTPTrack,
         cache_dir: Optional[PathLike] = None,
         threads: Optional[int] = None,
         opset: int = 17,
@@ -100,8 +103,8 @@ class OrtNetwork:
             log.info("TensorRT builds an engine per graph on the first run (minutes on a Jetson); "
                      "cached in %s for later starts", trt_cache)
         self._weights = weights_digest(model)  # the weights never change; keep ratios do
-        self._loaded: dict[Path, Any] = {}  # export folder -> OrtBackend
-        self._active: Optional[Any] = None
+        self._loaded: dict[Path, OrtBackend] = {}  # export folder -> its graphs
+        self._active: Optional[OrtBackend] = None
         self.prepare()
 
     # -- graphs ------------------------------------------------------------------------------
@@ -162,9 +165,8 @@ class OrtNetwork:
             log.warning("no onnxruntime graphs for keep ratios %s yet: tracking runs on torch until "
                         "prepare() exports them (~20 s; the node does on activate)", prune)
 
-    def _load_prebuilt(self, folder: str) -> Optional[Any]:
+    def _load_prebuilt(self, folder: str) -> Optional[OrtBackend]:
         """The install's graphs for ``folder``, if intact; never modified (a failure -> the cache)."""
-        from .backends import OrtBackend
         from .prebuilt import find_prebuilt
 
         directory = find_prebuilt(folder)
@@ -176,9 +178,7 @@ class OrtNetwork:
             log.warning("prebuilt graphs in %s do not load (%s: %s); using the cache", directory, type(err).__name__, err)
             return None
 
-    def _load(self, directory: Path, strict: bool = False) -> Optional[Any]:
-        from .backends import OrtBackend
-
+    def _load(self, directory: Path, strict: bool = False) -> Optional[OrtBackend]:
         if not (directory / SEARCH_FILE).is_file():
             if strict:
                 raise ConfigError(f"{directory}: export wrote no {SEARCH_FILE}")
@@ -215,45 +215,47 @@ class OrtNetwork:
     # -- the tracker's calls -----------------------------------------------------------------
     def embed_templates(
         self, static: Tensor, dynamic: Optional[Tensor], static_box: Tensor, dynamic_box: Optional[Tensor]
-    ) -> Any:
+    ) -> TemplateTokens:
         """As ``UTPTrack.embed_templates`` (``dynamic=None``: the static crop)."""
-        from ..models.encoder import TemplateTokens
-
         if self._active is None:
             return self.model.embed_templates(static, dynamic, static_box, dynamic_box)
 
         def row(x: Optional[Tensor], i: int) -> Optional[np.ndarray]:
             return None if x is None else _np(x[i : i + 1])
 
-        parts = [self._active.embed_templates(*(row(x, i) for x in (static, dynamic, static_box, dynamic_box)))
+        active = self._active
+        parts = [active.embed_templates(_np(static[i : i + 1]), row(dynamic, i), _np(static_box[i : i + 1]),
+                                        row(dynamic_box, i))
                  for i in range(static.shape[0])]
 
-        def joined(key: str) -> Optional[Tensor]:
-            arrays = [getattr(p, key) for p in parts]
-            return None if arrays[0] is None else torch.from_numpy(np.concatenate(arrays))
+        def joined(arrays: list[np.ndarray]) -> Tensor:
+            return torch.from_numpy(np.concatenate(arrays))
 
-        return TemplateTokens(*(joined(k) for k in ("st", "dt", "st_fg")))
+        dts = [p.dt for p in parts if p.dt is not None]  # none from a single-template model's graphs
+        return TemplateTokens(joined([p.st for p in parts]), joined(dts) if dts else None,
+                              joined([p.st_fg for p in parts]))
 
     def embed_template(self, crop: Tensor, box: Tensor) -> Tensor:
         """Tokens of one template crop each (the dynamic-template update)."""
         if self._active is None:
             return self.model.embed_template(crop, box)
-        return self.embed_templates(crop, crop, box, box).dt
+        tokens = self.embed_templates(crop, crop, box, box)
+        # a single-template (OSTrack) graph embeds its one crop as ``st``, as the torch model does
+        return tokens.st if tokens.dt is None else tokens.dt
 
     def forward_search(
-        self, search: Tensor, templates: Any, text: Optional[Tensor] = None, task: Optional[Tensor] = None
-    ) -> Any:
-        from ..models.utptrack import ModelOutput
-        from .backends import TemplateArrays
-
+        self, search: Tensor, templates: TemplateTokens, text: Optional[Tensor] = None, task: Optional[Tensor] = None
+    ) -> ModelOutput:
         if self._active is None:
             return self.model.forward_search(search, templates, text, task)
+        active, dt = self._active, templates.dt
         maps = []
         for i in range(search.shape[0]):
             prompt = task is not None and text is not None and int(task[i]) == int(Task.LANGUAGE)
-            arrays = TemplateArrays(*(None if getattr(templates, k) is None else _np(getattr(templates, k)[i : i + 1])
-                                      for k in ("st", "dt", "st_fg")))
-            maps.append(self._active.forward_search(_np(search[i : i + 1]), arrays, _np(text[i : i + 1]) if prompt else None))
+            arrays = TemplateArrays(_np(templates.st[i : i + 1]), None if dt is None else _np(dt[i : i + 1]),
+                                    _np(templates.st_fg[i : i + 1]))
+            row_text = _np(text[i : i + 1]) if prompt and text is not None else None
+            maps.append(active.forward_search(_np(search[i : i + 1]), arrays, row_text))
         score, size, offset, keep = (torch.from_numpy(np.concatenate([getattr(m, k) for m in maps]))
                                      for k in ("score_map", "size_map", "offset_map", "search_keep_mask"))
         return ModelOutput(score, size, offset, None, None, maps[0].ledger, keep)
