@@ -170,9 +170,19 @@ def test_s_family_variant_comes_from_the_file(tmp_path, official_classes, net_ty
     assert infer_variant(ckpt.state_dict, ckpt.info) == expected
 
 
-def test_s_family_widths_without_a_registered_variant_are_refused(tmp_path):
-    path = tmp_path / "t224.pth.tar"
-    torch.save({"net": _minimal_s_net(245, width=384)}, path)  # Fast-iTPN-T
+def test_s_family_width_selects_the_fast_itpn_size(tmp_path):
+    for rows, width, expected in ((245, 384, "sutrack_t224"), (245, 768, "sutrack_l224"), (720, 768, "sutrack_l384")):
+        path = tmp_path / f"{expected}.pth.tar"
+        torch.save({"net": _minimal_s_net(rows, width=width)}, path)
+        ckpt = read_checkpoint(path)
+        assert infer_variant(ckpt.state_dict, ckpt.info) == expected
+    path = tmp_path / "t384.pth.tar"
+    torch.save({"net": _minimal_s_net(720, width=384)}, path)  # Fast-iTPN-T is released at 224 only
     ckpt = read_checkpoint(path)
-    with pytest.raises(CheckpointError, match="only Fast-iTPN-B"):
+    with pytest.raises(CheckpointError, match="no registered Fast-iTPN variant"):
+        infer_variant(ckpt.state_dict, ckpt.info)
+    path = tmp_path / "s_l224.pth.tar"
+    torch.save({"net": _minimal_s_net(245, width=768), "net_type": "SUTRACKCMP"}, path)
+    ckpt = read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="UTPTrack-S is released with Fast-iTPN-B"):
         infer_variant(ckpt.state_dict, ckpt.info)

@@ -215,3 +215,17 @@ def test_text_guidance_changes_the_selection_only_for_language_samples():
     assert not torch.equal(g_lang.search_keep_mask, p_lang.search_keep_mask)
     assert torch.equal(g_rgb.search_keep_mask, p_rgb.search_keep_mask)
     assert torch.equal(g_rgb.score_map, p_rgb.score_map)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("sutrack_b224", 89_647_702), ("sutrack_b384", 89_890_902), ("sutrack_t224", 28_145_974), ("sutrack_l384", 318_997_654)])
+def test_fast_itpn_sizes_match_the_official_state_dict_totals(name, expected):
+    """method.md 8.3: non-CLIP state-dict totals of the official builders (parameters and the
+    decoder's BatchNorm buffers; T: C 384, stages 1/1, 12 blocks, one template; L: C 768, 2/2, 40)."""
+    model = create_model(name)
+    entries = {k: v for k, v in model.state_dict().items() if k != "text_encoder.no_prompt"}
+    assert sum(v.numel() for v in entries.values()) == expected
+    depth = model.config.stage_depths[0] + model.config.stage_depths[1] + 2 + model.config.depth
+    assert f"encoder.body.blocks.{depth - 1}.gamma_2" in entries and f"encoder.body.blocks.{depth}.gamma_2" not in entries
+    if name == "sutrack_t224":  # [CLS, SR(196), ST(49), TEXT]: no dynamic template
+        assert expected_ledger(model_config(name)).final.visual == 196 + 49

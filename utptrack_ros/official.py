@@ -159,13 +159,15 @@ _S_NET_TYPES = {"SUTRACK": FAMILY_SUTRACK, "SUTRACKCMP": FAMILY_UTPTRACK_S}
 _S_SCRIPTS = {"sutrack": FAMILY_SUTRACK, "sutrackcmp": FAMILY_UTPTRACK_S}
 UTPTRACK_S_CONFIGS = ("ceatettamma_b224", "ceatettamma_b384")
 _S_SIZES = {196 + 49: 224, 576 + 144: 384}  # rows of encoder.body.pos_embed (search + template)
+_S_WIDTHS = {384: "t", 512: "b", 768: "l"}  # Fast-iTPN embedding width -> size letter
+_S_REGISTERED = ("sutrack_t224", "sutrack_b224", "sutrack_b384", "sutrack_l224", "sutrack_l384")
 
 
 def choose_s_variant(state_dict: Mapping[str, Tensor], info: Mapping[str, Any]) -> VariantChoice:
     """The registered variant of a SUTrack-layout state dict (``encoder.body.*``).
 
     Size from ``encoder.body.pos_embed`` (245 rows: 224, 720: 384) and the embedding width
-    (512: Fast-iTPN-B, the only registered one); family from ``net_type`` (``SUTRACK`` /
+    (384 / 512 / 768: Fast-iTPN-T / B / L; T only at 224, UTPTrack-S only B); family from ``net_type`` (``SUTRACK`` /
     ``SUTRACKCMP``) or ``settings.script_name`` (``sutrack`` / ``sutrackcmp``): SUTrack files run
     unpruned (``sutrack_b224``), UTPTrack-S files with the released schedule (``s224``). Neither:
     SUTrack (the layout's own family), logged as an assumption.
@@ -174,11 +176,13 @@ def choose_s_variant(state_dict: Mapping[str, Tensor], info: Mapping[str, Any]) 
     if pos is None or pos.dim() != 3 or int(pos.shape[1]) not in _S_SIZES:
         shape = None if pos is None else tuple(pos.shape)
         raise CheckpointError(f"encoder.body.pos_embed {shape} matches no registered S variant (245 or 720 rows); pass name=")
-    if int(pos.shape[2]) != 512:
+    size, width = _S_SIZES[int(pos.shape[1])], int(pos.shape[2])
+    backbone = _S_WIDTHS.get(width)
+    if backbone is None or f"sutrack_{backbone}{size}" not in _S_REGISTERED:
         raise CheckpointError(
-            f"encoder.body.pos_embed width {int(pos.shape[2])}: only Fast-iTPN-B (512) variants are registered; pass name="
+            f"encoder.body.pos_embed width {width} at {size} px: no registered Fast-iTPN variant "
+            f"({', '.join(sorted(_S_REGISTERED))}); pass name="
         )
-    size = _S_SIZES[int(pos.shape[1])]
     evidence, families = [], set()
     for key, table in (("net_type", _S_NET_TYPES), ("settings.script_name", _S_SCRIPTS)):
         value = _text(info, key)
@@ -198,11 +202,13 @@ def choose_s_variant(state_dict: Mapping[str, Tensor], info: Mapping[str, Any]) 
         family = FAMILY_SUTRACK
         assumed = "no net_type / settings naming the family: assumed SUTrack (its key layout)"
     if family == FAMILY_UTPTRACK_S:
+        if backbone != "b":
+            raise CheckpointError(f"UTPTrack-S is released with Fast-iTPN-B (512) only, not width {width}; pass name=")
         name = f"s{size}"
         if config not in UTPTRACK_S_CONFIGS:
             assumed = f"config {config!r} is not a released UTPTrack-S config: assumed the released CTEM schedule"
     else:
-        name = f"sutrack_b{size}"
+        name = f"sutrack_{backbone}{size}"
     choice = VariantChoice(name, family, ", ".join(evidence), assumed)
     if assumed:
         log.warning("weights run as %r (%s); %s. Pass name= if that is wrong", name, choice.evidence, assumed)

@@ -182,6 +182,12 @@ SUTRACK_B224 = ModelConfig(
     prune=PruneConfig(tta_mode="soft"),
 )
 SUTRACK_B384 = replace(SUTRACK_B224, name="sutrack_b384", template_size=192, search_size=384)
+# Fast-iTPN-T (one template, no updates: ``experiments/sutrack/sutrack_t224.yaml``) and -L
+SUTRACK_T224 = replace(SUTRACK_B224, name="sutrack_t224", embed_dim=384, stage_depths=(1, 1), depth=12,
+                       num_heads=6, num_templates=1)
+SUTRACK_L224 = replace(SUTRACK_B224, name="sutrack_l224", embed_dim=768, stage_depths=(2, 2), depth=40,
+                       num_heads=12)
+SUTRACK_L384 = replace(SUTRACK_L224, name="sutrack_l384", template_size=192, search_size=384)
 
 # UTPTrack-S (sutrackcmp/ceatettamma_b224 / _b384): CE 0.7 at stage-3 blocks 6, 12, 18; DTE and
 # STE 0.6 at 9, 15, 21; soft TTA bonus; text guidance on DTE (224) or STE (384)
@@ -200,6 +206,9 @@ _S_TRACKER = TrackerConfig(search_factor=4.0, update_interval=25, update_thresho
 S_VARIANTS: dict[str, tuple[ModelConfig, TrackerConfig]] = {
     "sutrack_b224": (SUTRACK_B224, _S_TRACKER),
     "sutrack_b384": (SUTRACK_B384, _S_TRACKER),
+    "sutrack_t224": (SUTRACK_T224, replace(_S_TRACKER, update_interval=0)),
+    "sutrack_l224": (SUTRACK_L224, _S_TRACKER),
+    "sutrack_l384": (SUTRACK_L384, _S_TRACKER),
     "s224": (S224, _S_TRACKER),
     "s224_base": (replace(S224, name="s224_base", prune=S224.prune.off()), _S_TRACKER),
     "s384": (S384, _S_TRACKER),
