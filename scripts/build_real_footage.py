@@ -325,7 +325,8 @@ def annotate(name: str, cache: Path) -> None:
 def segment_frames(frames: list[np.ndarray], seg: dict, keys: dict, boxes: list, prov: list[str]) -> None:
     """Colour segmentation (provenance "S"): HSV range ``hsv_lo``..``hsv_hi`` (OpenCV units), a 3x3
     opening, connected components with ``min_area`` <= area <= ``max_area``; the one whose centre is
-    nearest the previous box's centre, at most ``max_jump`` px away, gives the box. Keyframes win."""
+    nearest the previous box's centre, at most ``max_jump`` px away, gives the box, grown by ``pad``
+    px on every side. Keyframes win."""
     lo, hi = np.array(seg["hsv_lo"], np.uint8), np.array(seg["hsv_hi"], np.uint8)
     first = min(keys)
     prev = np.array(keys[first][:2]) + np.array(keys[first][2:]) / 2
@@ -348,7 +349,8 @@ def segment_frames(frames: list[np.ndarray], seg: dict, keys: dict, boxes: list,
         if best is None:
             continue
         x, y, w, h = (int(v) for v in stats[best, :4])
-        boxes[i], prov[i] = [float(x), float(y), float(w), float(h)], "S"
+        pad = float(seg.get("pad", 0))  # the colour core misses a blurred or highlighted rim
+        boxes[i], prov[i] = [x - pad, y - pad, w + 2 * pad, h + 2 * pad], "S"
         prev = centres[best]
 
 
