@@ -237,6 +237,9 @@ def build(names: list[str], out: Path, cache: Path) -> None:
                                attributes=attributes, stamps_ns=stamps,
                                frame_info={"provenance": np.array(list(ann["provenance"]))})
         path = write_folder(seq, out, overwrite=True)
+        listed = out / "list.txt"  # eval-offline reads a folder of sequences through it
+        names_listed = [n for n in (listed.read_text().split() if listed.is_file() else []) if n in CLIPS_BY_NAME]
+        listed.write_text("".join(f"{n}\n" for n in sorted(set(names_listed) | {name})))
         print(f"{name}: {len(frames)} frames {clip.size[0]}x{clip.size[1]}, "
               f"{int((~absent).sum())} with a box -> {path}")
 
