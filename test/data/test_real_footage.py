@@ -72,7 +72,7 @@ def test_annotation_format_and_boxes(name):
             f"{name} frame {i}: {box} leaves the {width}x{height} frame"
     for key, box in ann["keyframes"].items():
         assert prov[int(key)] == "K" and boxes[int(key)] == box
-    assert ann["counts"] == {c: prov.count(c) for c in ann["counts"]}
+    assert ann["counts"] == {c: prov.count(c) for c in ann["counts"]} and sum(ann["counts"].values()) == clip.count
     # mostly certain: at most 5 % of the frames left out of the truth
     assert sum(p in "UA" for p in prov) <= 0.05 * clip.count
 
