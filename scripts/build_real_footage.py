@@ -105,6 +105,11 @@ CLIPS: tuple[Clip, ...] = (
          "usr/share/forensics-samples/original-files/movie1/VID_20191220_170832.mp4",
          "9b0710a436413f75cc3cd1c1048aa3c4d7c28f76f51ef6a25413d0018d22ec99", 0, 41, 0.5, (960, 540), "a white dog lying on the floor", "animal, hand-held phone camera",
          "MIT (forensics-samples, 2019-2020 Joao Eriberto Mota Filho)", 27.0),
+    Clip("race_car_1906", "python-nbsphinx-doc", "0.8.11+ds-1",
+         "usr/share/doc/python-nbsphinx/html/www/wikimediacommons/Shepard_Calais_1906_FrenchGP.ogv",
+         "877b1e29fe0fc4b26308aef3ad8ce023123b69fe00ba1ea5327ba9647262fd0e", 162, 118, 1.0, (214, 160),
+         "a racing car approaching through dust", "vehicle, old film, grows 4x",
+         "public domain (Wikimedia Commons, 1906 film; Debian copyright file)", 15.0),
 )
 CLIPS_BY_NAME = {c.name: c for c in CLIPS}
 
