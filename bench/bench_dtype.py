@@ -3,8 +3,10 @@
 For each dtype, the real ``MultiTracker(dtype=...)`` tracks the same frames from the same init box
 as the float32 tracker; per frame it compares the box with the float32 tracker's (IoU: mean and
 5th percentile; centre error in px) and the kept search tokens (the fraction of the float32
-run's kept indices also kept). Models: the shipped ``tiny`` on test-split sequences of the
-generator, and ``o256`` with random weights (seed 0). Runs on the CPU or ``--device cuda``.
+run's kept indices also kept), both along each tracker's own track (drift included) and on the
+float32 tracker's exact inputs (pruning precision alone). Models: the shipped ``tiny`` on
+test-split sequences of the generator, and ``o256`` with random weights (seed 0). Runs on the
+CPU or ``--device cuda``.
 
     .venv/bin/python bench/bench_dtype.py [--sequences 3] [--frames 60] [--o256-frames 20]
 
@@ -29,8 +31,35 @@ from utptrack_ros.tracker import MultiTracker, load_variant
 DTYPES = ("float16", "bfloat16")
 
 
-def run(model: Any, frames: list, box: np.ndarray, dtype: str, device: str) -> tuple[np.ndarray, list]:
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """The fraction of the kept tokens ``a`` (bool mask) that ``b`` keeps too."""
+    return float((a & b).sum() / max(a.sum(), 1))
+
+
+class SameInputs:
+    """The float32 tracker's network, also running ``low`` on each frame's exact inputs (template
+    tokens cast) and recording the kept-token agreement of the two: pruning alone, no drift."""
+
+    def __init__(self, network: Any, low: Any) -> None:
+        self.network, self.low, self.kept = network, low, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.network, name)
+
+    def forward_search(self, search: Any, tokens: Any, text: Any = None, task: Any = None) -> Any:
+        out = self.network.forward_search(search, tokens, text, task)
+        cast = type(tokens)(*(None if t is None else t.to(self.low.dtype) for t in (tokens.st, tokens.dt)),
+                            tokens.st_fg.to(self.low.dtype))
+        low = self.low.forward_search(search, cast, text, task)
+        self.kept.append(agreement(out.search_keep_mask.cpu().numpy(), low.search_keep_mask.cpu().numpy()))
+        return out
+
+
+def run(model: Any, frames: list, box: np.ndarray, dtype: str, device: str,
+        same: Any = None) -> tuple[np.ndarray, list]:
     tracker = MultiTracker(model, device=device, dtype=dtype)
+    if same is not None:
+        tracker.network = same(tracker.network)
     tracker.init(frames[0], [box])
     boxes, keeps = [], []
     for image in frames[1:]:
@@ -40,20 +69,29 @@ def run(model: Any, frames: list, box: np.ndarray, dtype: str, device: str) -> t
     return np.array(boxes), keeps
 
 
+def same_inputs(model: Any, frames: list, box: np.ndarray, dtype: str, device: str) -> list[float]:
+    low = MultiTracker(model, device=device, dtype=dtype).network
+    recorder: list[SameInputs] = []
+    run(model, frames, box, "float32", device, lambda net: recorder.append(SameInputs(net, low)) or recorder[0])
+    return recorder[0].kept
+
+
 def compare(ref: tuple[np.ndarray, list], low: tuple[np.ndarray, list]) -> dict[str, Any]:
     iou = iou_xywh(ref[0], low[0])
     centre = np.hypot(*((ref[0][:, :2] + ref[0][:, 2:] / 2) - (low[0][:, :2] + low[0][:, 2:] / 2)).T)
-    kept = np.array([(a & b).sum() / max(a.sum(), 1) for a, b in zip(ref[1], low[1])])
-    return {"iou": iou.tolist(), "centre_px": centre.tolist(), "kept_agreement": kept.tolist()}
+    kept = [agreement(a, b) for a, b in zip(ref[1], low[1])]
+    return {"iou": iou.tolist(), "centre_px": centre.tolist(), "kept_agreement": kept}
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     iou = np.concatenate([r["iou"] for r in rows])
     centre = np.concatenate([r["centre_px"] for r in rows])
     kept = np.concatenate([r["kept_agreement"] for r in rows])
+    same = np.concatenate([r["kept_same_inputs"] for r in rows])
     return {"frames": int(iou.size), "iou_mean": float(iou.mean()), "iou_p5": float(np.percentile(iou, 5)),
             "iou_min": float(iou.min()), "centre_px_mean": float(centre.mean()),
-            "centre_px_max": float(centre.max()), "kept_mean": float(kept.mean()), "kept_min": float(kept.min())}
+            "centre_px_max": float(centre.max()), "kept_mean": float(kept.mean()), "kept_min": float(kept.min()),
+            "kept_same_inputs_mean": float(same.mean()), "kept_same_inputs_min": float(same.min())}
 
 
 def measure(name: str, model: Any, sequences: list, device: str) -> dict[str, Any]:
@@ -61,7 +99,9 @@ def measure(name: str, model: Any, sequences: list, device: str) -> dict[str, An
     refs = [run(model, frames, box, "float32", device) for frames, box in sequences]
     for dtype in DTYPES:
         try:
-            rows = [compare(ref, run(model, frames, box, dtype, device)) for ref, (frames, box) in zip(refs, sequences)]
+            rows = [compare(ref, run(model, frames, box, dtype, device))
+                    | {"kept_same_inputs": same_inputs(model, frames, box, dtype, device)}
+                    for ref, (frames, box) in zip(refs, sequences)]
         except RuntimeError as err:  # an op without a kernel for this dtype on this device
             out[dtype] = {"error": str(err).splitlines()[0]}
         else:
