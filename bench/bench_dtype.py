@@ -4,7 +4,8 @@ For each dtype, the real ``MultiTracker(dtype=...)`` tracks the same frames from
 as the float32 tracker; per frame it compares the box with the float32 tracker's (IoU: mean and
 5th percentile; centre error in px) and the kept search tokens (the fraction of the float32
 run's kept indices also kept), both along each tracker's own track (drift included) and on the
-float32 tracker's exact inputs (pruning precision alone). Models: the shipped ``tiny`` on
+float32 tracker's exact inputs (precision alone, no drift: kept tokens and the IoU of the
+unwindowed argmax boxes in the crop). Models: the shipped ``tiny`` on
 test-split sequences of the generator, and ``o256`` with random weights (seed 0). Runs on the
 CPU or ``--device cuda``.
 
@@ -26,6 +27,7 @@ import torch
 from utptrack_ros.boxes import iou_xywh
 from utptrack_ros.data import generate, spec_for
 from utptrack_ros.models import create_model
+from utptrack_ros.models.heads import decode_boxes
 from utptrack_ros.tracker import MultiTracker, load_variant
 
 DTYPES = ("float16", "bfloat16")
@@ -41,7 +43,7 @@ class SameInputs:
     tokens cast) and recording the kept-token agreement of the two: pruning alone, no drift."""
 
     def __init__(self, network: Any, low: Any) -> None:
-        self.network, self.low, self.kept = network, low, []
+        self.network, self.low, self.kept, self.iou = network, low, [], []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.network, name)
@@ -52,7 +54,14 @@ class SameInputs:
                             tokens.st_fg.to(self.low.dtype))
         low = self.low.forward_search(search, cast, text, task)
         self.kept.append(agreement(out.search_keep_mask.cpu().numpy(), low.search_keep_mask.cpu().numpy()))
+        self.iou.append(float(iou_xywh(*(crop_box(maps) for maps in (out, low)))[0]))
         return out
+
+
+def crop_box(out: Any) -> np.ndarray:
+    """The argmax box of ``out``'s maps (no window), ``x, y, w, h`` in the search crop (units of its side)."""
+    cx, cy, w, h = decode_boxes(out.score_map, out.size_map, out.offset_map)[0].double().numpy().T
+    return np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
 
 
 def run(model: Any, frames: list, box: np.ndarray, dtype: str, device: str,
@@ -69,11 +78,11 @@ def run(model: Any, frames: list, box: np.ndarray, dtype: str, device: str,
     return np.array(boxes), keeps
 
 
-def same_inputs(model: Any, frames: list, box: np.ndarray, dtype: str, device: str) -> list[float]:
+def same_inputs(model: Any, frames: list, box: np.ndarray, dtype: str, device: str) -> dict[str, list[float]]:
     low = MultiTracker(model, device=device, dtype=dtype).network
     recorder: list[SameInputs] = []
     run(model, frames, box, "float32", device, lambda net: recorder.append(SameInputs(net, low)) or recorder[0])
-    return recorder[0].kept
+    return {"kept_same_inputs": recorder[0].kept, "iou_same_inputs": recorder[0].iou}
 
 
 def compare(ref: tuple[np.ndarray, list], low: tuple[np.ndarray, list]) -> dict[str, Any]:
@@ -88,10 +97,13 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     centre = np.concatenate([r["centre_px"] for r in rows])
     kept = np.concatenate([r["kept_agreement"] for r in rows])
     same = np.concatenate([r["kept_same_inputs"] for r in rows])
+    step = np.concatenate([r["iou_same_inputs"] for r in rows])
     return {"frames": int(iou.size), "iou_mean": float(iou.mean()), "iou_p5": float(np.percentile(iou, 5)),
             "iou_min": float(iou.min()), "centre_px_mean": float(centre.mean()),
             "centre_px_max": float(centre.max()), "kept_mean": float(kept.mean()), "kept_min": float(kept.min()),
-            "kept_same_inputs_mean": float(same.mean()), "kept_same_inputs_min": float(same.min())}
+            "kept_same_inputs_mean": float(same.mean()), "kept_same_inputs_min": float(same.min()),
+            "iou_same_inputs_mean": float(step.mean()), "iou_same_inputs_p5": float(np.percentile(step, 5)),
+            "iou_same_inputs_min": float(step.min())}
 
 
 def measure(name: str, model: Any, sequences: list, device: str) -> dict[str, Any]:
@@ -100,7 +112,7 @@ def measure(name: str, model: Any, sequences: list, device: str) -> dict[str, An
     for dtype in DTYPES:
         try:
             rows = [compare(ref, run(model, frames, box, dtype, device))
-                    | {"kept_same_inputs": same_inputs(model, frames, box, dtype, device)}
+                    | same_inputs(model, frames, box, dtype, device)
                     for ref, (frames, box) in zip(refs, sequences)]
         except RuntimeError as err:  # an op without a kernel for this dtype on this device
             out[dtype] = {"error": str(err).splitlines()[0]}
