@@ -25,6 +25,7 @@ from utptrack_ros.ros.params import (  # noqa: E402
 )
 from utptrack_ros.ros.preparation import Progress, build_tracker  # noqa: E402
 from utptrack_ros.ros.qos import describe, qos_profile  # noqa: E402
+from testutils import small_o  # noqa: E402
 
 
 def values(**kw):
@@ -224,8 +225,6 @@ def test_backend_auto_is_onnxruntime_on_the_cpu_and_torch_on_cuda():
 
 
 def test_model_dtype_reaches_the_tracker():
-    from testutils import small_o
-
     tracker, _ = build_tracker(small_o(), build_settings(values(model__dtype="bfloat16"), TrackerConfig()), Progress())
     assert tracker.dtype == "bfloat16" and {p.dtype for p in tracker.model.parameters()} == {torch.bfloat16}
 
