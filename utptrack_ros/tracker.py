@@ -36,7 +36,7 @@ from .models.text import TextEncoder, create_text_encoder, normalise_prompt
 from .modalities import AuxFrame, prepare_aux
 from .postprocess import bound_size, clip_box, damp_centre, decode_windowed, smooth_size, window_tensor
 from .preprocess import CropGeometry, crop_geometry, crop_image, crops_to_tensor, template_box
-from .runtime.tracker_network import TorchNetwork, TrackerNetwork
+from .runtime.tracker_network import DTYPES, TorchNetwork, TrackerNetwork
 from .types import Box, LayerTokens, Modality, Task, TokenLedger, TrackResult, TrackState
 
 if TYPE_CHECKING:
@@ -277,6 +277,9 @@ class MultiTracker:
             back towards the CPU with a logged reason (``network.provider``, ``runtime.providers``).
         onnx_cache: root of the onnxruntime export cache (default ``runtime.network.default_cache_dir``).
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        dtype: the torch network's precision: ``float32`` (default), ``float16`` or ``bfloat16``
+            (weights and activations; BatchNorm folded in float32 first; the maps are decoded in
+            float32; accuracy contract in docs/gpu.md). onnxruntime runs float32 only.
     """
 
     def __init__(
@@ -289,9 +292,15 @@ class MultiTracker:
         backend: str = "torch",
         onnx_cache: Optional[Union[str, Path]] = None,
         threads: Optional[int] = None,
+        dtype: str = "float32",
     ) -> None:
         self.device = resolve_device(device)
-        self.model = (prepare_for_inference(model) if optimize else model.eval()).to(self.device)
+        if dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if dtype != "float32" and backend != "torch":
+            raise InputError(f"backend {backend!r} runs float32 only; dtype {dtype!r} needs backend 'torch'")
+        self.model = (prepare_for_inference(model) if optimize else model.eval()).to(self.device, DTYPES[dtype])
+        self.dtype = dtype
         self.network = self._network(backend, onnx_cache, threads)
         name = model.config.name
         self.config = config or (default_tracker_config(name) if name in list_models() else TrackerConfig())
@@ -303,7 +312,7 @@ class MultiTracker:
 
     def _network(self, backend: str, onnx_cache: Optional[Union[str, Path]], threads: Optional[int]) -> TrackerNetwork:
         if backend == "torch":
-            return TorchNetwork(self.model)
+            return TorchNetwork(self.model, DTYPES[self.dtype])
         runtime, _, providers = backend.partition(":")  # onnxruntime:cuda -> runtime.providers
         if runtime != "onnxruntime":
             raise InputError(f"backend must be 'torch' or 'onnxruntime' ('onnxruntime:tensorrt|cuda|cpu' picks its "
@@ -332,16 +341,18 @@ class MultiTracker:
         backend: str = "torch",
         onnx_cache: Optional[Union[str, Path]] = None,
         threads: Optional[int] = None,
+        dtype: str = "float32",
     ) -> "MultiTracker":
         """Build a tracker from the shipped weights of ``name`` or from a weights file
         (:func:`load_variant`: the file decides its own architecture and family); ``prune``, when
-        given, replaces the pruning settings after that. ``backend``, ``onnx_cache`` and
-        ``threads`` as in the constructor.
+        given, replaces the pruning settings after that. ``backend``, ``onnx_cache``, ``threads`` and
+        ``dtype`` as in the constructor.
         """
         model = load_variant(name, weights)
         if prune is not None:
             model.set_prune(prune)
-        return cls(model, config=config, device=device, backend=backend, onnx_cache=onnx_cache, threads=threads)
+        return cls(model, config=config, device=device, backend=backend, onnx_cache=onnx_cache, threads=threads,
+                   dtype=dtype)
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -748,8 +759,9 @@ class Tracker:
         backend: str = "torch",
         onnx_cache: Optional[Union[str, Path]] = None,
         threads: Optional[int] = None,
+        dtype: str = "float32",
     ) -> None:
-        self._multi = MultiTracker(model, config, device, text_encoder, optimize, backend, onnx_cache, threads)
+        self._multi = MultiTracker(model, config, device, text_encoder, optimize, backend, onnx_cache, threads, dtype)
 
     @classmethod
     def from_pretrained(
@@ -762,8 +774,9 @@ class Tracker:
         backend: str = "torch",
         onnx_cache: Optional[Union[str, Path]] = None,
         threads: Optional[int] = None,
+        dtype: str = "float32",
     ) -> "Tracker":
-        multi = MultiTracker.from_pretrained(name, weights, device, config, prune, backend, onnx_cache, threads)
+        multi = MultiTracker.from_pretrained(name, weights, device, config, prune, backend, onnx_cache, threads, dtype)
         tracker = cls.__new__(cls)
         tracker._multi = multi
         return tracker

@@ -23,7 +23,9 @@ from utptrack_ros.ros.params import (  # noqa: E402
     parameter_descriptor,
     settings_summary,
 )
+from utptrack_ros.ros.preparation import Progress, build_tracker  # noqa: E402
 from utptrack_ros.ros.qos import describe, qos_profile  # noqa: E402
+from testutils import small_o  # noqa: E402
 
 
 def values(**kw):
@@ -61,6 +63,8 @@ def test_defaults_come_from_the_dataclasses_and_unset_core_values_mean_the_varia
         ({"model__device": "tpu"}, "model.device"),
         ({"model__backend": "tensorrt"}, "model.backend must be auto, torch, onnxruntime"),
         ({"model__backend": "onnxruntime", "model__device": "cuda"}, "runs on the CPU"),
+        ({"model__dtype": "float64"}, "model.dtype must be float32, float16, bfloat16"),
+        ({"model__backend": "onnxruntime", "model__dtype": "float16"}, "runs float32 only"),
         ({"output__stale_s": 0.0}, "output.stale_s"),
         ({"prune__mode": "fast"}, "prune.mode must be one of"),
         ({"prune__mode": "off", "prune__deadline_ms": 5.0}, "prune.deadline_ms needs prune.mode"),
@@ -215,6 +219,14 @@ def test_backend_auto_is_onnxruntime_on_the_cpu_and_torch_on_cuda():
     assert build_settings(values(model__device="auto"), TrackerConfig()).model.backend == expected
     s = build_settings(values(model__backend="torch"), TrackerConfig())
     assert s.model.backend == "torch" and "(auto)" not in settings_summary(s)
+    # onnxruntime runs float32 only: a half-precision network makes auto choose torch
+    s = build_settings(values(model__dtype="bfloat16"), TrackerConfig())
+    assert s.model.backend == "torch" and s.model.dtype == "bfloat16"
+
+
+def test_model_dtype_reaches_the_tracker():
+    tracker, _ = build_tracker(small_o(), build_settings(values(model__dtype="bfloat16"), TrackerConfig()), Progress())
+    assert tracker.dtype == "bfloat16" and {p.dtype for p in tracker.model.parameters()} == {torch.bfloat16}
 
 
 def test_every_cpu_preset_also_runs_on_cuda():

@@ -27,7 +27,8 @@ class Attention(nn.Module):
     The output always comes from the fused SDPA kernel. ``forward(x, rows)`` also returns the
     attention probabilities of the query tokens at positions ``rows`` (B, R) — the only rows
     pruning scores use (method.md 4.2: the static-template centre, plus the text token for TG) —
-    as (B, heads, R, N): the same softmax of the same logits, without materialising N x N.
+    as (B, heads, R, N): the same softmax of the same logits, without materialising N x N, in
+    float32 whatever the network's dtype (pruning ranks these scores).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
@@ -47,7 +48,8 @@ class Attention(nn.Module):
         if rows is not None:
             r = rows.shape[1]
             q_rows = q.gather(2, rows.view(b, 1, r, 1).expand(b, self.num_heads, r, self.head_dim))
-            row_probs = ((q_rows * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+            # float32 scores also in a half-precision network: near-tied tokens rank as in float32
+            row_probs = ((q_rows.float() * self.scale) @ k.float().transpose(-2, -1)).softmax(dim=-1)
         out = out.transpose(1, 2).reshape(b, n, c)
         return self.proj(out), row_probs
 

@@ -114,7 +114,7 @@ class ItpnAttention(nn.Module):
             r = rows.shape[1]
             q_rows = q.gather(2, rows.view(b, 1, r, 1).expand(b, self.num_heads, r, self.head_dim))
             logits = (q_rows.float() * self.scale) @ k.float().transpose(-2, -1)
-            row_probs = logits.softmax(dim=-1).to(x.dtype)
+            row_probs = logits.softmax(dim=-1)  # float32: pruning ranks these (also in a half network)
         return self.proj(out.transpose(1, 2).reshape(b, n, c)), row_probs
 
 

@@ -20,6 +20,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from ..config import AUX_BOUNDS, BUDGET_BOUNDS, PRUNE_MODES, TRACKER_BOUNDS, AuxConfig, Bounds, BudgetConfig, PruneConfig, TrackerConfig
 from ..errors import ConfigError
 from ..runtime import BACKENDS, resolve_backend
+from ..runtime.tracker_network import DTYPES
 from ..types import Modality
 from .qos import QOS_NAMES
 
@@ -56,6 +57,8 @@ class ModelParams:
     # onnx_cache and run by onnxruntime, faster for tiny on the CPU (docs/profiling.md)
     backend: str = "auto"
     onnx_cache: str = ""  # "" = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros
+    # float16 / bfloat16: the torch network in half precision (contract in docs/gpu.md); auto -> torch
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,10 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     "model.onnx_cache": ParamSpec(
         f"root of the onnxruntime export cache; empty = $UTPTRACK_CACHE_DIR, else ~/.cache/utptrack_ros. "
         f"A path the node writes to: {_START_UP}", read_only=True),
+    "model.dtype": ParamSpec(
+        f"the torch network's precision (float16 / bfloat16: boxes within the contract of docs/gpu.md; "
+        f"model.backend auto then runs torch; onnxruntime runs float32 only). {_START_UP}", read_only=True,
+        constraints="float32, float16, bfloat16"),
     "input.modality": ParamSpec(f"auxiliary stream on aux/image. {_START_UP}", read_only=True,
                                 constraints="rgb (none), depth, thermal, event"),
     "input.compressed": ParamSpec(f"RGB from image/compressed (sensor_msgs/CompressedImage) instead of image. {_START_UP}",
@@ -383,8 +390,12 @@ def build_settings(values: Mapping[str, Any], variant_tracker: TrackerConfig) ->
     _check(model.backend != "onnxruntime" or model.device == "cpu",
            f"model.backend onnxruntime runs on the CPU; model.device {model.device!r} needs model.backend "
            "torch or auto")
+    _check(model.dtype in DTYPES, f"model.dtype must be {', '.join(DTYPES)}, got {model.dtype!r}")
+    _check(model.backend != "onnxruntime" or model.dtype == "float32",
+           f"model.backend onnxruntime runs float32 only; model.dtype {model.dtype!r} needs model.backend torch or auto")
     requested_backend = model.backend
-    model = replace(model, backend=resolve_backend(model.backend, model.device))
+    backend = "torch" if model.dtype != "float32" and model.backend == "auto" else model.backend
+    model = replace(model, backend=resolve_backend(backend, model.device))
     modalities = [m.value for m in Modality]
     _check(inp.modality in modalities, f"input.modality must be one of {modalities}, got {inp.modality!r}")
     for key in ("qos_image", "qos_aux"):

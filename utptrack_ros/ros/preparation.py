@@ -249,7 +249,8 @@ def build_tracker(model: Any, settings: Any, progress: Progress) -> tuple[Any, s
                                threads=s.model.num_threads or None)
     else:
         progress.step(f"moving the model to {s.model.device}")
-        tracker = MultiTracker(model, s.tracker, s.model.device, backend=s.model.backend, threads=s.model.num_threads or None)
+        tracker = MultiTracker(model, s.tracker, s.model.device, backend=s.model.backend, threads=s.model.num_threads or None,
+                               dtype=s.model.dtype)
     progress.step("warming up")
     image = np.zeros((64, 64, 3), np.uint8)
     image[16:48, 16:48] = 200
