@@ -36,7 +36,7 @@ __all__ = sorted([*_LAZY, "BACKENDS", "resolve_backend"])
 
 def resolve_backend(backend: str, device: str) -> str:
     """The runtime ``backend`` names on ``device``: ``auto`` is onnxruntime on the CPU (the same
-    network exported to static graphs, ~1.4x faster for ``tiny``) when onnxruntime is installed,
+    network exported to static graphs, faster for ``tiny``: docs/profiling.md) when onnxruntime is installed,
     and torch on a GPU or without onnxruntime; ``torch`` / ``onnxruntime`` are returned as given.
 
     ``device`` is a device string (``cpu``, ``cuda``, ``cuda:N``, ``auto`` = cuda when available).

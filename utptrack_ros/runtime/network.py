@@ -20,7 +20,7 @@ cache directory and loaded from there afterwards:
 * Several targets run one graph call each (the graphs have batch 1 for text guidance).
 
 Why: at width 128 torch pays a fixed per-operator cost that pruning cannot remove; onnxruntime
-runs the same graphs 1.4x faster per frame and its pruned / unpruned latency follows the MACs
+runs the same graphs faster per frame and its pruned / unpruned latency follows the MACs
 (docs/profiling.md). The task head is not exported: ``task_logits`` is None on this runtime.
 """
 from __future__ import annotations
