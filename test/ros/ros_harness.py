@@ -9,13 +9,14 @@ the docs recommend for camera-sized messages).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pytest
@@ -70,6 +71,36 @@ stamp_of = SCENE.stamp_ns
 
 
 # -- the node process ------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def running_node(tmp: Path, tag: str, params_text: str, extra_env: Optional[dict] = None) -> Iterator[tuple]:
+    """A node started with ``params_text`` in domain ``tag`` and a Client, once it logs
+    "active on cpu"; this process uses the node's transport settings meanwhile. On exit the node is
+    stopped and must exit with 0."""
+    params = tmp / f"{tag}.yaml"
+    params.write_text(params_text)
+    env = ros_env(tag)
+    env.update(extra_env or {})
+    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")}
+    os.environ.update({k: env[k] for k in saved})
+    proc = start_node(params, env, tmp / f"{tag}.log")
+    client = Client(domain_id(tag))
+    try:
+        try:
+            client.log_containing("active on cpu", timeout=90)
+        except AssertionError:
+            raise AssertionError(f"node did not come up; its log:\n{proc.log()[-3000:]}")
+        yield proc, client
+    finally:
+        client.close()
+        rc = proc.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert rc == 0, f"node exited with {rc}; log:\n{proc.log()[-3000:]}"
+
 
 def start_node(params_file: Path, env: dict[str, str], log_path: Path, extra: tuple[str, ...] = (),
                pre: tuple[str, ...] = ()) -> NodeProcess:
@@ -304,5 +335,5 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-__all__ = ["NodeProcess", "Client", "SCENE", "scene", "stamp_of", "start_node", "target_box", "ros_env", "domain_id", "box_xywh",
+__all__ = ["NodeProcess", "Client", "running_node", "SCENE", "scene", "stamp_of", "start_node", "target_box", "ros_env", "domain_id", "box_xywh",
            "iou", "W", "H", "math"]

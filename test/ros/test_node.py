@@ -9,7 +9,6 @@ from __future__ import annotations
 import array
 import itertools
 import json
-import os
 import time
 
 import numpy as np
@@ -25,11 +24,9 @@ from ros_harness import (
     H,
     W,
     box_xywh,
-    domain_id,
-    ros_env,
+    running_node,
     scene,
     stamp_of,
-    start_node,
     target_box,
 )
 from builtin_interfaces.msg import Time
@@ -63,29 +60,9 @@ def take(n: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def node(ros_tmp):
-    params = ros_tmp / "params.yaml"
-    params.write_text(PARAMS)
-    env = ros_env(TAG)
-    env["UTPTRACK_TRACE_FILE"] = str(ros_tmp / "trace.jsonl")  # per-frame stage stamps (ros/trace.py)
-    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")}
-    os.environ.update({k: env[k] for k in saved})
-    proc = start_node(params, env, ros_tmp / "node.log")
-    client = Client(domain_id(TAG))
-    try:
-        try:
-            client.log_containing("active on cpu", timeout=90)
-        except AssertionError:
-            raise AssertionError(f"node did not come up; its log:\n{proc.log()[-3000:]}")
-        yield proc, client
-    finally:
-        client.close()
-        rc = proc.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    assert rc == 0, f"node exited with {rc}; log:\n{proc.log()[-3000:]}"
+    trace = {"UTPTRACK_TRACE_FILE": str(ros_tmp / "trace.jsonl")}  # per-frame stage stamps (ros/trace.py)
+    with running_node(ros_tmp, TAG, PARAMS, trace) as running:
+        yield running
 
 
 def lockstep(client: Client, frames, **kw) -> list:

@@ -9,7 +9,6 @@ alone from its own init frame: the batch and the per-target gating change nothin
 from __future__ import annotations
 
 import itertools
-import os
 import time
 
 import numpy as np
@@ -21,7 +20,7 @@ from utptrack_ros.sensors import stamp_to_ns
 from utptrack_ros.tracker import Tracker
 
 # the harness first: it skips this module where ROS (rclpy, the interfaces) is missing
-from ros_harness import Client, box_xywh, domain_id, ros_env, scene, stamp_of, start_node, target_box
+from ros_harness import Client, box_xywh, running_node, scene, stamp_of, target_box
 
 pytestmark = pytest.mark.ros
 
@@ -48,28 +47,8 @@ def take(n: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def node(ros_tmp):
-    params = ros_tmp / "params.yaml"
-    params.write_text(PARAMS)
-    env = ros_env(TAG)
-    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")}
-    os.environ.update({k: env[k] for k in saved})
-    proc = start_node(params, env, ros_tmp / "node.log")
-    client = Client(domain_id(TAG))
-    try:
-        try:
-            client.log_containing("active on cpu", timeout=90)
-        except AssertionError:
-            raise AssertionError(f"node did not come up; its log:\n{proc.log()[-3000:]}")
-        yield proc, client
-    finally:
-        client.close()
-        rc = proc.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    assert rc == 0, f"node exited with {rc}; log:\n{proc.log()[-3000:]}"
+    with running_node(ros_tmp, TAG, PARAMS) as running:
+        yield running
 
 
 def send(client: Client, i: int) -> int:
