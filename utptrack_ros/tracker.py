@@ -465,8 +465,8 @@ class MultiTracker:
         known = known or {}
         rows = [known[p] if p in known else None for p in prompts]
         missing = [p for p, row in zip(prompts, rows) if row is None and p]
-        encoder = self.text_encoder
-        if missing and encoder is not None:  # the encoder loads only once a prompt needs it (unless loaded ahead)
+        encoder = self.text_encoder if missing else None  # loaded only once a prompt needs it (unless loaded ahead)
+        if encoder is not None:
             encoded = dict(zip(missing, encoder.encode(missing)))
             rows = [encoded.get(p) if row is None else row for p, row in zip(prompts, rows)]
         text = torch.stack([torch.zeros(text_dim) if row is None else row.cpu() for row in rows])
